@@ -1,0 +1,115 @@
+"""The typed, frozen configuration every other layer reads.
+
+One object, built once by :func:`anyon.config.load_config`, is the single source of
+truth (uvicorn's ``Config`` shape). Nothing below the deployment reads settings files
+or environment variables; services receive the values they need from here through
+their constructors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DeploymentMode = Literal["local", "cloud"]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    mode: DeploymentMode = "local"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a random free port, written to <temp_dir>/anyon.port
+    cors_allowed_origins: tuple[str, ...] = ()
+    frontend_dir: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    base_dir: str  # cloud: /var/opt/anyon; local: ~/.local/share/anyon
+    data_dir: str  # config.json, profiles.json, db file (the reference's "asset dir")
+    worktree_dir: str
+    workspace_dir: str
+    temp_dir: str
+    log_file: str | None = None
+    secrets_dir: str | None = None  # per-attempt secret dirs (cloud); default <temp_dir>/cloud-secrets
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    file: str  # SQLite file, used when url is empty
+    url: str | None = None  # sqlite:///abs/path or postgresql://user@host:port/db
+    busy_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    host: str = "unix:///var/run/docker.sock"
+    image: str = "anyon-claude:latest"
+    user: str = "ubuntu"  # a host user name, or "uid:gid"
+    network: str = "none"
+    memory: int = 4 * 1024**3  # bytes; settings accept "4g", "512m"
+    memory_swap: int = 4 * 1024**3
+    cpus: float = 2.0
+    pids_limit: int = 512
+    read_only_rootfs: bool = True
+    tmpfs_size: int = 512 * 1024**2
+    env_allowlist: tuple[str, ...] = ("LANG", "LC_ALL", "TZ", "TERM")
+    stop_grace_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    max_concurrent: int = 4
+    stop_escalation_seconds: float = 2.0
+    log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    worktree_hours: float = 72.0
+    expiry_interval_minutes: float = 10.0
+    orphan_sweep: bool = True
+    orphan_sweep_dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: LogLevel = "INFO"
+    format: LogFormat = "json"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    token_credential: str = "api-token"  # name looked up by the secret provider
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AnyonConfig:
+    deployment: DeploymentSettings
+    server: ServerSettings
+    paths: PathSettings
+    database: DatabaseSettings
+    docker: DockerSettings
+    executions: ExecutionSettings
+    retention: RetentionSettings
+    logging: LoggingSettings
+    auth: AuthSettings
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.deployment.mode == "cloud"
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL: ``database.url`` or the SQLite file."""
+        return self.database.url or f"sqlite:///{self.database.file}"

@@ -1,0 +1,1 @@
+"""Deployment modes: LocalDeployment and CloudDeployment own the services."""

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need (apt and pip),
+# starts the services they use (PostgreSQL, the Docker Engine), then lint, type-check and pytest.
+# Under CI=true nothing that a test needs may be missing: Docker and PostgreSQL tests must run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf '[test] %s\n' "$*" >&2; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+APT_UPDATED=0
+apt_install() {
+  is_root || { log "not root: cannot install $*"; return 1; }
+  if [ "$APT_UPDATED" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- system packages -------------------------------------------------------------------------
+command -v git >/dev/null || apt_install git
+
+# --- python packages -------------------------------------------------------------------------
+PY=${PYTHON:-python3}
+log "installing the package with its dev extras"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+pg_ready() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
+if [ -z "${ANYON_TEST_POSTGRES_URL:-}" ]; then
+  if ! pg_ready && is_root; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then log "installing PostgreSQL"; apt_install postgresql; fi
+    log "starting PostgreSQL"
+    for v in $(ls /etc/postgresql); do pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+    for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  fi
+  if pg_ready; then
+    PGUSER=postgres
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+      # peer/password auth on TCP: use the local socket as the postgres OS user to allow trust on loopback
+      su postgres -c "psql -Atc \"select 1\"" >/dev/null 2>&1 || true
+    fi
+    psql -h 127.0.0.1 -U "$PGUSER" -d postgres -Atc "select 1 from pg_database where datname='anyon_test'" 2>/dev/null | grep -q 1 \
+      || psql -h 127.0.0.1 -U "$PGUSER" -d postgres -qc 'create database anyon_test' >/dev/null 2>&1 \
+      || su postgres -c "psql -qc 'create database anyon_test'" >/dev/null 2>&1 || true
+    export ANYON_TEST_POSTGRES_URL="postgresql://$PGUSER@127.0.0.1:5432/anyon_test"
+  fi
+fi
+[ -n "${ANYON_TEST_POSTGRES_URL:-}" ] && log "PostgreSQL tests use $ANYON_TEST_POSTGRES_URL"
+
+# --- Docker Engine -----------------------------------------------------------------------------
+docker_ready() { timeout 5 docker version >/dev/null 2>&1; }
+if ! docker_ready && is_root; then
+  command -v dockerd >/dev/null || { log "installing docker.io"; apt_install docker.io; }
+  if ! pgrep -x dockerd >/dev/null; then
+    log "starting dockerd (no bridge, no iptables: test containers have no network)"
+    mkdir -p /var/log/anyon-test
+    nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/anyon-test/dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do docker_ready && break; sleep 1; done
+fi
+if docker_ready; then
+  log "building the test runner image"
+  bash scripts/build-test-image.sh
+  export ANYON_TEST_DOCKER=1
+else
+  log "no Docker Engine answers: Docker tests will $( [ "${CI:-}" = true ] && echo FAIL || echo 'be skipped')"
+fi
+
+# --- lint, types, tests ------------------------------------------------------------------------
+log "ruff"
+"$PY" -m ruff check anyon tests bench
+log "mypy anyon/config"
+"$PY" -m mypy anyon/config
+log "pytest"
+set +e
+"$PY" -m pytest "$@"
+rc=$?
+set -e
+[ "$rc" = 5 ] && { log "pytest collected no tests"; exit 1; }
+exit "$rc"

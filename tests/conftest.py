@@ -1,0 +1,76 @@
+"""Shared fixtures: a real config rooted in a temporary directory, real services, no mocks."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anyon.config.model import (
+    AnyonConfig,
+    AuthSettings,
+    DatabaseSettings,
+    DeploymentSettings,
+    DockerSettings,
+    ExecutionSettings,
+    LoggingSettings,
+    PathSettings,
+    RetentionSettings,
+    ServerSettings,
+)
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def make_config(root: Path, mode: str = "local", **sections: dict[str, Any]) -> AnyonConfig:
+    """A complete config whose every path lives under ``root``; ``sections`` override fields."""
+    base = root / "anyon"
+    config = AnyonConfig(
+        deployment=DeploymentSettings(mode=mode),  # type: ignore[arg-type]
+        server=ServerSettings(),
+        paths=PathSettings(
+            base_dir=str(base),
+            data_dir=str(base / "data"),
+            worktree_dir=str(base / "worktrees"),
+            workspace_dir=str(base / "workspace"),
+            temp_dir=str(base / "tmp"),
+            log_file=None,
+        ),
+        database=DatabaseSettings(file=str(base / "data" / "anyon.db")),
+        docker=DockerSettings(),
+        executions=ExecutionSettings(),
+        retention=RetentionSettings(),
+        logging=LoggingSettings(format="text"),
+        auth=AuthSettings(),
+    )
+    for name, values in sections.items():
+        config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values)})
+    return config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> AnyonConfig:
+    return make_config(tmp_path)
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL the DB tests use; under CI its absence is a failure, not a skip."""
+    url = os.environ.get("ANYON_TEST_POSTGRES_URL")
+    if not url and IN_CI:
+        pytest.fail("CI=true but ANYON_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+    return url
+
+
+def require_docker() -> None:
+    """Skip (outside CI, saying why) or fail (in CI) when no Docker Engine answers."""
+    import docker  # local import: local-mode tests never need the docker package
+
+    try:
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        if IN_CI:
+            pytest.fail(f"CI=true but no Docker Engine answers: {exc}")
+        pytest.skip(f"no Docker Engine answers ({exc}); run scripts/test.sh as root to start one")
