@@ -1,0 +1,442 @@
+"""Peewee models for every table of the API spec §3.
+
+The models are declared unbound (``database = None``): a :class:`~anyon.services.db.database.Database` binds
+them to its peewee database when it is opened, so nothing here is a module-level connection. The schema a
+database actually has is created by the versioned migrations (``migrations.py``), never by ``create_tables``
+at start-up; the models describe the latest schema and a test checks they agree.
+
+Storage choices (spec §8 leaves them to us):
+
+* ids are UUIDs: native ``uuid`` on PostgreSQL, 32-char hex text on SQLite;
+* timestamps are timezone-aware UTC datetimes: ``timestamptz`` on PostgreSQL, fixed-width
+  ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC text on SQLite (so text order is time order);
+* ``executor_action`` and ``drafts.image_ids`` are JSON text;
+* execution logs are append-only chunk rows (``ExecutionProcessLog``), never one growing row.
+
+New rows: the UUID primary key has a default, so a fresh instance already "has" a primary key and a plain
+``save()`` would issue an UPDATE. Use ``Model.create(...)`` or ``save(force_insert=True)`` to insert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any, ClassVar
+
+import peewee as pw
+
+UTC = dt.UTC
+
+TASK_STATUSES: tuple[str, ...] = ("todo", "inprogress", "inreview", "done", "cancelled")
+PROCESS_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "killed")
+RUN_REASONS: tuple[str, ...] = ("setupscript", "cleanupscript", "codingagent", "devserver")
+# Run reasons that make a task "in progress" / "failed" (dev servers never do; spec §1.4).
+ATTEMPT_RUN_REASONS: tuple[str, ...] = ("setupscript", "cleanupscript", "codingagent")
+MERGE_TYPES: tuple[str, ...] = ("direct", "pr")
+PR_STATUSES: tuple[str, ...] = ("open", "merged", "closed")
+DRAFT_TYPES: tuple[str, ...] = ("follow_up", "retry")
+LOG_KINDS: tuple[str, ...] = ("stdout", "stderr", "normalized", "session_id", "finished")
+
+_SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def utc_now() -> dt.datetime:
+    """The current time as an aware UTC datetime (the default of every timestamp column)."""
+    return dt.datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def parse_uuid(value: object) -> uuid.UUID | None:
+    """``value`` as a UUID, or None when it is not one; lets callers answer 4xx instead of a driver error."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _in_sql(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _in(column: str, values: tuple[str, ...]) -> pw.Node:
+    return pw.Check(_in_sql(column, values))
+
+
+def _is_postgres(field: pw.Field) -> bool:
+    model = getattr(field, "model", None)
+    database = model._meta.database if model is not None else None
+    return isinstance(database, pw.PostgresqlDatabase)
+
+
+class UtcDateTimeField(pw.Field):
+    """An aware UTC datetime: ``timestamptz`` on PostgreSQL, sortable fixed-width text on SQLite.
+
+    Naive datetimes are taken to be UTC already; values always come back aware (UTC).
+    """
+
+    field_type = "TIMESTAMPTZ"
+
+    def db_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, pw.Node):
+            return value
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"{self.name}: expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if _is_postgres(self):
+            return value
+        return value.strftime(_SQLITE_TS_FORMAT)
+
+    def python_value(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, dt.datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        raise TypeError(f"{self.name}: unexpected stored value {value!r}")
+
+
+class JsonTextField(pw.TextField):
+    """JSON kept as text (portable across SQLite and PostgreSQL, byte-for-byte what was written).
+
+    Stored text that is not valid JSON is handed back unchanged, as the spec asks for executor_action.
+    """
+
+    def db_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, pw.Node):
+            return value
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def python_value(self, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
+
+class BaseModel(pw.Model):
+    """Common base: UUID primary key, no database until a Database binds the models."""
+
+    id = pw.UUIDField(primary_key=True, default=new_id)
+
+    class Meta:
+        database = None
+        legacy_table_names = False
+
+    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
+        """Saving an existing row bumps ``updated_at`` (the reference did this by hand, inconsistently)."""
+        if not force_insert and "updated_at" in self._meta.fields:
+            self.updated_at = utc_now()
+            if only is not None:
+                only = [*only, type(self).updated_at]
+        return super().save(force_insert=force_insert, only=only)
+
+
+class Project(BaseModel):
+    user_id = pw.TextField(null=True)
+    name = pw.TextField()
+    git_repo_path = pw.TextField()
+    setup_script = pw.TextField(null=True, default="")
+    dev_script = pw.TextField(null=True, default="")
+    cleanup_script = pw.TextField(null=True, default="")
+    copy_files = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "projects"
+
+
+class Task(BaseModel):
+    project = pw.ForeignKeyField(Project, column_name="project_id", on_delete="CASCADE", index=False)
+    title = pw.TextField()
+    description = pw.TextField(null=True)
+    status = pw.TextField(default="todo", constraints=[_in("status", TASK_STATUSES)])
+    # Deferred: task_attempts is declared below. SET NULL (not the reference's "no action, nulled by
+    # code"): deleting an attempt can then never fail on, or dangle from, the subtasks it spawned.
+    parent_task_attempt = pw.DeferredForeignKey(
+        "TaskAttempt", column_name="parent_task_attempt", null=True, on_delete="SET NULL", index=False
+    )
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "tasks"
+
+
+class TaskAttempt(BaseModel):
+    task = pw.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", index=False)
+    executor = pw.TextField(null=True)
+    target_branch = pw.TextField(default="main")
+    worktree_deleted = pw.BooleanField(default=False)
+    setup_completed_at = UtcDateTimeField(null=True)
+    container_ref = pw.TextField(null=True)
+    branch = pw.TextField(default="main")
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "task_attempts"
+
+
+class ExecutionProcess(BaseModel):
+    task_attempt = pw.ForeignKeyField(
+        TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
+    )
+    status = pw.TextField(default="running", constraints=[_in("status", PROCESS_STATUSES)])
+    exit_code = pw.BigIntegerField(null=True)
+    started_at = UtcDateTimeField(default=utc_now)
+    completed_at = UtcDateTimeField(null=True)
+    run_reason = pw.TextField(default="setupscript", constraints=[_in("run_reason", RUN_REASONS)])
+    executor_action = JsonTextField(default="")
+    # A plain column (the reference used a generated one): kept in step with executor_action by save()
+    # and create(), indexed for "newest coding-agent process of an attempt" lookups.
+    executor_action_type = pw.TextField(null=True)
+    dropped = pw.BooleanField(default=False)
+    after_head_commit = pw.TextField(null=True)
+    before_head_commit = pw.TextField(null=True)
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "execution_processes"
+
+    @staticmethod
+    def action_type_of(action: Any) -> str | None:
+        """``action.typ.type`` of an ExecutorAction, or None if it has none."""
+        if isinstance(action, str):
+            try:
+                action = json.loads(action)
+            except ValueError:
+                return None
+        if isinstance(action, dict):
+            typ = action.get("typ")
+            if isinstance(typ, dict) and isinstance(typ.get("type"), str):
+                return str(typ["type"])
+        return None
+
+    @classmethod
+    def create(cls, **query: Any) -> ExecutionProcess:
+        if "executor_action" in query and "executor_action_type" not in query:
+            query["executor_action_type"] = cls.action_type_of(query["executor_action"])
+        return super().create(**query)  # type: ignore[no-any-return]
+
+    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
+        self.executor_action_type = self.action_type_of(self.executor_action)
+        if only is not None:
+            only = [*only, ExecutionProcess.executor_action_type]
+        return super().save(force_insert=force_insert, only=only)
+
+
+class ExecutionProcessLog(pw.Model):
+    """One appended chunk of a process's output. Rows are only ever inserted (spec §8)."""
+
+    id = pw.BigAutoField()
+    execution = pw.ForeignKeyField(
+        ExecutionProcess, column_name="execution_id", on_delete="CASCADE", index=False
+    )
+    seq = pw.IntegerField()  # 1, 2, 3 … per execution, the read cursor
+    kind = pw.TextField(constraints=[_in("kind", LOG_KINDS)])
+    content = pw.TextField()
+    byte_size = pw.IntegerField()
+    inserted_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        database = None
+        table_name = "execution_process_logs"
+        indexes = ((("execution_id", "seq"), True), (("inserted_at",), False))
+
+
+class ExecutorSession(BaseModel):
+    task_attempt = pw.ForeignKeyField(TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE")
+    execution_process = pw.ForeignKeyField(
+        ExecutionProcess, column_name="execution_process_id", on_delete="CASCADE"
+    )
+    session_id = pw.TextField(null=True, index=True)
+    prompt = pw.TextField(null=True)
+    summary = pw.TextField(null=True)
+    user_id = pw.TextField(null=True, index=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "executor_sessions"
+
+
+class Merge(BaseModel):
+    task_attempt = pw.ForeignKeyField(TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE")
+    merge_type = pw.TextField(constraints=[_in("merge_type", MERGE_TYPES)])
+    merge_commit = pw.TextField(null=True)
+    pr_number = pw.BigIntegerField(null=True)
+    pr_url = pw.TextField(null=True)
+    pr_status = pw.TextField(
+        null=True, constraints=[pw.Check("pr_status IS NULL OR " + _in_sql("pr_status", PR_STATUSES))]
+    )
+    pr_merged_at = UtcDateTimeField(null=True)
+    pr_merge_commit_sha = pw.TextField(null=True)
+    target_branch_name = pw.TextField()
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "merges"
+        constraints: ClassVar[list[pw.SQL]] = [
+            pw.SQL(
+                "CHECK ((merge_type = 'direct' AND merge_commit IS NOT NULL AND pr_number IS NULL"
+                " AND pr_url IS NULL AND pr_status IS NULL)"
+                " OR (merge_type = 'pr' AND merge_commit IS NULL AND pr_number IS NOT NULL"
+                " AND pr_url IS NOT NULL AND pr_status IS NOT NULL))"
+            )
+        ]
+
+
+class Draft(BaseModel):
+    task_attempt = pw.ForeignKeyField(
+        TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
+    )
+    draft_type = pw.TextField(constraints=[_in("draft_type", DRAFT_TYPES)])
+    retry_process = pw.ForeignKeyField(
+        ExecutionProcess, column_name="retry_process_id", null=True, on_delete="CASCADE"
+    )
+    prompt = pw.TextField(default="")
+    queued = pw.BooleanField(default=False)
+    sending = pw.BooleanField(default=False)
+    version = pw.BigIntegerField(default=0)
+    variant = pw.TextField(null=True)
+    image_ids = JsonTextField(null=True)  # JSON array of uuid strings
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "drafts"
+        indexes = ((("task_attempt_id", "draft_type"), True),)
+
+
+class Image(BaseModel):
+    file_path = pw.TextField()
+    original_name = pw.TextField()
+    mime_type = pw.TextField(null=True)
+    size_bytes = pw.BigIntegerField()
+    hash = pw.TextField(unique=True)
+    user_id = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "images"
+
+
+class TaskImage(BaseModel):
+    task = pw.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", index=False)
+    image = pw.ForeignKeyField(Image, column_name="image_id", on_delete="CASCADE")
+    created_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "task_images"
+        indexes = ((("task_id", "image_id"), True),)
+
+
+class Tag(BaseModel):
+    tag_name = pw.TextField(constraints=[pw.Check("replace(tag_name, ' ', '') = tag_name")])
+    content = pw.TextField(constraints=[pw.Check("content <> ''")])
+    user_id = pw.TextField(null=True, index=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "tags"
+
+
+class Secret(BaseModel):
+    """Encrypted secrets (the blob is sealed by whoever stores it; this table only keeps bytes)."""
+
+    user_id = pw.TextField()
+    provider = pw.TextField()
+    name = pw.TextField()
+    key_version = pw.IntegerField(default=1)
+    secret_blob = pw.BlobField()
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "secrets"
+        indexes = ((("user_id", "provider", "name"), True),)
+
+
+# Indexes of spec §3 that need a sort order, an expression or a filter.
+Project.add_index(
+    pw.SQL(
+        "CREATE UNIQUE INDEX IF NOT EXISTS projects_user_path"
+        " ON projects (COALESCE(user_id, ''), git_repo_path)"
+    )
+)
+Task.add_index(Task.index(Task.project, Task.created_at.desc(), name="tasks_project_created"))
+Task.add_index(Task.index(Task.project, Task.user_id, name="tasks_project_user"))
+Task.add_index(Task.index(Task.parent_task_attempt, name="tasks_parent_task_attempt"))
+Task.add_index(Task.index(Task.user_id, name="tasks_user_id"))
+TaskAttempt.add_index(
+    TaskAttempt.index(TaskAttempt.task, TaskAttempt.created_at.desc(), name="task_attempts_task_created")
+)
+TaskAttempt.add_index(TaskAttempt.index(TaskAttempt.created_at.desc(), name="task_attempts_created"))
+TaskAttempt.add_index(TaskAttempt.index(TaskAttempt.user_id, name="task_attempts_user_id"))
+ExecutionProcess.add_index(ExecutionProcess.index(ExecutionProcess.status, name="execution_processes_status"))
+ExecutionProcess.add_index(
+    ExecutionProcess.index(ExecutionProcess.run_reason, name="execution_processes_run_reason")
+)
+ExecutionProcess.add_index(
+    ExecutionProcess.index(
+        ExecutionProcess.task_attempt, ExecutionProcess.created_at, name="execution_processes_attempt_created"
+    )
+)
+ExecutionProcess.add_index(
+    ExecutionProcess.index(
+        ExecutionProcess.task_attempt,
+        ExecutionProcess.executor_action_type,
+        ExecutionProcess.created_at.desc(),
+        name="execution_processes_attempt_type_created",
+    )
+)
+ExecutionProcess.add_index(
+    ExecutionProcess.index(ExecutionProcess.user_id, name="execution_processes_user_id")
+)
+Merge.add_index(
+    pw.SQL(
+        "CREATE INDEX IF NOT EXISTS merges_open_pr ON merges (task_attempt_id, pr_status)"
+        " WHERE merge_type = 'pr' AND pr_status = 'open'"
+    )
+)
+Merge.add_index(Merge.index(Merge.task_attempt, Merge.created_at.desc(), name="merges_attempt_created"))
+
+ALL_MODELS: tuple[type[pw.Model], ...] = (
+    Project,
+    Task,
+    TaskAttempt,
+    ExecutionProcess,
+    ExecutionProcessLog,
+    ExecutorSession,
+    Merge,
+    Draft,
+    Image,
+    TaskImage,
+    Tag,
+    Secret,
+)
