@@ -1,0 +1,159 @@
+"""Queries several services share: the kanban status flags, attempt and process lists, start-up repair.
+
+All functions use the models' bound database (see ``database.py``) and are synchronous; callers in async
+code run them in a worker thread. The TaskWithAttemptStatus flags are computed in one SELECT with
+correlated subqueries that walk the (task_id, created_at) / (task_attempt_id, created_at) indexes, so a
+board of N tasks costs one query, not N+1.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import peewee as pw
+
+from anyon.services.db.models import (
+    ATTEMPT_RUN_REASONS,
+    ExecutionProcess,
+    Project,
+    Task,
+    TaskAttempt,
+    utc_now,
+)
+from anyon.services.db.serialize import JsonDict, task_with_status_json
+
+IdLike = uuid.UUID | str
+
+
+def _status_columns() -> list[Any]:
+    """The three computed columns of TaskWithAttemptStatus, correlated with the outer ``Task``."""
+    ta_running = TaskAttempt.alias("ta_running")
+    ep_running = ExecutionProcess.alias("ep_running")
+    in_progress = pw.fn.EXISTS(
+        ep_running.select(pw.SQL("1"))
+        .join(ta_running, on=(ep_running.task_attempt == ta_running.id))
+        .where(
+            (ta_running.task == Task.id)
+            & (ep_running.status == "running")
+            & (ep_running.run_reason.in_(ATTEMPT_RUN_REASONS))
+        )
+    )
+    ta_last = TaskAttempt.alias("ta_last")
+    ep_last = ExecutionProcess.alias("ep_last")
+    last_status = (
+        ep_last.select(ep_last.status)
+        .join(ta_last, on=(ep_last.task_attempt == ta_last.id))
+        .where((ta_last.task == Task.id) & (ep_last.run_reason.in_(ATTEMPT_RUN_REASONS)))
+        .order_by(ep_last.created_at.desc(), ep_last.id.desc())
+        .limit(1)
+    )
+    ta_exec = TaskAttempt.alias("ta_exec")
+    executor = (
+        ta_exec.select(ta_exec.executor)
+        .where(ta_exec.task == Task.id)
+        .order_by(ta_exec.created_at.desc(), ta_exec.id.desc())
+        .limit(1)
+    )
+    return [
+        in_progress.alias("has_in_progress"),
+        last_status.alias("last_status"),
+        executor.alias("last_executor"),
+    ]
+
+
+def _with_status(task: Task) -> JsonDict:
+    return task_with_status_json(
+        task,
+        has_in_progress_attempt=bool(task.has_in_progress),
+        last_attempt_failed=task.last_status in ("failed", "killed"),
+        executor=task.last_executor,
+    )
+
+
+def tasks_with_status(project_id: IdLike) -> list[JsonDict]:
+    """TaskWithAttemptStatus of every task of the project, newest ``created_at`` first (one query)."""
+    query = (
+        Task.select(Task, *_status_columns())
+        .where(Task.project == project_id)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+    )
+    return [_with_status(t) for t in query]
+
+
+def task_with_status(task_id: IdLike) -> JsonDict | None:
+    """TaskWithAttemptStatus of one task, or None when it does not exist."""
+    task = Task.select(Task, *_status_columns()).where(Task.id == task_id).first()
+    return _with_status(task) if task is not None else None
+
+
+def attempts_for_task(task_id: IdLike | None) -> list[TaskAttempt]:
+    """The attempts of a task (all attempts when ``task_id`` is None), newest first."""
+    query = TaskAttempt.select()
+    if task_id is not None:
+        query = query.where(TaskAttempt.task == task_id)
+    return list(query.order_by(TaskAttempt.created_at.desc(), TaskAttempt.id.desc()))
+
+
+def processes_for_attempt(attempt_id: IdLike, show_soft_deleted: bool = False) -> list[ExecutionProcess]:
+    """The execution processes of an attempt, oldest first; ``dropped`` ones only if asked for."""
+    query = ExecutionProcess.select().where(ExecutionProcess.task_attempt == attempt_id)
+    if not show_soft_deleted:
+        query = query.where(ExecutionProcess.dropped == False)  # noqa: E712 - SQL comparison
+    return list(query.order_by(ExecutionProcess.created_at, ExecutionProcess.id))
+
+
+def has_running_process(task_id: IdLike) -> bool:
+    """Whether any attempt of the task has a process still ``running`` (any run reason, dev servers too)."""
+    return bool(
+        ExecutionProcess.select(pw.SQL("1"))
+        .join(TaskAttempt, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+        .where((TaskAttempt.task == task_id) & (ExecutionProcess.status == "running"))
+        .exists()
+    )
+
+
+def project_path_in_use(
+    git_repo_path: str, user_id: str | None = None, exclude_id: IdLike | None = None
+) -> bool:
+    """Whether ``user_id`` (None = the unowned rows) already has a project at ``git_repo_path``.
+
+    The database enforces the same rule with a unique index on (COALESCE(user_id, ''), git_repo_path); this
+    check lets the API answer the spec's soft error before trying the insert.
+    """
+    query = Project.select(pw.SQL("1")).where(Project.git_repo_path == git_repo_path)
+    query = query.where(Project.user_id.is_null() if user_id is None else (Project.user_id == user_id))
+    if exclude_id is not None:
+        query = query.where(Project.id != exclude_id)
+    return bool(query.exists())
+
+
+def mark_running_processes_failed_at_startup() -> int:
+    """Spec §4.1 orphan cleanup: processes left ``running`` by a previous run become ``failed``.
+
+    No exit code is recorded (nothing observed one). Tasks whose setup, cleanup or coding-agent process was
+    cut off are set to ``inreview``. Returns how many processes were repaired. Runs in one transaction.
+    """
+    db = ExecutionProcess._meta.database
+    with db.atomic():
+        orphans = list(
+            ExecutionProcess.select(
+                ExecutionProcess.id, ExecutionProcess.run_reason, TaskAttempt.task.alias("owner_task")
+            )
+            .join(TaskAttempt, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+            .where(ExecutionProcess.status == "running")
+            .dicts()
+        )
+        if not orphans:
+            return 0
+        now = utc_now()
+        ids = [row["id"] for row in orphans]
+        (
+            ExecutionProcess.update(status="failed", exit_code=None, completed_at=now, updated_at=now)
+            .where(ExecutionProcess.id.in_(ids) & (ExecutionProcess.status == "running"))
+            .execute()
+        )
+        task_ids = {row["owner_task"] for row in orphans if row["run_reason"] in ATTEMPT_RUN_REASONS}
+        if task_ids:
+            Task.update(status="inreview", updated_at=now).where(Task.id.in_(list(task_ids))).execute()
+        return len(ids)
