@@ -40,6 +40,7 @@ class PathSettings:
     temp_dir: str
     log_file: str | None = None
     secrets_dir: str | None = None  # per-attempt secret dirs (cloud); default <temp_dir>/cloud-secrets
+    project_roots: tuple[str, ...] = ()  # where project repositories may live; empty = anywhere
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class LoggingSettings:
 class AuthSettings:
     token_credential: str = "api-token"  # name looked up by the secret provider
     token_file: str | None = None
+    # systemd's $CREDENTIALS_DIRECTORY: a file named token_credential there is a configured credential
+    credentials_dir: str | None = None
 
 
 @dataclass(frozen=True)

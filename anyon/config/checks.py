@@ -1,0 +1,310 @@
+"""Turning merged raw values into typed ones, and the semantic checks that span several keys.
+
+Every function returns issues instead of raising, so one run reports every problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from anyon.config.errors import ConfigIssue, make_issue
+from anyon.config.fields import FieldSpec
+from anyon.config.layers import Entry, show_value, type_name
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+_DOCKER_USER = re.compile(r"^([a-z_][a-z0-9_.-]*\$?|\d+)(:([a-z_][a-z0-9_.-]*|\d+))?$", re.IGNORECASE)
+DOCKER_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def parse_size(text: str) -> int:
+    """``"2g"`` -> 2 GiB, ``"512m"`` -> 512 MiB (binary units, as Docker reads them)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return url.replace(parts.netloc, f"{user}@{netloc[-1]}", 1)
+
+
+def display(spec: FieldSpec, value: object) -> str:
+    if spec.is_secret and isinstance(value, str):
+        return show_value(mask_url(value))
+    return show_value(value)
+
+
+# --- placeholders ----------------------------------------------------------------------------------
+
+
+def expand_strings(
+    merged: dict[str, Entry], specs: Mapping[str, FieldSpec], environ: Mapping[str, str]
+) -> tuple[dict[str, object], list[ConfigIssue]]:
+    """Resolve ``~`` and ``${...}`` in string settings; returns the values and the problems."""
+    home = environ.get("HOME") or os.path.expanduser("~")
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(xdg):  # the XDG spec: relative values are ignored
+        xdg = os.path.join(home, ".local", "share")
+    values: dict[str, object] = {k: e.value for k, e in merged.items()}
+    issues: list[ConfigIssue] = []
+    done: set[str] = set()
+
+    def resolve(key: str, stack: tuple[str, ...]) -> str | None:
+        raw = values[key]
+        if key in done or not isinstance(raw, str):
+            return raw if isinstance(raw, str) else None
+        origin = merged[key].origin.text
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name == "XDG_DATA_HOME":
+                return xdg
+            if name == "HOME":
+                return home
+            ref = specs.get(name)
+            if ref is None or ref.kind != "str" or name not in values:
+                raise _Bad(
+                    f'unknown reference "${{{name}}}"; use ${{<section>.<key>}} of a string '
+                    "setting, ${HOME} or ${XDG_DATA_HOME}"
+                )
+            if name in stack:
+                raise _Bad("circular reference: " + " -> ".join((*stack, name)))
+            resolved = resolve(name, (*stack, name))
+            if resolved is None:
+                raise _Silent  # the referenced setting's own problem is reported for it
+            return resolved
+
+        try:
+            text = _PLACEHOLDER.sub(substitute, raw)
+        except _Silent:
+            values[key] = None
+            done.add(key)
+            return None
+        except _Bad as bad:
+            issues.append(make_issue(key, origin, "a resolvable value", show_value(raw), detail=str(bad)))
+            values[key] = None
+            done.add(key)
+            return None
+        if text == "~" or text.startswith("~/"):
+            text = home + text[1:]
+        values[key] = text
+        done.add(key)
+        return text
+
+    for key, spec in specs.items():
+        if key in values and spec.kind == "str":
+            resolve(key, (key,))
+    return values, issues
+
+
+class _Bad(Exception):
+    pass
+
+
+class _Silent(Exception):
+    pass
+
+
+# --- one value -------------------------------------------------------------------------------------
+
+
+def convert(spec: FieldSpec, value: object, origin: str) -> tuple[object, ConfigIssue | None]:
+    """The typed value for one setting, or the issue explaining why there is none."""
+
+    def bad(expected: str, detail: str = "") -> tuple[object, ConfigIssue]:
+        found = f"{type_name(value)} {display(spec, value)}"
+        return None, make_issue(spec.key, origin, expected, found, detail=detail)
+
+    if value is None or (spec.optional and value == ""):
+        if spec.optional:
+            return None, None
+        if value is None:  # only reached when a ${...} reference failed: already reported
+            return None, None
+        return bad("a non-empty string")
+    kind = spec.kind
+    if kind == "str":
+        if not isinstance(value, str):
+            return bad("an absolute path" if spec.is_path else "a string")
+        if value == "":
+            return bad("a non-empty string")
+        if spec.is_path and not os.path.isabs(value):
+            return bad("an absolute path")
+        return value, None
+    if kind == "choice":
+        if isinstance(value, str):
+            candidate = value.upper() if spec.choices and spec.choices[0].isupper() else value
+            if candidate in spec.choices:
+                return candidate, None
+        return bad("one of " + ", ".join(f'"{c}"' for c in spec.choices))
+    if kind == "bool":
+        return (value, None) if isinstance(value, bool) else bad("a boolean (true or false)")
+    if kind == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return bad("an array of strings")
+        if spec.is_path_list:
+            relative = [v for v in value if not os.path.isabs(v)]
+            if relative:
+                return bad("an array of absolute paths")
+        return tuple(value), None
+    number: int | float
+    if kind == "bytes":
+        expected = 'a size in bytes: an integer or a string such as "512m" or "2g"'
+        if isinstance(value, bool):
+            return bad(expected)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = parse_size(value)
+            except ValueError:
+                return bad(expected)
+        else:
+            return bad(expected)
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return bad("an integer")
+        number = value
+    else:  # float
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return bad("a number")
+        number = float(value)
+    low, high = spec.bounds
+    if (low is not None and number < low) or (high is not None and number > high):
+        if high is None:
+            return bad(f"a value of at least {_fmt(low)}")
+        return bad(f"a value from {_fmt(low)} to {_fmt(high)}")
+    return number, None
+
+
+def _fmt(bound: float | None) -> str:
+    return str(int(bound)) if bound is not None and float(bound).is_integer() else str(bound)
+
+
+# --- several values --------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def semantic_checks(
+    values: Mapping[str, object], origins: Mapping[str, str], specs: Mapping[str, FieldSpec]
+) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+    """Checks spanning several keys or the shape of a string; returns (errors, warnings)."""
+    errors: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
+
+    def err(key: str, expected: str, detail: str = "") -> None:
+        errors.append(
+            make_issue(key, origins[key], expected, display(specs[key], values[key]), detail=detail)
+        )
+
+    def warn(key: str, detail: str) -> None:
+        warnings.append(
+            make_issue(key, origins[key], "", display(specs[key], values[key]), kind="warning", detail=detail)
+        )
+
+    host = values.get("server.host")
+    if isinstance(host, str):
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            if not _HOSTNAME.match(host):
+                err("server.host", "an IP address or a host name")
+    cors = values.get("server.cors_allowed_origins")
+    for origin_value in cors if isinstance(cors, tuple) else ():
+        if origin_value != "*":
+            parts = urlsplit(str(origin_value))
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                err("server.cors_allowed_origins", 'origins such as "https://board.example.com" or "*"')
+                break
+    url = values.get("database.url")
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme not in DATABASE_SCHEMES:
+            err("database.url", "a URL starting with sqlite:/// or postgresql://")
+        elif parts.scheme == "sqlite" and not (url.startswith("sqlite:///") and os.path.isabs(parts.path)):
+            err("database.url", "sqlite:/// followed by an absolute path (four slashes in all)")
+        elif parts.scheme != "sqlite" and not parts.hostname and not parts.path.strip("/"):
+            err("database.url", "postgresql://user@host:port/database")
+    docker_host = values.get("docker.host")
+    if isinstance(docker_host, str):
+        scheme = urlsplit(docker_host).scheme
+        if scheme not in DOCKER_SCHEMES:
+            err("docker.host", "a URL starting with " + ", ".join(f"{s}://" for s in DOCKER_SCHEMES[:4]))
+    user = values.get("docker.user")
+    if isinstance(user, str) and not _DOCKER_USER.match(user):
+        err("docker.user", 'a user name or "uid:gid"')
+    image = values.get("docker.image")
+    if isinstance(image, str) and (not image or any(c.isspace() for c in image)):
+        err("docker.image", "an image reference without spaces")
+    memory, swap = values.get("docker.memory"), values.get("docker.memory_swap")
+    if isinstance(memory, int) and isinstance(swap, int) and swap < memory:
+        err(
+            "docker.memory_swap",
+            f"at least docker.memory ({memory} bytes)",
+            detail=f"expected at least docker.memory ({memory} bytes), found {swap}",
+        )
+
+    # Auth when reachable: a non-loopback listener needs a credential.
+    if isinstance(host, str) and not is_loopback(host):
+        token_file = values.get("auth.token_file")
+        creds = values.get("auth.credentials_dir")
+        name = values.get("auth.token_credential")
+        has_credential = bool(token_file) or (
+            isinstance(creds, str) and isinstance(name, str) and os.path.isfile(os.path.join(creds, name))
+        )
+        if not has_credential:
+            errors.append(
+                make_issue(
+                    "server.host",
+                    origins["server.host"],
+                    "a loopback address, or an auth credential",
+                    show_value(host),
+                    detail=f"{show_value(host)} is reachable from other machines but no auth credential is "
+                    "configured: set auth.token_file (ANYON_API_TOKEN_FILE), or provide a credential named "
+                    "auth.token_credential in auth.credentials_dir (CREDENTIALS_DIRECTORY), or listen on "
+                    "127.0.0.1",
+                )
+            )
+
+    mode = values.get("deployment.mode")
+    if mode == "cloud":
+        if values.get("docker.network") not in ("none", None):
+            warn("docker.network", 'cloud containers normally run without a network ("none")')
+        if values.get("docker.read_only_rootfs") is False:
+            warn("docker.read_only_rootfs", "cloud containers normally have a read-only root filesystem")
+        if values.get("logging.format") == "text":
+            warn("logging.format", 'journald and log shippers expect "json" in cloud mode')
+        if values.get("paths.secrets_dir") is None:
+            warn(
+                "paths.secrets_dir", "cloud mode passes secrets through per-attempt directories; none is set"
+            )
+    port = values.get("server.port")
+    if isinstance(port, int) and 0 < port < 1024:
+        warn("server.port", "ports below 1024 need extra privileges")
+    if values.get("retention.orphan_sweep_dry_run") is True:
+        warn(
+            "retention.orphan_sweep_dry_run",
+            "orphaned containers and worktrees are only logged, never removed",
+        )
+    return errors, warnings

@@ -1,0 +1,188 @@
+"""The settings stack: packaged defaults -> system file -> [cloud] sections -> environment.
+
+``load_config`` is the one way to get an :class:`AnyonConfig`; ``effective_settings`` is the same run
+keeping every value's origin, for ``anyon config show --origin``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from anyon.config import model
+from anyon.config.checks import convert, expand_strings, semantic_checks
+from anyon.config.errors import ConfigError, ConfigIssue, make_issue
+from anyon.config.fields import catalogue, section_classes
+from anyon.config.layers import Entry, Layer, Origin, read_environment, read_toml_file, show_value
+from anyon.config.merge import merge_layers
+
+DEFAULT_SETTINGS_FILE = "/etc/anyon/settings.toml"
+SETTINGS_FILE_ENV = "ANYON_SETTINGS_FILE"
+MODE_ENV = "ANYON_DEPLOYMENT_MODE"
+
+
+def defaults_file() -> str:
+    """The packaged ``settings/defaults.toml`` (source checkout, or installed under ``share/anyon``)."""
+    candidates = [
+        Path(__file__).resolve().parents[2] / "settings" / "defaults.toml",
+        Path(sys.prefix) / "share" / "anyon" / "settings" / "defaults.toml",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return str(candidates[0])
+
+
+@dataclass
+class EffectiveSettings:
+    """Everything one run of the stack learned: typed values, origins, problems."""
+
+    mode: str
+    settings_file: str | None  # the system file that was read, or None
+    values: dict[str, object] = field(default_factory=dict)  # dotted key -> typed value
+    origins: dict[str, Origin] = field(default_factory=dict)
+    errors: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    config: model.AnyonConfig | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def load_config(
+    settings_file: str | None = None, mode: str | None = None, environ: Mapping[str, str] | None = None
+) -> model.AnyonConfig:
+    """Build the validated config; raises :class:`ConfigError` listing every problem."""
+    result = effective_settings(settings_file, mode, environ)
+    if result.errors or result.config is None:
+        raise ConfigError(result.errors, result.warnings)
+    return result.config
+
+
+def effective_settings(
+    settings_file: str | None = None, mode: str | None = None, environ: Mapping[str, str] | None = None
+) -> EffectiveSettings:
+    """Run the whole stack without raising: values, origins, errors and warnings.
+
+    ``settings_file`` and ``mode`` are the ``--settings`` and ``--mode`` options (they win over
+    ``ANYON_SETTINGS_FILE`` and every other source of the mode). ``environ`` defaults to ``os.environ``.
+    """
+    env = os.environ if environ is None else environ
+    errors: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
+
+    defaults = read_toml_file(defaults_file(), "default", "default-cloud", label="default")
+    errors += defaults.issues
+
+    system_file, explicit_origin = _choose_settings_file(settings_file, env)
+    layers_file = None
+    if explicit_origin is not None and not os.path.exists(system_file):
+        errors.append(
+            make_issue(
+                "",
+                explicit_origin,
+                "an existing settings file",
+                show_value(system_file),
+                detail=f"the settings file {system_file} does not exist",
+            )
+        )
+    elif os.path.exists(system_file):
+        layers_file = read_toml_file(system_file, "file", "file-cloud")
+        errors += layers_file.issues
+
+    environment = read_environment(env)
+    errors += environment.issues
+    warnings += environment.warnings
+
+    option = Layer("option")
+    if mode is not None:
+        option.entries["deployment.mode"] = Entry(mode, Origin("option", "option --mode"))
+
+    base = [
+        defaults.top,
+        *([layers_file.top] if layers_file else []),
+        environment.nested,
+        environment.flat,
+        option,
+    ]
+    chosen = "local"
+    for layer in base:
+        if "deployment.mode" in layer.entries:
+            chosen_value = layer.entries["deployment.mode"].value
+            chosen = chosen_value if isinstance(chosen_value, str) else chosen
+    cloud = chosen == "cloud"
+
+    stack: list[Layer] = [defaults.top]
+    if cloud:
+        stack.append(defaults.cloud)
+    if layers_file:
+        stack.append(layers_file.top)
+        if cloud:
+            stack.append(layers_file.cloud)
+    stack += [environment.nested, environment.flat, option]
+
+    merged = merge_layers(stack)
+    specs = catalogue()
+    for key, spec in specs.items():
+        if key not in merged:
+            if spec.has_default:
+                merged[key] = Entry(spec.default, Origin("default", "default"))
+            else:
+                errors.append(
+                    make_issue(
+                        key, "default", "a value", "nothing", detail="no layer sets this required setting"
+                    )
+                )
+    raw_values, expand_issues = expand_strings(merged, specs, env)
+    errors += expand_issues
+
+    result = EffectiveSettings(mode=chosen, settings_file=system_file if layers_file else None)
+    for key, spec in specs.items():
+        if key not in merged:
+            continue
+        origin = merged[key].origin
+        value, issue = convert(spec, raw_values[key], origin.text)
+        result.origins[key] = origin
+        result.values[key] = value
+        if issue:
+            errors.append(issue)
+    more_errors, more_warnings = semantic_checks(
+        result.values, {k: o.text for k, o in result.origins.items()}, specs
+    )
+    result.errors = errors + more_errors
+    result.warnings = warnings + more_warnings
+    if not result.errors:
+        result.config = build_config(result.values, result.warnings)
+    return result
+
+
+def _choose_settings_file(option: str | None, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(path, how it was named) - the origin is None for the default path, whose absence is fine."""
+    if option is not None:
+        return option, f"option --settings {option}"
+    if environ.get(SETTINGS_FILE_ENV):
+        return environ[SETTINGS_FILE_ENV], f"env {SETTINGS_FILE_ENV}"
+    return DEFAULT_SETTINGS_FILE, None
+
+
+def build_config(values: Mapping[str, object], warnings: list[ConfigIssue]) -> model.AnyonConfig:
+    """The frozen config from checked values, type-checked with typeguard at this boundary."""
+    from typeguard import check_type  # imported here: model users should not pay for it
+
+    sections: dict[str, object] = {}
+    for section, cls in section_classes().items():
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            value = values[f"{section}.{f.name}"]
+            check_type(value, hints[f.name])
+            kwargs[f.name] = value
+        sections[section] = cls(**kwargs)
+    config = model.AnyonConfig(**sections, warnings=tuple(w.message for w in warnings))  # type: ignore[arg-type]
+    return check_type(config, model.AnyonConfig)
