@@ -65,7 +65,7 @@ SQLITE = Dialect(
     bool="INTEGER",
     bigint="INTEGER",
     blob="BLOB",
-    serial_pk="INTEGER PRIMARY KEY",
+    serial_pk="INTEGER NOT NULL PRIMARY KEY",
     no_space=lambda col: f"instr({col}, ' ') = 0",
 )
 POSTGRES = Dialect(
