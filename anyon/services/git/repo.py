@@ -1,0 +1,143 @@
+"""Low-level helpers shared by the git services: opening repositories, names, identities, the CLI.
+
+Everything here is deliberately strict. Branch names are validated before they reach libgit2 or the CLI,
+repositories are opened without searching parent directories (so a folder that stopped being a repository
+is reported as such instead of silently resolving to an enclosing one), and the git CLI is only ever run
+with an argv list, a fixed environment and no shell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+import pygit2
+from pygit2.enums import RepositoryOpenFlag
+
+from .errors import GitCommandFailed, InvalidBranchName, InvalidPath, NotARepository
+
+FALLBACK_NAME = "Anyon"
+FALLBACK_EMAIL = "anyon@localhost"
+
+# Characters git itself accepts in ref names but that make a branch name dangerous to paste into a shell
+# or confusing in the UI. We never use a shell, but names we *create* stay boring on purpose.
+_SHELL_META = re.compile(r"[\s;&|$`<>()!'\"\\*?\[\]{}#~^:]")
+
+
+def open_repo(path: str | os.PathLike[str]) -> pygit2.Repository:
+    """Open the repository (or linked worktree) rooted exactly at ``path``; no upward search."""
+    p = Path(path)
+    if not p.is_dir():
+        raise NotARepository(f"'{p}' is not a directory")
+    try:
+        return pygit2.Repository(str(p), RepositoryOpenFlag.NO_SEARCH)
+    except (pygit2.GitError, KeyError) as exc:
+        raise NotARepository(f"'{p}' is not a git repository") from exc
+
+
+def signature(repo: pygit2.Repository) -> pygit2.Signature:
+    """The configured identity, or ``Anyon <anyon@localhost>`` when none is configured."""
+    try:
+        return repo.default_signature
+    except (KeyError, pygit2.GitError):
+        return pygit2.Signature(FALLBACK_NAME, FALLBACK_EMAIL)
+
+
+def validate_branch_name(name: str) -> str:
+    """Reject names git refuses, names that look like options, and names carrying shell metacharacters."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidBranchName("Branch name must not be empty")
+    if name != name.strip():
+        raise InvalidBranchName(f"Branch name '{name}' has leading or trailing whitespace")
+    if name.startswith("-"):
+        raise InvalidBranchName(f"Branch name '{name}' must not start with '-'")
+    if _SHELL_META.search(name) or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidBranchName(f"Branch name '{name}' contains characters that are not allowed")
+    if not pygit2.reference_is_valid_name(f"refs/heads/{name}") or name == "HEAD":
+        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
+    return name
+
+
+def check_lookup_name(name: str) -> str:
+    """A looser check for names we only look up (existing branches may predate our naming rules)."""
+    if not isinstance(name, str) or not name or name.startswith("-") or "\x00" in name:
+        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
+    if not pygit2.reference_is_valid_name(f"refs/heads/{name}"):
+        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
+    return name
+
+
+def safe_relative_path(file_path: str) -> str:
+    """A repository-relative POSIX path with no ``..``, no absolute form and no ``.git`` component."""
+    if not isinstance(file_path, str) or not file_path.strip():
+        raise InvalidPath("File path must not be empty")
+    if "\x00" in file_path or "\\" in file_path:
+        raise InvalidPath(f"File path '{file_path}' contains characters that are not allowed")
+    pure = PurePosixPath(file_path)
+    if pure.is_absolute() or file_path.startswith("~"):
+        raise InvalidPath(f"File path '{file_path}' must be relative to the worktree")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts:
+        raise InvalidPath(f"File path '{file_path}' does not name a file")
+    if ".." in parts:
+        raise InvalidPath(f"File path '{file_path}' must not contain '..'")
+    if parts[0] == ".git":
+        raise InvalidPath(f"File path '{file_path}' points into git's own metadata")
+    return "/".join(parts)
+
+
+def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when the fully resolved ``path`` lies inside the fully resolved ``root`` (symlinks resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def rfc3339(seconds: int) -> str:
+    """A git timestamp as RFC 3339 UTC with a ``Z`` suffix, the wire format of every timestamp."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: str | os.PathLike[str],
+    repo: pygit2.Repository | None = None,
+    check: bool = True,
+    timeout: float = 300.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run the git CLI with an argv list (never a shell), no prompts, no editor, a C locale.
+
+    The fallback identity is passed with ``-c`` only when the repository has none, so configured users
+    keep authoring their own commits.
+    """
+    argv = ["git"]
+    if repo is not None:
+        try:
+            _ = repo.default_signature
+        except (KeyError, pygit2.GitError):
+            argv += ["-c", f"user.name={FALLBACK_NAME}", "-c", f"user.email={FALLBACK_EMAIL}"]
+    argv += list(args)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in ("GIT_CONFIG_NOSYSTEM",)}
+    env.update(
+        {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_EDITOR": "true",
+            "GIT_SEQUENCE_EDITOR": "true",
+            "GIT_MERGE_AUTOEDIT": "no",
+            "LC_ALL": "C",
+        }
+    )
+    try:
+        proc = subprocess.run(
+            argv, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitCommandFailed(f"git {args[0] if args else ''} could not run: {exc}") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitCommandFailed(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc
