@@ -191,7 +191,7 @@ class Database:
             return
         with self._lock:
             if not self._schema_ready:
-                self.db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                self.db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')  # type: ignore[no-untyped-call]
                 self._schema_ready = True
 
     # --- migrations --------------------------------------------------------------------------------

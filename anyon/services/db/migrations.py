@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import peewee as pw
 
@@ -215,20 +216,26 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Dialect], list[str]]]] = {
 LATEST_VERSION = max(MIGRATIONS)
 
 
+def _sql(db: pw.Database, sql: str, params: tuple[Any, ...] | None = None) -> Any:
+    """``execute_sql`` with a typed signature (peewee's own is untyped)."""
+    return db.execute_sql(sql, params)  # type: ignore[no-untyped-call]
+
+
 def dialect_of(database: Database) -> Dialect:
     return POSTGRES if database.is_postgres else SQLITE
 
 
 def _ensure_version_table(database: Database) -> None:
     ts = dialect_of(database).ts
-    database.db.execute_sql(
+    _sql(
+        database.db,
         "CREATE TABLE IF NOT EXISTS schema_version"
-        f" (version INTEGER NOT NULL PRIMARY KEY, applied_at {ts} NOT NULL)"
+        f" (version INTEGER NOT NULL PRIMARY KEY, applied_at {ts} NOT NULL)",
     )
 
 
 def _read_version(database: Database) -> int:
-    row = database.db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()
+    row = _sql(database.db, "SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -259,7 +266,7 @@ def migrate(database: Database) -> int:
     for target in sorted(MIGRATIONS):
         with db.atomic():  # IMMEDIATE on SQLite: holds the write lock for the whole step
             if dialect is POSTGRES:
-                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+                _sql(db, "SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
             _ensure_version_table(database)
             version = _read_version(database)
             _refuse_newer(database, version)
@@ -268,14 +275,15 @@ def migrate(database: Database) -> int:
             description, build = MIGRATIONS[target]
             try:
                 for statement in build(dialect):
-                    db.execute_sql(statement)
+                    _sql(db, statement)
             except pw.DatabaseError as exc:
                 raise MigrationError(f"migration {target} ({description}) failed: {exc}") from exc
             applied_at: object = dt.datetime.now(dt.UTC)
             if dialect is SQLITE:
                 applied_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
             param = "?" if dialect is SQLITE else "%s"
-            db.execute_sql(
+            _sql(
+                db,
                 f"INSERT INTO schema_version (version, applied_at) VALUES ({param}, {param})",
                 (target, applied_at),
             )

@@ -143,7 +143,7 @@ class BaseModel(pw.Model):
         if not force_insert and "updated_at" in self._meta.fields:
             self.updated_at = utc_now()
             if only is not None:
-                only = [*only, type(self).updated_at]
+                only = [*only, self._meta.fields["updated_at"]]
         return super().save(force_insert=force_insert, only=only)
 
 
@@ -163,6 +163,8 @@ class Project(BaseModel):
 
 
 class Task(BaseModel):
+    project_id: uuid.UUID  # raw ids of the foreign keys (declared for type checkers)
+    parent_task_attempt_id: uuid.UUID | None
     project = pw.ForeignKeyField(Project, column_name="project_id", on_delete="CASCADE", index=False)
     title = pw.TextField()
     description = pw.TextField(null=True)
@@ -181,6 +183,7 @@ class Task(BaseModel):
 
 
 class TaskAttempt(BaseModel):
+    task_id: uuid.UUID
     task = pw.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", index=False)
     executor = pw.TextField(null=True)
     target_branch = pw.TextField(default="main")
@@ -197,6 +200,7 @@ class TaskAttempt(BaseModel):
 
 
 class ExecutionProcess(BaseModel):
+    task_attempt_id: uuid.UUID
     task_attempt = pw.ForeignKeyField(
         TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
     )
@@ -237,7 +241,7 @@ class ExecutionProcess(BaseModel):
     def create(cls, **query: Any) -> ExecutionProcess:
         if "executor_action" in query and "executor_action_type" not in query:
             query["executor_action_type"] = cls.action_type_of(query["executor_action"])
-        return super().create(**query)  # type: ignore[no-any-return]
+        return super().create(**query)
 
     def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
         self.executor_action_type = self.action_type_of(self.executor_action)
@@ -248,6 +252,8 @@ class ExecutionProcess(BaseModel):
 
 class ExecutionProcessLog(pw.Model):
     """One appended chunk of a process's output. Rows are only ever inserted (spec §8)."""
+
+    execution_id: uuid.UUID
 
     id = pw.BigAutoField()
     execution = pw.ForeignKeyField(
@@ -266,6 +272,8 @@ class ExecutionProcessLog(pw.Model):
 
 
 class ExecutorSession(BaseModel):
+    task_attempt_id: uuid.UUID
+    execution_process_id: uuid.UUID
     task_attempt = pw.ForeignKeyField(TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE")
     execution_process = pw.ForeignKeyField(
         ExecutionProcess, column_name="execution_process_id", on_delete="CASCADE"
@@ -282,6 +290,7 @@ class ExecutorSession(BaseModel):
 
 
 class Merge(BaseModel):
+    task_attempt_id: uuid.UUID
     task_attempt = pw.ForeignKeyField(TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE")
     merge_type = pw.TextField(constraints=[_in("merge_type", MERGE_TYPES)])
     merge_commit = pw.TextField(null=True)
@@ -309,6 +318,8 @@ class Merge(BaseModel):
 
 
 class Draft(BaseModel):
+    task_attempt_id: uuid.UUID
+    retry_process_id: uuid.UUID | None
     task_attempt = pw.ForeignKeyField(
         TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
     )
@@ -346,6 +357,8 @@ class Image(BaseModel):
 
 
 class TaskImage(BaseModel):
+    task_id: uuid.UUID
+    image_id: uuid.UUID
     task = pw.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", index=False)
     image = pw.ForeignKeyField(Image, column_name="image_id", on_delete="CASCADE")
     created_at = UtcDateTimeField(default=utc_now)

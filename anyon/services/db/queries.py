@@ -63,11 +63,12 @@ def _status_columns() -> list[Any]:
 
 
 def _with_status(task: Task) -> JsonDict:
+    computed: Any = task  # carries the three aliased columns of _status_columns()
     return task_with_status_json(
         task,
-        has_in_progress_attempt=bool(task.has_in_progress),
-        last_attempt_failed=task.last_status in ("failed", "killed"),
-        executor=task.last_executor,
+        has_in_progress_attempt=bool(computed.has_in_progress),
+        last_attempt_failed=computed.last_status in ("failed", "killed"),
+        executor=computed.last_executor,
     )
 
 
@@ -136,7 +137,7 @@ def mark_running_processes_failed_at_startup() -> int:
     """
     db = ExecutionProcess._meta.database
     with db.atomic():
-        orphans = list(
+        rows: Any = (
             ExecutionProcess.select(
                 ExecutionProcess.id, ExecutionProcess.run_reason, TaskAttempt.task.alias("owner_task")
             )
@@ -144,6 +145,7 @@ def mark_running_processes_failed_at_startup() -> int:
             .where(ExecutionProcess.status == "running")
             .dicts()
         )
+        orphans: list[dict[str, Any]] = list(rows)
         if not orphans:
             return 0
         now = utc_now()
