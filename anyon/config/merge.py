@@ -1,13 +1,20 @@
-"""Merging the layers with dynaconf while remembering which layer won each key.
+"""Merging the layers with dynaconf's merge while remembering which layer won each key.
 
-dynaconf merges nested tables (a later layer replaces single keys and keeps their siblings); we feed it
-one leaf at a time, so a list in a later layer replaces the earlier list instead of being appended to
-it. The winning layer of every leaf is tracked alongside, for errors and ``config show --origin``.
+Each layer becomes a nested ``{section: {key: value}}`` table merged over the previous result with
+dynaconf's ``object_merge``: a later layer replaces single keys and keeps their siblings. Lists are
+merged "shallow" (a later list replaces the earlier one instead of being appended to it), which is what
+people expect from ``CORS_ALLOWED_ORIGINS=…`` overriding a file. The winning layer of every leaf is
+tracked alongside, for errors and ``config show --origin``.
+
+A full ``Dynaconf`` settings object is not built: its loaders would read files and environment
+variables we have already read (with positions), and it costs tens of milliseconds per run.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from anyon.config.layers import Entry, Layer
@@ -18,50 +25,36 @@ from anyon.config.layers import Entry, Layer
 _SKIPPED_IMPORTS = ("flask", "jinja2", "django")
 
 
-def _import_dynaconf() -> Any:
-    if "dynaconf" in sys.modules:
-        return sys.modules["dynaconf"].Dynaconf
-    added = [name for name in _SKIPPED_IMPORTS if name not in sys.modules]
-    for name in added:
-        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
-    try:
-        from dynaconf import Dynaconf
-    finally:
+def _object_merge() -> Callable[..., Any]:
+    if "dynaconf" not in sys.modules:
+        added = [name for name in _SKIPPED_IMPORTS if name not in sys.modules]
         for name in added:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-    return Dynaconf
+            sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+        try:
+            import dynaconf  # noqa: F401
+        finally:
+            for name in added:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    from dynaconf.utils import object_merge
+
+    return object_merge  # type: ignore[no-any-return]
 
 
 def merge_layers(layers: list[Layer]) -> dict[str, Entry]:
     """Merged value and winning origin of every key set in any layer (later layers win)."""
-    dynaconf = _import_dynaconf()
-    settings = dynaconf(
-        settings_files=[],
-        environments=False,
-        load_dotenv=False,
-        envvar_prefix="ANYON_NOT_READ_BY_DYNACONF",
-        loaders=[],
-        merge_enabled=False,
-    )
+    object_merge = _object_merge()
+    merged: dict[str, Any] = {}
     winners: dict[str, Entry] = {}
     for layer in layers:
+        table: dict[str, dict[str, Any]] = {}
         for key, entry in layer.entries.items():
-            settings.set(key, entry.value)
+            section, _, name = key.partition(".")
+            table.setdefault(section, {})[name] = copy.deepcopy(entry.value)
             winners[key] = entry
-    merged = {str(k).lower(): v for k, v in settings.as_dict().items()}
+        merged = object_merge(merged, table, list_merge="shallow")
     result: dict[str, Entry] = {}
     for key, entry in winners.items():
         section, _, name = key.partition(".")
-        value = merged.get(section, {}).get(name, entry.value)
-        result[key] = Entry(_plain(value), entry.origin)
+        result[key] = Entry(merged[section][name], entry.origin)
     return result
-
-
-def _plain(value: object) -> object:
-    """dynaconf's list/dict wrappers back to plain Python objects."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value

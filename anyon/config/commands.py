@@ -1,0 +1,189 @@
+"""``anyon config validate`` and ``anyon config show``.
+
+Kept apart from the server commands so that ``validate`` (run in ExecStartPre) imports nothing but
+the config package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from anyon.config.checks import mask_url
+from anyon.config.errors import ConfigIssue
+from anyon.config.fields import catalogue, section_classes
+from anyon.config.layers import suggestion
+from anyon.config.loader import (
+    DEFAULT_SETTINGS_FILE,
+    SETTINGS_FILE_ENV,
+    EffectiveSettings,
+    effective_settings,
+)
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_ENVIRONMENT = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``config`` command group to the top-level parser."""
+    config = subparsers.add_parser(
+        "config", help="check or print the effective settings", description="Check or print the settings."
+    )
+    commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--settings",
+            metavar="PATH",
+            help=f"system settings file (default: ${SETTINGS_FILE_ENV} or {DEFAULT_SETTINGS_FILE})",
+        )
+        parser.add_argument("--mode", choices=("local", "cloud"), help="deployment mode (wins over settings)")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check the settings; exit 0 valid, 1 invalid, 2 valid but this machine cannot serve them",
+        description="Check every layer of the settings and report every problem at once. Exit status: "
+        "0 valid, 1 invalid (or warnings with --strict), 2 valid but the environment cannot serve it "
+        "(e.g. a directory that cannot be created). Creates nothing on disk.",
+    )
+    common(validate)
+    validate.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    validate.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    validate.set_defaults(func=run_validate)
+
+    show = commands.add_parser(
+        "show",
+        help="print the effective settings",
+        description="Print the effective settings (secrets masked as ***).",
+    )
+    common(show)
+    show.add_argument("--origin", action="store_true", help="name the layer each value comes from")
+    show.add_argument("--format", choices=("toml", "json"), default="toml", help="output format")
+    show.add_argument("key", nargs="?", metavar="KEY", help="a section (docker) or a key (docker.memory)")
+    show.set_defaults(func=run_show)
+
+
+# --- validate --------------------------------------------------------------------------------------
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from anyon.config.dirs import check_directories
+
+    result = effective_settings(args.settings, args.mode)
+    environment: list[ConfigIssue] = []
+    if result.errors:
+        code = EXIT_INVALID
+    else:
+        assert result.config is not None
+        environment = check_directories(result.config)
+        code = EXIT_ENVIRONMENT if environment else EXIT_OK
+    if code == EXIT_OK and args.strict and result.warnings:
+        code = EXIT_INVALID
+    errors = result.errors + environment
+    if args.format == "json":
+        report = {
+            "valid": code == EXIT_OK,
+            "exit_code": code,
+            "mode": result.mode,
+            "settings_file": result.settings_file,
+            "errors": [issue.as_dict() for issue in errors],
+            "warnings": [issue.as_dict() for issue in result.warnings],
+        }
+        print(json.dumps(report, indent=2))
+        return code
+    for warning in result.warnings:
+        print(f"WARNING: {warning.message}", file=sys.stderr)
+    if code == EXIT_OK:
+        source = result.settings_file or "no system settings file"
+        print(f"The configuration is valid (mode {result.mode}, {source}).")
+    elif result.errors:
+        _print_issues("The configuration is invalid", result.errors)
+    elif environment:
+        _print_issues("The configuration is valid, but this machine cannot serve it", environment)
+    else:
+        print("ERROR: warnings are errors with --strict", file=sys.stderr)
+    return code
+
+
+def _print_issues(head: str, issues: list[ConfigIssue]) -> None:
+    count = f" ({len(issues)} problems)" if len(issues) != 1 else ""
+    print(f"ERROR: {head}{count}:", file=sys.stderr)
+    for issue in issues:
+        print(f"  - {issue.message}", file=sys.stderr)
+
+
+# --- show ------------------------------------------------------------------------------------------
+
+
+def run_show(args: argparse.Namespace) -> int:
+    result = effective_settings(args.settings, args.mode)
+    if result.errors:
+        _print_issues("The configuration is invalid", result.errors)
+        return EXIT_INVALID
+    keys = _select(result, args.key)
+    if keys is None:
+        return EXIT_INVALID
+    tree: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        tree.setdefault(section, {})[name] = key
+    if args.format == "json":
+        out: dict[str, dict[str, Any]] = {}
+        for section, names in tree.items():
+            for name, key in names.items():
+                value = _public_value(result, key)
+                if args.origin:
+                    origin = result.origins[key]
+                    value = {"value": value, "origin": origin.text, "layer": origin.layer}
+                out.setdefault(section, {})[name] = value
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    lines: list[str] = []
+    for section, names in tree.items():
+        if lines:
+            lines.append("")
+        lines.append(f"[{section}]")
+        for name, key in names.items():
+            line = f"{name} = {_toml_value(_public_value(result, key))}"
+            if args.origin:
+                line += f"  # {result.origins[key].text}"
+            lines.append(line)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _select(result: EffectiveSettings, wanted: str | None) -> list[str] | None:
+    keys = list(result.values)
+    if wanted is None:
+        return keys
+    if wanted in section_classes():
+        return [k for k in keys if k.startswith(wanted + ".")]
+    if wanted in result.values:
+        return [wanted]
+    choices = list(section_classes()) + keys
+    print(f'ERROR: no setting or section "{wanted}"{suggestion(wanted, choices)}', file=sys.stderr)
+    return None
+
+
+def _public_value(result: EffectiveSettings, key: str) -> Any:
+    value = result.values[key]
+    if catalogue()[key].is_secret and isinstance(value, str):
+        return mask_url(value) if "://" in value else "***"
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)

@@ -1,0 +1,97 @@
+"""Process-wide logging: JSON lines (or text for people) tagged with the deployment mode.
+
+Every record carries ``deployment`` (``local``/``cloud``) and ``service`` so that journald and log
+shippers can tell the modes apart (the seed's ``deployment=cloud`` tag). Records go to stderr (journald
+under systemd) and, when ``paths.log_file`` is set, to that file through a ``WatchedFileHandler``,
+which reopens the file after logrotate moves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+
+from anyon.config.model import AnyonConfig
+
+SERVICE = "anyon"
+_MARK = "_anyon_handler"
+
+# Attributes every LogRecord has; anything else on a record is a structured extra.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "deployment",
+    "service",
+}
+
+
+class _Tag(logging.Filter):
+    """Adds the fields every record must carry."""
+
+    def __init__(self, deployment: str) -> None:
+        super().__init__()
+        self.deployment = deployment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.deployment = self.deployment
+        record.service = SERVICE
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger [deployment] message key=value …`` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-8s %(name)s [%(deployment)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        if extras:
+            text += " " + " ".join(f"{k}={v!r}" for k, v in sorted(extras.items()))
+        return text
+
+
+def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s %(deployment)s %(service)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp=True,
+    )
+
+
+def configure_logging(config: AnyonConfig) -> None:
+    """Install anyon's handlers on the root logger; calling it again replaces them (no duplicates).
+
+    Raises ``OSError`` naming the file when ``paths.log_file`` cannot be opened; its directory is
+    created by :func:`anyon.config.dirs.prepare_directories`.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _MARK, False):
+            root.removeHandler(handler)
+            handler.close()
+    formatter = TextFormatter() if config.logging.format == "text" else _json_formatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if config.paths.log_file:
+        try:
+            handlers.append(logging.handlers.WatchedFileHandler(config.paths.log_file, encoding="utf-8"))
+        except OSError as exc:
+            message = f"cannot open the log file {config.paths.log_file} (paths.log_file): {exc.strerror}"
+            raise OSError(exc.errno, message) from exc
+    tag = _Tag(config.deployment.mode)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(tag)
+        setattr(handler, _MARK, True)
+        root.addHandler(handler)
+    root.setLevel(config.logging.level)
+    # uvicorn installs its own handlers unless told otherwise; route its records through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
