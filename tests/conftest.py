@@ -70,7 +70,36 @@ def require_docker() -> None:
 
     try:
         docker.from_env(timeout=5).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+    except Exception as exc:
         if IN_CI:
             pytest.fail(f"CI=true but no Docker Engine answers: {exc}")
         pytest.skip(f"no Docker Engine answers ({exc}); run scripts/test.sh as root to start one")
+
+
+def _drop_pg_schema(url: str, schema: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh database URL: a SQLite file, or a throw-away schema in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'anyon.db'}"
+        return
+    base = postgres_url()
+    if not base:
+        pytest.skip("ANYON_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)")
+    import uuid
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}schema={schema}"
+    _drop_pg_schema(base, schema)

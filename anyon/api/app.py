@@ -1,0 +1,124 @@
+"""``create_app(deployment)``: the Falcon ASGI application (the shape of Falcon's ASGI tutorial).
+
+The deployment owns the services; this module only wires resources to routes, installs the error
+handlers that keep every failure inside the envelope, and starts/stops the deployment with the
+ASGI lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from anyon.api import routes
+from anyon.api.envelope import ApiError, soft_error, typed_error
+from anyon.api.frontend import FrontendSink
+from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
+from anyon.deployment.base import Deployment
+from anyon.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+class LifespanMiddleware:
+    """Starts the deployment's background work when the server starts, stops it on shutdown."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self._deployment.start()
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        await self._deployment.stop()
+
+
+async def _handle_api_error(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: ApiError,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    if resp is None:
+        if ws is not None:
+            await ws.close(4000 + ex.status if ex.status < 1000 else 1011)
+        return
+    resp.status = ex.status
+    resp.media = soft_error(ex.message)
+
+
+async def _handle_service_error(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: ServiceError,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    """Soft errors answer 200 + ``success: false``; NotFound/Conflict keep the envelope with 404/409."""
+    if resp is None:
+        if ws is not None:
+            await ws.close(4404 if ex.status == 404 else 1008)
+        return
+    resp.status = ex.status
+    resp.media = typed_error(ex.error_data) if ex.error_data is not None else soft_error(ex.message)
+
+
+async def _handle_http_error(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: falcon.HTTPError,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    if resp is None:
+        if ws is not None:
+            await ws.close(4000 + ex.status_code if ex.status_code < 1000 else 1011)
+        return
+    resp.status = ex.status
+    message = ex.title or "Error"
+    if ex.description:
+        message = f"{message}: {ex.description}"
+    resp.media = soft_error(message)
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+async def _handle_unexpected(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: Exception,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    if resp is None:
+        if ws is not None:
+            await ws.close(1011)
+        return
+    resp.status = 500
+    resp.media = soft_error(f"InternalError: {type(ex).__name__}")
+
+
+def create_app(deployment: Deployment) -> falcon.asgi.App:
+    config = deployment.config
+    app = falcon.asgi.App(
+        middleware=[
+            CorsMiddleware(config.server.cors_allowed_origins),
+            RequestContextMiddleware(config.server.max_body_bytes),
+            LifespanMiddleware(deployment),
+        ],
+    )
+    app.req_options.strip_url_path_trailing_slash = False
+    app.resp_options.secure_cookies_by_default = False
+    # Most specific first: Falcon picks the handler of the nearest class in the exception's MRO.
+    app.add_error_handler(Exception, _handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, _handle_http_error)
+    app.add_error_handler(ApiError, _handle_api_error)
+    app.add_error_handler(ServiceError, _handle_service_error)
+    routes.register(app, deployment)
+    app.add_sink(FrontendSink(config.server.frontend_dir), prefix=r"^/(?!api(/|$))")
+    return app

@@ -1,0 +1,41 @@
+"""Serves the built web UI on the same origin, with the SPA fallback of spec §0.1.
+
+Any GET outside ``/api`` is a file of ``server.frontend_dir``; a path that names no file gets
+``index.html`` (the UI routes on the client). Without an ``index.html`` the answer is a plain 404.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import falcon
+import falcon.asgi
+
+from anyon.api.http import run_sync
+
+
+class FrontendSink:
+    def __init__(self, frontend_dir: str | None) -> None:
+        self._root = Path(frontend_dir).resolve() if frontend_dir else None
+
+    def _resolve(self, path: str) -> Path | None:
+        if self._root is None:
+            return None
+        candidate = (self._root / path.lstrip("/")).resolve()
+        if candidate.is_relative_to(self._root) and candidate.is_file():
+            return candidate
+        index = self._root / "index.html"
+        return index if index.is_file() else None
+
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        target = await run_sync(self._resolve, req.path)
+        if target is None:
+            resp.status = falcon.HTTP_404
+            resp.content_type = falcon.MEDIA_TEXT
+            resp.text = "404 Not Found"
+            return
+        resp.content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        resp.data = await run_sync(target.read_bytes)

@@ -1,0 +1,100 @@
+"""Projects and tasks routes (spec §1.3, §1.4): translate HTTP ↔ service calls, nothing more."""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from anyon.api.http import json_body, respond, run_sync
+from anyon.api.validation import F, parse_uuid
+from anyon.services.container import Services
+
+CREATE_PROJECT = {
+    "name": F("str", required=True, nullable=False),
+    "git_repo_path": F("str", required=True, nullable=False),
+    "use_existing_repo": F("bool", required=True, nullable=False),
+    "setup_script": F("str"),
+    "dev_script": F("str"),
+    "cleanup_script": F("str"),
+    "copy_files": F("str"),
+}
+UPDATE_PROJECT = {
+    "name": F("str"),
+    "git_repo_path": F("str"),
+    "setup_script": F("str"),
+    "dev_script": F("str"),
+    "cleanup_script": F("str"),
+    "copy_files": F("str"),
+}
+CREATE_TASK = {
+    "project_id": F("uuid", required=True, nullable=False),
+    "title": F("str", required=True, nullable=False),
+    "description": F("str"),
+    "parent_task_attempt": F("uuid"),
+    "image_ids": F("list[uuid]"),
+}
+UPDATE_TASK = {
+    "title": F("str"),
+    "description": F("str"),
+    "status": F("str"),
+    "parent_task_attempt": F("uuid"),
+    "image_ids": F("list[uuid]"),
+}
+
+
+class ProjectCollection:
+    def __init__(self, services: Services) -> None:
+        self._projects = services.projects
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        respond(resp, await run_sync(self._projects.list))
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await json_body(req, CREATE_PROJECT)
+        respond(resp, await run_sync(self._projects.create, body))
+
+
+class ProjectItem:
+    def __init__(self, services: Services) -> None:
+        self._projects = services.projects
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
+        respond(resp, await run_sync(self._projects.get, parse_uuid(project_id, "project id")))
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
+        pid = parse_uuid(project_id, "project id")
+        body = await json_body(req, UPDATE_PROJECT)
+        respond(resp, await run_sync(self._projects.update, pid, body))
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
+        await run_sync(self._projects.delete, parse_uuid(project_id, "project id"))
+        respond(resp, None)
+
+
+class TaskCollection:
+    def __init__(self, services: Services) -> None:
+        self._tasks = services.tasks
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        raw = req.get_param("project_id", required=True)
+        respond(resp, await run_sync(self._tasks.list, parse_uuid(raw, "project_id")))
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await json_body(req, CREATE_TASK)
+        respond(resp, await run_sync(self._tasks.create, body))
+
+
+class TaskItem:
+    def __init__(self, services: Services, on_deleted: object = None) -> None:
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
+        respond(resp, await run_sync(self._services.tasks.get, parse_uuid(task_id, "task id")))
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
+        tid = parse_uuid(task_id, "task id")
+        body = await json_body(req, UPDATE_TASK)
+        respond(resp, await run_sync(self._services.tasks.update, tid, body))
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
+        await run_sync(self._services.tasks.delete, parse_uuid(task_id, "task id"))
+        respond(resp, None, status=202)

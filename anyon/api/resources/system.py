@@ -1,0 +1,113 @@
+"""Health, info, UI config, profiles and the auth routes (spec §1.1, §1.2)."""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from anyon.api.envelope import soft_error
+from anyon.api.http import raw_json, read_body, respond, run_sync
+from anyon.api.openapi import build_document
+from anyon.services.container import Services
+from anyon.services.errors import ServiceError
+from anyon.services.executors import ProfileError
+from anyon.services.system_info import analytics_user_id, environment
+
+_NEEDS_INTERNET = (
+    "{what} needs a connection to {service}, which this server does not make; "
+    "use the dev login or configure credentials on the server."
+)
+
+
+class Health:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        respond(resp, "OK")
+
+
+class Info:
+    def __init__(self, services: Services, is_cloud: bool) -> None:
+        self._services = services
+        self._is_cloud = is_cloud
+        self._environment = environment()
+        self._analytics_user_id = analytics_user_id()
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        services = self._services
+        payload = {
+            "config": services.user_config.get(),
+            "analytics_user_id": self._analytics_user_id,
+            "executors": services.profiles.profiles_json(),
+            "environment": self._environment,
+            **services.user_config.secret_states(),
+            "is_cloud": self._is_cloud,
+            "capabilities": services.profiles.capabilities(),
+        }
+        respond(resp, payload)
+
+
+class UserConfig:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await raw_json(req)
+        respond(resp, await run_sync(self._services.user_config.save, body))
+
+
+class Profiles:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        profiles = self._services.profiles
+        respond(resp, {"content": profiles.profiles_text(), "path": str(profiles.profiles_path)})
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        raw = await read_body(req, req.context.max_body_bytes)
+        try:
+            await run_sync(self._services.profiles.save_text, raw.decode("utf-8", "replace"))
+        except ProfileError as exc:
+            raise ServiceError(str(exc)) from None
+        respond(resp, "Executor profiles saved successfully")
+
+
+class DevLogin:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await run_sync(self._services.user_config.dev_login)
+        respond(resp, "SUCCESS")
+
+
+class GithubCheck:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        respond(resp, await run_sync(self._services.user_config.github_check))
+
+
+class NeedsInternet:
+    """Peripheral routes that need an external service: a clear soft error, never a crash (spec §8)."""
+
+    def __init__(self, what: str, service: str) -> None:
+        self._message = _NEEDS_INTERNET.format(what=what, service=service)
+
+    async def _answer(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
+        resp.media = soft_error(self._message)
+
+    on_get = _answer
+    on_post = _answer
+
+
+class OpenApi:
+    """The OpenAPI document of this server's REST routes."""
+
+    def __init__(self, app: falcon.asgi.App) -> None:
+        self._app = app
+        self._document: dict[str, object] | None = None
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if self._document is None:
+            self._document = build_document(self._app)
+        resp.media = self._document

@@ -1,0 +1,47 @@
+"""The route table: every REST path of the contract, mapped to its resource.
+
+Kept in one place so the OpenAPI document can be checked against it (a test fails when a route
+exists here but not in ``schemas/openapi.json``, or the other way round).
+"""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from anyon.api.resources import misc, projects, system
+from anyon.deployment.base import Deployment
+
+
+def register(app: falcon.asgi.App, deployment: Deployment) -> None:
+    s = deployment.services
+    add = app.add_route
+    # §1.1 health, config and system
+    add("/api/health", system.Health())
+    add("/api/openapi.json", system.OpenApi(app))
+    add("/api/info", system.Info(s, deployment.is_cloud))
+    add("/api/config", system.UserConfig(s))
+    add("/api/profiles", system.Profiles(s))
+    # §1.2 auth
+    add("/api/auth/dev-login", system.DevLogin(s))
+    add("/api/auth/github/check", system.GithubCheck(s))
+    add("/api/auth/github/device/start", system.NeedsInternet("GitHub sign-in", "GitHub"))
+    add("/api/auth/github/device/poll", system.NeedsInternet("GitHub sign-in", "GitHub"))
+    add("/api/auth/claude/session", system.NeedsInternet("Claude login", "Anthropic"))
+    add("/api/auth/claude/logout", system.NeedsInternet("Claude logout", "Anthropic"))
+    add("/api/github/repositories", system.NeedsInternet("Listing GitHub repositories", "GitHub"))
+    add("/api/projects/from-github", system.NeedsInternet("Cloning from GitHub", "GitHub"))
+    # §1.3 projects, §1.4 tasks
+    add("/api/projects", projects.ProjectCollection(s))
+    add("/api/projects/{project_id}", projects.ProjectItem(s))
+    add("/api/tasks", projects.TaskCollection(s))
+    add("/api/tasks/{task_id}", projects.TaskItem(s))
+    # §1.5 attempts, §1.6 processes (reads)
+    add("/api/task-attempts", misc.AttemptCollection(s))
+    add("/api/task-attempts/{attempt_id}", misc.AttemptItem(s))
+    add("/api/execution-processes", misc.ProcessCollection(s))
+    add("/api/execution-processes/{process_id}", misc.ProcessItem(s))
+    # §1.7 misc
+    add("/api/filesystem/directory", misc.Directory(s))
+    add("/api/tags", misc.TagCollection(s))
+    add("/api/tags/{tag_id}", misc.TagItem(s))
+    add("/api/images/task/{task_id}", misc.TaskImages(s))

@@ -1,0 +1,40 @@
+"""Running the ASGI app under uvicorn on a socket we bind ourselves.
+
+Binding first lets port 0 mean "a random free port" (spec §0.1) and tells us the real port before
+uvicorn starts, so it can be logged and written to ``<temp_dir>/anyon.port``.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from anyon.api.app import create_app
+from anyon.deployment.base import BaseDeployment
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(
+    deployment: BaseDeployment, *, log_config: dict[str, object] | None = None
+) -> uvicorn.Server:
+    config = deployment.config
+    uv_config = uvicorn.Config(
+        create_app(deployment),
+        lifespan="on",
+        log_config=log_config,
+        access_log=False,
+        timeout_graceful_shutdown=int(config.server.shutdown_timeout_seconds),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
+    return uvicorn.Server(uv_config)

@@ -1,0 +1,1 @@
+"""Subcommands of the ``anyon`` CLI beyond ``config``; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,50 @@
+"""Reads of task attempts and execution processes (creation comes with the execution engine)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from anyon.services.db import queries
+from anyon.services.db.database import Database
+from anyon.services.db.models import ExecutionProcess, TaskAttempt
+from anyon.services.db.serialize import attempt_json, process_json
+from anyon.services.errors import NotFound
+
+
+class AttemptService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def list(self, task_id: uuid.UUID | None) -> list[dict[str, Any]]:
+        with self._db.connection():
+            return [attempt_json(a) for a in queries.attempts_for_task(task_id)]
+
+    def get_row(self, attempt_id: uuid.UUID) -> TaskAttempt:
+        with self._db.connection():
+            attempt = TaskAttempt.get_or_none(TaskAttempt.id == attempt_id)
+        if attempt is None:
+            raise NotFound(f"Task attempt {attempt_id} not found")
+        return attempt
+
+    def get(self, attempt_id: uuid.UUID) -> dict[str, Any]:
+        return attempt_json(self.get_row(attempt_id))
+
+
+class ProcessService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def list(self, attempt_id: uuid.UUID, show_soft_deleted: bool) -> list[dict[str, Any]]:
+        with self._db.connection():
+            return [process_json(p) for p in queries.processes_for_attempt(attempt_id, show_soft_deleted)]
+
+    def get_row(self, process_id: uuid.UUID) -> ExecutionProcess:
+        with self._db.connection():
+            process = ExecutionProcess.get_or_none(ExecutionProcess.id == process_id)
+        if process is None:
+            raise NotFound(f"Execution process {process_id} not found")
+        return process
+
+    def get(self, process_id: uuid.UUID) -> dict[str, Any]:
+        return process_json(self.get_row(process_id))

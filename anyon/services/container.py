@@ -1,0 +1,101 @@
+"""The set of services one deployment owns, built in the seed's order: config → DB → services.
+
+Every service gets what it needs through its constructor; this is the only place that knows how
+they fit together, so the API and the tests build exactly what the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyon.config.model import AnyonConfig
+from anyon.services.attempts import AttemptService, ProcessService
+from anyon.services.changes import ChangeNotifier
+from anyon.services.db import queries
+from anyon.services.db.database import Database
+from anyon.services.events import EventBus
+from anyon.services.executors import ExecutorProfiles
+from anyon.services.filesystem import FilesystemService
+from anyon.services.projects import ProjectService
+from anyon.services.tags import ImageService, TagService
+from anyon.services.tasks import TaskService
+from anyon.services.user_config import UserConfigService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: AnyonConfig
+    database: Database
+    events: EventBus
+    changes: ChangeNotifier
+    user_config: UserConfigService
+    profiles: ExecutorProfiles
+    projects: ProjectService
+    tasks: TaskService
+    attempts: AttemptService
+    processes: ProcessService
+    filesystem: FilesystemService
+    tags: TagService
+    images: ImageService
+    extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Bind the event bus to the serving loop and repair what a previous run left (spec §4.1)."""
+        self.events.bind_loop(asyncio.get_running_loop())
+        repaired = await asyncio.to_thread(self._repair_statuses)
+        if repaired:
+            log.warning("marked %d execution process(es) left running by a previous run as failed", repaired)
+
+    def _repair_statuses(self) -> int:
+        with self.database.connection():
+            return queries.mark_running_processes_failed_at_startup()
+
+    async def stop(self) -> None:
+        self.events.close()
+        await asyncio.to_thread(self.database.close)
+
+    def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        return list(self.extra_jobs)
+
+
+def build_services(config: AnyonConfig, **overrides: Any) -> Services:
+    database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
+    bus = EventBus()
+    changes = ChangeNotifier(database, bus)
+    user_config = UserConfigService(config.paths.data_dir)
+
+    def user_workspace() -> str | None:
+        # Local mode honours the UI's workspace_dir; cloud mode always uses the configured one.
+        return None if config.is_cloud else user_config.get().get("workspace_dir")
+
+    services = Services(
+        config=config,
+        database=database,
+        events=bus,
+        changes=changes,
+        user_config=user_config,
+        profiles=ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json")),
+        projects=ProjectService(
+            database,
+            changes,
+            workspace_dir=config.paths.workspace_dir,
+            project_roots=config.paths.project_roots,
+            user_workspace_dir=user_workspace,
+        ),
+        tasks=TaskService(database, changes),
+        attempts=AttemptService(database),
+        processes=ProcessService(database),
+        filesystem=FilesystemService(),
+        tags=TagService(database),
+        images=ImageService(database),
+    )
+    for name, value in overrides.items():
+        setattr(services, name, value)
+    return services

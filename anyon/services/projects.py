@@ -1,0 +1,158 @@
+"""Projects: the git repositories users register (spec §1.3 creation rules)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from anyon.services.changes import ChangeNotifier
+from anyon.services.db import queries
+from anyon.services.db.database import Database
+from anyon.services.db.models import Project
+from anyon.services.db.serialize import project_json
+from anyon.services.errors import NotFound, ServiceError
+from anyon.services.repos import ensure_main_branch, init_repository
+
+_FORBIDDEN_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+_SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+DUPLICATE_PATH = "A project with this git repository path already exists"
+
+
+def validate_project_name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise ServiceError("Project name cannot be empty")
+    if _FORBIDDEN_NAME.search(name):
+        raise ServiceError('Project name cannot contain / \\ : * ? " < > | or control characters')
+    if name in (".", ".."):
+        raise ServiceError("Project name cannot be . or ..")
+    return name
+
+
+class ProjectService:
+    def __init__(
+        self,
+        database: Database,
+        changes: ChangeNotifier,
+        *,
+        workspace_dir: str,
+        project_roots: tuple[str, ...] = (),
+        user_workspace_dir: Any = None,
+    ) -> None:
+        self._db = database
+        self._changes = changes
+        self._workspace_dir = workspace_dir
+        self._roots = tuple(os.path.realpath(r) for r in project_roots)
+        # a callable returning the UI config's workspace_dir (None when unset); local mode honours it
+        self._user_workspace_dir = user_workspace_dir
+
+    # -- reads -----------------------------------------------------------------------------------
+    def list(self) -> list[dict[str, Any]]:
+        with self._db.connection():
+            rows = Project.select().order_by(Project.updated_at.desc())
+            return [project_json(p) for p in rows]
+
+    def get_row(self, project_id: uuid.UUID) -> Project:
+        with self._db.connection():
+            project = Project.get_or_none(Project.id == project_id)
+        if project is None:
+            raise NotFound(f"Project {project_id} not found")
+        return project
+
+    def get(self, project_id: uuid.UUID) -> dict[str, Any]:
+        return project_json(self.get_row(project_id))
+
+    # -- path rules ------------------------------------------------------------------------------
+    def _workspace(self) -> str:
+        if self._user_workspace_dir is not None:
+            chosen = self._user_workspace_dir()
+            if chosen:
+                return str(os.path.expanduser(chosen))
+        return self._workspace_dir
+
+    def resolve_path(self, raw: str, name: str) -> str:
+        if "\x00" in raw:
+            raise ServiceError("Invalid git repository path")
+        path = os.path.expanduser(raw.strip()) if raw.strip() else os.path.join(self._workspace(), name)
+        path = os.path.abspath(path)
+        real = os.path.realpath(path)
+        if any(real == r or real.startswith(r + os.sep) for r in _SYSTEM_ROOTS):
+            raise ServiceError(f"Path is not allowed for a project: {path}")
+        if self._roots and not any(real == r or real.startswith(r + os.sep) for r in self._roots):
+            raise ServiceError(
+                f"Path {path} is outside the permitted project roots: {', '.join(self._roots)}"
+            )
+        return path
+
+    # -- writes ----------------------------------------------------------------------------------
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = validate_project_name(body["name"])
+        path = self.resolve_path(body["git_repo_path"], name)
+        with self._db.connection():
+            if queries.project_path_in_use(path):
+                raise ServiceError(DUPLICATE_PATH)
+        target = Path(path)
+        if body["use_existing_repo"]:
+            if not target.exists():
+                raise ServiceError("The specified path does not exist")
+            if not target.is_dir():
+                raise ServiceError("The specified path is not a directory")
+            if not (target / ".git").exists():
+                raise ServiceError("The specified directory is not a git repository")
+            ensure_main_branch(path)
+        else:
+            if target.exists() and not target.is_dir():
+                raise ServiceError("The specified path is not a directory")
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ServiceError(f"Failed to create directory {path}: {exc.strerror}") from None
+            if not (target / ".git").exists():
+                init_repository(path)
+        with self._db.connection(), self._db.atomic():
+            if queries.project_path_in_use(path):
+                raise ServiceError(DUPLICATE_PATH)
+            try:
+                project = Project.create(
+                    name=name,
+                    git_repo_path=path,
+                    setup_script=body.get("setup_script"),
+                    dev_script=body.get("dev_script"),
+                    cleanup_script=body.get("cleanup_script"),
+                    copy_files=body.get("copy_files"),
+                )
+            except pw.IntegrityError:
+                raise ServiceError(DUPLICATE_PATH) from None
+        return project_json(project)
+
+    def update(self, project_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        project = self.get_row(project_id)
+        name = validate_project_name(body["name"]) if body.get("name") is not None else project.name
+        path = project.git_repo_path
+        if body.get("git_repo_path") is not None:
+            path = self.resolve_path(body["git_repo_path"], name)
+        with self._db.connection(), self._db.atomic():
+            if path != project.git_repo_path and queries.project_path_in_use(path, exclude_id=project.id):
+                raise ServiceError(DUPLICATE_PATH)
+            project.name = name
+            project.git_repo_path = path
+            project.setup_script = body.get("setup_script")
+            project.dev_script = body.get("dev_script")
+            project.cleanup_script = body.get("cleanup_script")
+            project.copy_files = body.get("copy_files")
+            try:
+                project.save()
+            except pw.IntegrityError:
+                raise ServiceError(DUPLICATE_PATH) from None
+        return project_json(project)
+
+    def delete(self, project_id: uuid.UUID) -> None:
+        project = self.get_row(project_id)
+        with self._db.connection(), self._db.atomic():
+            project.delete_instance()
+        self._changes.project_deleted(project_id)
