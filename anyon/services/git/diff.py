@@ -111,7 +111,7 @@ def _read_worktree_file(workdir: str, rel: str) -> bytes | None:
 
 
 def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes | None:
-    if oid.is_zero:
+    if not any(oid.raw):
         return None
     try:
         obj = repo[oid]
