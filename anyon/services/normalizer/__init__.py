@@ -1,0 +1,48 @@
+"""Log normalisers: an agent's raw output → NormalizedEntry patches for the normalized-logs stream.
+
+:func:`normalizer_for` picks the parser of an executor. Claude Code has a stream-json parser; the other agents
+get :class:`PlainTextNormalizer` (stdout lines as assistant messages) until they have their own.
+"""
+
+from __future__ import annotations
+
+from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
+from anyon.services.normalizer.entries import (
+    SUMMARY_MAX_CHARS,
+    Clock,
+    Entry,
+    LogNormalizer,
+    PlainTextNormalizer,
+    entry,
+    error_type,
+    setup_required_entry,
+    simple_type,
+    tool_use_type,
+    utc_now,
+)
+
+
+def normalizer_for(
+    executor: str, *, worktree: str | None = None, clock: Clock | None = None
+) -> LogNormalizer:
+    """A fresh normaliser for one execution of ``executor`` (a canonical BaseCodingAgent name)."""
+    if executor == "CLAUDE_CODE":
+        return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock)
+    return PlainTextNormalizer(clock=clock)
+
+
+__all__ = [
+    "SUMMARY_MAX_CHARS",
+    "ClaudeStreamJsonNormalizer",
+    "Clock",
+    "Entry",
+    "LogNormalizer",
+    "PlainTextNormalizer",
+    "entry",
+    "error_type",
+    "normalizer_for",
+    "setup_required_entry",
+    "simple_type",
+    "tool_use_type",
+    "utc_now",
+]

@@ -1,0 +1,148 @@
+"""NormalizedEntry builders (types.md §10) and the base of every log normaliser.
+
+A normaliser turns an agent's raw stdout/stderr into the conversation the UI shows: a growing array of
+``NormalizedEntry`` objects, delivered as JSON Patch ops on ``/entries/<n>`` (``add`` for a new entry,
+``replace`` when an entry changes, e.g. a tool call's status once its result arrives). It also remembers what
+the execution engine needs after the run: the agent's session id (for follow-ups) and the last assistant
+message (the session summary, also used as the commit message).
+
+Output arrives in chunks, not lines (spec §2.5), so the base class reassembles lines per stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
+
+SUMMARY_MAX_CHARS: Final = 4096
+Entry = dict[str, Any]
+Clock = Callable[[], str]
+
+
+def utc_now() -> str:
+    """RFC 3339 with milliseconds and ``Z``, the timestamp format of the wire (types.md §0)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def entry(entry_type: dict[str, Any], content: str, *, timestamp: str | None, metadata: Any = None) -> Entry:
+    return {"timestamp": timestamp, "entry_type": entry_type, "content": content, "metadata": metadata}
+
+
+def simple_type(
+    kind: Literal["user_message", "assistant_message", "system_message", "thinking", "loading"],
+) -> dict[str, Any]:
+    return {"type": kind}
+
+
+def error_type(kind: Literal["setup_required", "other"] = "other") -> dict[str, Any]:
+    return {"type": "error_message", "error_type": {"type": kind}}
+
+
+def tool_use_type(tool_name: str, action_type: dict[str, Any], status: str = "created") -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "tool_name": tool_name,
+        "action_type": action_type,
+        "status": {"status": status},
+    }
+
+
+def setup_required_entry(message: str, *, timestamp: str | None = None) -> Entry:
+    """The entry written when an agent's executable is missing (spec §2.6)."""
+    return entry(error_type("setup_required"), message, timestamp=timestamp or utc_now())
+
+
+class LogNormalizer:
+    """Base: line reassembly, the entries array, stderr as error entries, session id and summary.
+
+    Subclasses implement :meth:`_stdout_line`. Every public ``feed_*`` returns the ops produced, in order.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock = clock or utc_now
+        self.entries: list[Entry] = []
+        self.session_id: str | None = None
+        self._last_assistant: str | None = None
+        self._partial = {"stdout": "", "stderr": ""}
+
+    # --- public API ----------------------------------------------------------------------------------
+
+    @property
+    def summary(self) -> str | None:
+        """The last assistant message, at most 4096 characters (the executor session's summary)."""
+        if self._last_assistant is None:
+            return None
+        return self._last_assistant[:SUMMARY_MAX_CHARS]
+
+    def feed_stdout(self, chunk: str) -> list[Op]:
+        return [op for line in self._lines("stdout", chunk) for op in self._stdout_line(line)]
+
+    def feed_stderr(self, chunk: str) -> list[Op]:
+        return [op for line in self._lines("stderr", chunk) for op in self._stderr_line(line)]
+
+    def finish(self) -> list[Op]:
+        """Process what is left of unterminated lines (the process has exited)."""
+        ops: list[Op] = []
+        for stream in ("stdout", "stderr"):
+            rest, self._partial[stream] = self._partial[stream], ""
+            if rest.strip():
+                ops += self._stdout_line(rest) if stream == "stdout" else self._stderr_line(rest)
+        return ops
+
+    def replay(self, records: Iterable[tuple[str, str]]) -> list[Op]:
+        """Normalise a stored log (``("stdout"|"stderr", chunk)`` pairs) in one go: the historic case."""
+        ops: list[Op] = []
+        for stream, chunk in records:
+            if stream == "stdout":
+                ops += self.feed_stdout(chunk)
+            elif stream == "stderr":
+                ops += self.feed_stderr(chunk)
+        return ops + self.finish()
+
+    # --- helpers for subclasses ----------------------------------------------------------------------
+
+    def _lines(self, stream: str, chunk: str) -> list[str]:
+        data = self._partial[stream] + chunk
+        *lines, self._partial[stream] = data.split("\n")
+        return [line.rstrip("\r") for line in lines]
+
+    def _now(self) -> str:
+        return self._clock()
+
+    def _add(self, value: Entry) -> Op:
+        self.entries.append(value)
+        return entry_add(len(self.entries) - 1, normalized_entry_value(value))
+
+    def _replace(self, index: int, value: Entry) -> Op:
+        self.entries[index] = value
+        return entry_replace(index, normalized_entry_value(value))
+
+    def _assistant(self, text: str) -> Op:
+        self._last_assistant = text
+        return self._add(entry(simple_type("assistant_message"), text, timestamp=self._now()))
+
+    def _system(self, text: str) -> Op:
+        return self._add(entry(simple_type("system_message"), text, timestamp=self._now()))
+
+    def _error(self, text: str, kind: Literal["setup_required", "other"] = "other") -> Op:
+        return self._add(entry(error_type(kind), text, timestamp=self._now()))
+
+    def _stdout_line(self, line: str) -> list[Op]:
+        raise NotImplementedError
+
+    def _stderr_line(self, line: str) -> list[Op]:
+        if not line.strip():
+            return []
+        return [self._error(line)]
+
+
+class PlainTextNormalizer(LogNormalizer):
+    """Agents without a parser yet: each non-empty stdout line is an assistant message."""
+
+    def _stdout_line(self, line: str) -> list[Op]:
+        if not line.strip():
+            return []
+        return [self._assistant(line)]
