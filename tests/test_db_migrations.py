@@ -231,3 +231,13 @@ def test_models_follow_the_last_connected_database(tmp_path: Path) -> None:
     for db in (one, two):
         db.close()
     assert isinstance(one.db, pw.SqliteDatabase)
+
+
+def test_from_sqlite_file(tmp_path: Path) -> None:
+    db = Database.from_sqlite_file(tmp_path / "a" / "anyon.db")
+    assert db.url == f"sqlite://{tmp_path}/a/anyon.db"
+    assert db.migrate() == mig.LATEST_VERSION
+    assert (tmp_path / "a" / "anyon.db").is_file()
+    db.close()
+    with pytest.raises(DatabaseUrlError, match="must be absolute"):
+        Database.from_sqlite_file("relative/anyon.db")

@@ -167,3 +167,21 @@ def test_startup_repair_fails_orphans_and_puts_tasks_in_review(migrated: Databas
     assert Task.get_by_id(done_task.id).status == "done"
     assert queries.mark_running_processes_failed_at_startup() == 0
     assert queries.task_with_status(agent_task.id)["last_attempt_failed"] is True  # type: ignore[index]
+
+
+def test_startup_repair_records_the_worktree_head_when_told_how(migrated: Database) -> None:
+    _p, _t, attempt, agent_proc = make_chain(run_reason="codingagent", status="running")
+    _p2, _t2, broken_attempt, broken_proc = make_chain(run_reason="codingagent", status="running")
+    asked: list[object] = []
+
+    def head_of(a: TaskAttempt) -> str | None:
+        asked.append(a.id)
+        if a.id == broken_attempt.id:
+            raise FileNotFoundError("worktree is gone")
+        return "0123abcd" * 5
+
+    assert queries.mark_running_processes_failed_at_startup(head_of) == 2
+    assert sorted(map(str, asked)) == sorted([str(attempt.id), str(broken_attempt.id)])
+    assert ExecutionProcess.get_by_id(agent_proc.id).after_head_commit == "0123abcd" * 5
+    assert ExecutionProcess.get_by_id(broken_proc.id).after_head_commit is None
+    assert ExecutionProcess.get_by_id(broken_proc.id).status == "failed"

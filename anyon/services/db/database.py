@@ -74,7 +74,10 @@ class Database:
     @classmethod
     def from_sqlite_file(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Database:
         """Open (creating) the embedded SQLite database at ``path`` (must be absolute)."""
-        return cls.from_url(f"sqlite:///{Path(path)}".replace("sqlite:////", "sqlite:///"), busy_timeout_ms)
+        file = Path(path)
+        if not file.is_absolute():
+            raise DatabaseUrlError(f"the SQLite database path {str(path)!r} must be absolute")
+        return cls.from_url(f"sqlite://{file.as_posix()}", busy_timeout_ms)
 
     @classmethod
     def _sqlite(cls, url: str, netloc: str, path: str, busy_timeout_ms: int) -> Database:
@@ -108,7 +111,7 @@ class Database:
             field_types=_SQLITE_FIELD_TYPES,
             lock_type="IMMEDIATE",
         )
-        return cls(db, f"sqlite:///{file}")
+        return cls(db, f"sqlite://{file.as_posix()}")
 
     @classmethod
     def _postgres(cls, url: str, parts: Any, busy_timeout_ms: int) -> Database:

@@ -9,6 +9,7 @@ board of N tasks costs one query, not N+1.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import peewee as pw
@@ -129,17 +130,24 @@ def project_path_in_use(
     return bool(query.exists())
 
 
-def mark_running_processes_failed_at_startup() -> int:
+def mark_running_processes_failed_at_startup(
+    head_commit_of: Callable[[TaskAttempt], str | None] | None = None,
+) -> int:
     """Spec §4.1 orphan cleanup: processes left ``running`` by a previous run become ``failed``.
 
     No exit code is recorded (nothing observed one). Tasks whose setup, cleanup or coding-agent process was
-    cut off are set to ``inreview``. Returns how many processes were repaired. Runs in one transaction.
+    cut off are set to ``inreview``. ``head_commit_of(attempt)``, when given, supplies the worktree HEAD to
+    record as ``after_head_commit`` (the git layer owns that; a None or an exception leaves it unset).
+    Returns how many processes were repaired. Runs in one transaction.
     """
     db = ExecutionProcess._meta.database
     with db.atomic():
         rows: Any = (
             ExecutionProcess.select(
-                ExecutionProcess.id, ExecutionProcess.run_reason, TaskAttempt.task.alias("owner_task")
+                ExecutionProcess.id,
+                ExecutionProcess.run_reason,
+                TaskAttempt.task.alias("owner_task"),
+                TaskAttempt.id.alias("attempt_id"),
             )
             .join(TaskAttempt, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
             .where(ExecutionProcess.status == "running")
@@ -155,7 +163,27 @@ def mark_running_processes_failed_at_startup() -> int:
             .where(ExecutionProcess.id.in_(ids) & (ExecutionProcess.status == "running"))
             .execute()
         )
+        if head_commit_of is not None:
+            _record_after_heads(orphans, head_commit_of)
         task_ids = {row["owner_task"] for row in orphans if row["run_reason"] in ATTEMPT_RUN_REASONS}
         if task_ids:
             Task.update(status="inreview", updated_at=now).where(Task.id.in_(list(task_ids))).execute()
         return len(ids)
+
+
+def _record_after_heads(
+    orphans: list[dict[str, Any]], head_commit_of: Callable[[TaskAttempt], str | None]
+) -> None:
+    attempts = {
+        a.id: a for a in TaskAttempt.select().where(TaskAttempt.id.in_({r["attempt_id"] for r in orphans}))
+    }
+    heads: dict[uuid.UUID, str | None] = {}
+    for attempt_id, attempt in attempts.items():
+        try:
+            heads[attempt_id] = head_commit_of(attempt)
+        except Exception:  # a missing worktree must not stop the repair of the others
+            heads[attempt_id] = None
+    for row in orphans:
+        head = heads.get(row["attempt_id"])
+        if head:
+            ExecutionProcess.update(after_head_commit=head).where(ExecutionProcess.id == row["id"]).execute()
