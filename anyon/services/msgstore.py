@@ -30,7 +30,7 @@ import asyncio
 import collections
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
-from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
