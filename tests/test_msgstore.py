@@ -198,3 +198,15 @@ def test_logmsg_json_round_trip() -> None:
         )
     with pytest.raises(ValueError):
         LogMsg.from_json({"seq": 1, "Other": 2})
+
+
+def test_close_without_finish_releases_waiting_readers() -> None:
+    async def main() -> None:
+        store = MsgStore()
+        waiting = asyncio.create_task(collect(store.subscribe()))
+        await asyncio.sleep(0.01)
+        store.close()
+        got = await asyncio.wait_for(waiting, 2)
+        assert [m.kind for m in got] == ["finished"]
+
+    run(main())

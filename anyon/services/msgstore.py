@@ -308,7 +308,12 @@ class MsgStore:
         return self._bytes
 
     def close(self) -> None:
-        """Release the spill. Readers still attached get :class:`LogsEvicted` for evicted ranges."""
+        """Release the spill; an unfinished log is finished first so that no reader waits forever.
+
+        Readers still attached get :class:`LogsEvicted` for evicted ranges.
+        """
+        if not self._finished:
+            self.finish()
         self._closed = True
         if self._spill is not None:
             self._spill.close()
