@@ -51,6 +51,11 @@ def display(spec: FieldSpec, value: object) -> str:
 # --- placeholders ----------------------------------------------------------------------------------
 
 
+def references(value: object) -> list[str]:
+    """The ``${...}`` names a raw value refers to."""
+    return _PLACEHOLDER.findall(value) if isinstance(value, str) else []
+
+
 def expand_strings(
     merged: dict[str, Entry], specs: Mapping[str, FieldSpec], environ: Mapping[str, str]
 ) -> tuple[dict[str, object], list[ConfigIssue]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyon.config import model
-from anyon.config.checks import convert, expand_strings, semantic_checks
+from anyon.config.checks import convert, expand_strings, references, semantic_checks
 from anyon.config.errors import ConfigError, ConfigIssue, make_issue
 from anyon.config.fields import catalogue, section_classes
 from anyon.config.layers import Entry, Layer, Origin, read_environment, read_toml_file, show_value
@@ -143,6 +143,7 @@ def effective_settings(
     errors += expand_issues
 
     result = EffectiveSettings(mode=chosen, settings_file=system_file if layers_file else None)
+    own_issues: dict[str, ConfigIssue] = {}
     for key, spec in specs.items():
         if key not in merged:
             continue
@@ -151,6 +152,11 @@ def effective_settings(
         result.origins[key] = origin
         result.values[key] = value
         if issue:
+            own_issues[key] = issue
+    bad_keys = set(own_issues) | {issue.key for issue in expand_issues}
+    for key, issue in own_issues.items():
+        # a value derived from an invalid one (${paths.temp_dir}/worktrees) is not reported again
+        if not bad_keys.intersection(references(merged[key].value)):
             errors.append(issue)
     more_errors, more_warnings = semantic_checks(
         result.values, {k: o.text for k, o in result.origins.items()}, specs
