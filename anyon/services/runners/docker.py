@@ -1,0 +1,643 @@
+"""Cloud mode: one hardened container per attempt; commands run in it through Engine API execs.
+
+Design notes (spec §4.4 and §8, ARCHITECTURE decisions 3, 4, 7):
+
+* **Path identity** — the worktree and the main repository's ``.git`` directory are bind-mounted at
+  their host paths, so git inside the container works on the attempt's worktree unchanged.
+* **Hardening** — the container runs as ``docker.user`` (resolved on the host), with every capability
+  dropped, ``no-new-privileges``, a read-only root filesystem, tmpfs ``/tmp`` and HOME, an init process,
+  memory/swap/CPU/pids limits, the configured network (``none`` allowed), only allow-listed variables
+  from the server's environment, and no host path besides the two above and the attempt's secrets
+  directory (read-only).
+* **Exec protocol** — every command runs under a one-line launcher that prints its pid (the exec is a
+  session leader, so that pid is also the process group of everything it starts) before ``exec``-ing
+  the command. ``stop()`` signals that group *inside* the container, so agents and their children stop
+  rather than only the client side. A later warm pool can pre-start the same launcher waiting for a
+  command line: :class:`DockerProcess` is built from an already-open exec stream either way.
+* **One Engine API client** (docker-py, thread-safe connection pool) is shared by every call; its
+  blocking calls run in worker threads. Exec output streams over an asyncio connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import hashlib
+import logging
+import math
+import os
+import pwd
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from anyon.config.model import DockerSettings
+from anyon.services.runners.base import (
+    SIGKILL_EXIT,
+    ChunkStream,
+    ExecutableNotFound,
+    RunnerError,
+    RunningProcess,
+)
+from anyon.services.runners.engine_stream import STDERR, read_frame, start_exec
+from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR, SecretsDirs, check_attempt_id
+
+log = logging.getLogger(__name__)
+
+LABEL_MANAGED = "anyon.managed"
+LABEL_INSTANCE = "anyon.instance"
+LABEL_ATTEMPT = "anyon.attempt"
+#: HOME inside every container: a tmpfs owned by the container user.
+CONTAINER_HOME = "/home/anyon"
+BUILD_HINT = "build it with `bash scripts/build-test-image.sh` (tests) or from deploy/image/Dockerfile"
+
+#: Keeps the container alive without a busy process; exits at once on TERM/INT.
+IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+#: First stdout line: the pid (= process group) or ``!notfound``; then the command replaces the shell.
+LAUNCHER = (
+    'command -v "$1" >/dev/null 2>&1 || { printf "!notfound\\n"; exit 127; }; printf "%s\\n" "$$"; exec "$@"'
+)
+#: Escalation inside the container: INT, TERM, KILL to the group, each while any member is alive.
+#: ``kill -s SIG -- -PGID`` is what dash needs; busybox ash rejects ``--`` and wants ``kill -s SIG -PGID``.
+STOP_SCRIPT = """g=$1; ticks=$2
+sig() { kill -s "$1" -- "-$g" 2>/dev/null || kill -s "$1" "-$g" 2>/dev/null; }
+alive() { sig 0; }
+for s in INT TERM KILL; do
+  alive || exit 0
+  sig "$s"
+  n=0
+  while alive && [ "$n" -lt "$ticks" ]; do sleep 0.05 2>/dev/null || sleep 1; n=$((n+1)); done
+done
+alive && exit 1
+exit 0"""
+_STOP_TICK_SECONDS = 0.05
+_OOM_PROBE = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null; true"
+_HANDSHAKE_LIMIT = 4096
+
+
+class DockerUnavailable(RunnerError):
+    """The Docker Engine does not answer."""
+
+
+class ImageMissing(RunnerError):
+    """The runner image is not present on the Docker host."""
+
+
+class ReconcileResult(NamedTuple):
+    adopted: list[str]
+    removed: list[str]
+
+
+@dataclass
+class _Container:
+    id: str
+    worktree: str
+    git_dir: str
+    oom_kills: int = 0  # the container's oom_kill counter last seen, to attribute new kills
+
+
+def resolve_user(spec: str) -> tuple[int, int]:
+    """``docker.user`` → (uid, gid): a host user name (optionally ``name:group``) or ``uid[:gid]``."""
+    user, _, group = spec.partition(":")
+    try:
+        if user.isdigit():
+            uid = int(user)
+            default_gid = uid
+            with contextlib.suppress(KeyError):
+                default_gid = pwd.getpwuid(uid).pw_gid
+        else:
+            entry = pwd.getpwnam(user)
+            uid, default_gid = entry.pw_uid, entry.pw_gid
+    except KeyError:
+        raise RunnerError(
+            f"docker.user {spec!r}: no user {user!r} on this host; use a user name or uid:gid"
+        ) from None
+    if not group:
+        return uid, default_gid
+    if group.isdigit():
+        return uid, int(group)
+    try:
+        return uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise RunnerError(f"docker.user {spec!r}: no group {group!r} on this host") from None
+
+
+class DockerProcess(RunningProcess):
+    """A command running in an attempt's container, read from its exec stream."""
+
+    def __init__(
+        self,
+        runner: DockerRunner,
+        exec_id: str,
+        container_id: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._runner = runner
+        self.id = exec_id
+        self.container_id = container_id
+        self.pid = 0
+        self._reader = reader
+        self._writer = writer
+        self._out = ChunkStream()
+        self._err = ChunkStream()
+        self.stdout = self._out
+        self.stderr = self._err
+        self._eof = asyncio.Event()
+        self._wait_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _start(self, argv0: str, stdin: bytes | None) -> None:
+        """Feed stdin, read the launcher's pid line, then pump frames in the background."""
+        if stdin is not None:
+            self._tasks.append(asyncio.create_task(self._feed_stdin(stdin)))
+        first = await self._handshake()
+        if first == b"!notfound":
+            self._close()
+            raise ExecutableNotFound(argv0, "in the attempt's container")
+        if not first.isdigit():
+            self._close()
+            raise RunnerError(f"could not start {argv0!r} in the container: {first.decode(errors='replace')}")
+        self.pid = int(first)
+        self._tasks.append(asyncio.create_task(self._pump()))
+
+    async def _handshake(self) -> bytes:
+        pending = b""
+        while b"\n" not in pending:
+            frame = await read_frame(self._reader)
+            if frame is None:
+                return pending.strip() or b"the exec ended before the command started"
+            stream, payload = frame
+            if stream == STDERR:
+                await self._err.feed(payload)
+                continue
+            pending += payload
+            if len(pending) > _HANDSHAKE_LIMIT:
+                break
+        line, _, rest = pending.partition(b"\n")
+        if rest:
+            await self._out.feed(rest)
+        return line.strip()
+
+    async def _feed_stdin(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self._writer.write(data)
+            await self._writer.drain()
+            # half-close: the daemon closes the process's stdin, the output side stays open
+            self._writer.write_eof()
+
+    async def _pump(self) -> None:
+        try:
+            while (frame := await read_frame(self._reader)) is not None:
+                stream, payload = frame
+                await (self._err if stream == STDERR else self._out).feed(payload)
+        finally:
+            self._eof.set()
+            self._close()
+            await self._out.end()
+            await self._err.end()
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self._writer.close()
+
+    async def wait(self) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        async with self._wait_lock:
+            if self.returncode is not None:
+                return self.returncode
+            while True:
+                if not self._eof.is_set():
+                    # the stream ends with the process, unless a child it left behind holds the pipe
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._eof.wait(), 1.0)
+                info = await self._runner._call(self._runner.api.exec_inspect, self.id)
+                if not info.get("Running") and info.get("ExitCode") is not None:
+                    break
+                if self._eof.is_set():
+                    await asyncio.sleep(0.01)
+            code = int(info["ExitCode"])
+            if code == SIGKILL_EXIT:
+                self.oom_killed = await self._runner._oom_kill_happened(self.container_id)
+            self.returncode = code
+            return code
+
+    async def stop(self, escalation_seconds: float = 2.0) -> int:
+        self.stop_requested = True
+        if self.returncode is None and self.pid:
+            ticks = max(1, math.ceil(escalation_seconds / _STOP_TICK_SECONDS))
+            argv = ["/bin/sh", "-c", STOP_SCRIPT, "anyon-stop", str(self.pid), str(ticks)]
+            try:
+                await self._runner._run_quiet(self.container_id, argv, timeout=4 * escalation_seconds + 10)
+            except RunnerError as exc:
+                # e.g. the pids limit is exhausted so no exec can start: stopping the container is
+                # the only way left to reach the process
+                log.warning(
+                    "stop inside container %s failed (%s); killing the container", self.container_id, exc
+                )
+                await self._runner._kill_container(self.container_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.wait()), escalation_seconds + 10)
+        except TimeoutError:
+            log.warning("process %s outlived its stop; killing container %s", self.id, self.container_id)
+            await self._runner._kill_container(self.container_id)
+            return await self.wait()
+
+
+class DockerRunner:
+    """Runs attempts' commands in per-attempt containers (cloud mode).
+
+    ``instance_id`` names this server's data directory in the ``anyon.instance`` label, so two servers
+    sharing a daemon never touch each other's containers. ``host_env`` is the server's environment,
+    from which only ``docker.env_allowlist`` names reach containers.
+    """
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        instance_id: str,
+        secrets_root: str | Path,
+        *,
+        host_env: Mapping[str, str] | None = None,
+        client: Any | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.uid, self.gid = resolve_user(settings.user)
+        self.secrets = SecretsDirs(secrets_root, self.uid, self.gid)
+        self._host_env = {k: v for k, v in (host_env or {}).items() if k in settings.env_allowlist}
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._containers: dict[str, _Container] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- Engine API client --------------------------------------------------------------------
+
+    @property
+    def api(self) -> Any:
+        """The one docker-py ``APIClient``; created on first use so a stopped daemon never blocks start-up."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    import docker  # lazy: local mode never imports docker
+
+                    try:
+                        self._client = docker.APIClient(
+                            base_url=self.settings.host, version="auto", timeout=60
+                        )
+                    except docker.errors.DockerException as exc:
+                        raise self._unavailable(exc) from exc
+        return self._client
+
+    def _unavailable(self, exc: BaseException) -> DockerUnavailable:
+        return DockerUnavailable(
+            f"the Docker Engine at {self.settings.host} does not answer ({exc}); start it "
+            "(e.g. `systemctl start docker`) or fix docker.host in the settings"
+        )
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking docker-py call in a worker thread, translating connection failures."""
+        import docker
+        import requests
+
+        def call() -> Any:
+            return fn(*args, **kwargs)
+
+        try:
+            return await asyncio.to_thread(call)
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, docker.errors.APIError):
+                raise
+            raise self._unavailable(exc) from exc
+
+    async def ping(self) -> None:
+        """Raise :class:`DockerUnavailable` unless the daemon answers."""
+        try:
+            await self._call(lambda: self.api.ping())
+        except DockerUnavailable:
+            raise
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+
+    async def check_image(self) -> None:
+        """Raise :class:`ImageMissing` (naming the image and how to build it) unless it is present."""
+        import docker
+
+        try:
+            await self._call(lambda: self.api.inspect_image(self.settings.image))
+        except docker.errors.ImageNotFound as exc:
+            raise self._image_missing() from exc
+
+    def _image_missing(self) -> ImageMissing:
+        return ImageMissing(
+            f"the runner image {self.settings.image!r} is not on the Docker host; {BUILD_HINT}"
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def container_name(self, attempt_id: str) -> str:
+        tag = hashlib.sha1(self.instance_id.encode()).hexdigest()[:8]
+        return f"anyon-{tag}-{attempt_id}"
+
+    def labels(self, attempt_id: str) -> dict[str, str]:
+        return {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance_id, LABEL_ATTEMPT: attempt_id}
+
+    def _lock(self, attempt_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(attempt_id, asyncio.Lock())
+
+    async def _list(self, attempt_id: str | None = None) -> list[dict[str, Any]]:
+        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={self.instance_id}"]
+        if attempt_id is not None:
+            labels.append(f"{LABEL_ATTEMPT}={attempt_id}")
+        result: list[dict[str, Any]] = await self._call(
+            lambda: self.api.containers(all=True, filters={"label": labels})
+        )
+        return result
+
+    async def ensure_container(self, attempt_id: str, worktree_path: str, repo_git_dir: str) -> str:
+        """Return the id of the attempt's running container, creating or restarting it as needed."""
+        import docker
+
+        check_attempt_id(attempt_id)
+        worktree = os.path.realpath(worktree_path)
+        git_dir = os.path.realpath(repo_git_dir)
+        for label, path in (("worktree", worktree), ("repository .git directory", git_dir)):
+            if not os.path.isdir(path):
+                raise RunnerError(f"the attempt's {label} {path!r} does not exist")
+        async with self._lock(attempt_id):
+            existing = await self._find(attempt_id)
+            state: dict[str, Any] | None = None
+            if existing is not None:
+                try:
+                    state = await self._call(lambda: self.api.inspect_container(existing.id))
+                except docker.errors.NotFound:
+                    self._containers.pop(attempt_id, None)
+                    existing = None
+            if existing is not None and state is not None:
+                if (existing.worktree, existing.git_dir) == (worktree, git_dir) and self._mounts_match(
+                    state, worktree, git_dir
+                ):
+                    if not state["State"]["Running"]:
+                        await self._call(lambda: self.api.start(existing.id))
+                    self._containers[attempt_id] = existing
+                    return existing.id
+                await self._remove_ids([existing.id])
+                self._containers.pop(attempt_id, None)
+            return await self._create(attempt_id, worktree, git_dir)
+
+    async def _find(self, attempt_id: str) -> _Container | None:
+        cached = self._containers.get(attempt_id)
+        if cached is not None:
+            return cached
+        found = await self._list(attempt_id)
+        if not found:
+            return None
+        info = found[0]
+        mounts = {m.get("Destination"): m.get("Source") for m in info.get("Mounts", [])}
+        worktree = info["Labels"].get("anyon.worktree", "")
+        git_dir = info["Labels"].get("anyon.git-dir", "")
+        if mounts.get(worktree) != worktree or mounts.get(git_dir) != git_dir:
+            worktree = git_dir = ""
+        container = _Container(info["Id"], worktree, git_dir)
+        container.oom_kills = await self._oom_kills(info["Id"]) if info.get("State") == "running" else 0
+        return container
+
+    @staticmethod
+    def _mounts_match(state: dict[str, Any], worktree: str, git_dir: str) -> bool:
+        mounts = {m.get("Destination"): m.get("Source") for m in state.get("Mounts", [])}
+        return mounts.get(worktree) == worktree and mounts.get(git_dir) == git_dir
+
+    def _base_env(self, attempt_id: str, worktree: str) -> dict[str, str]:
+        return {
+            **self._host_env,
+            "HOME": CONTAINER_HOME,
+            "ANYON_ATTEMPT_ID": attempt_id,
+            "ANYON_WORKSPACE": worktree,
+            "ANYON_SECRET_DIR": CONTAINER_SECRETS_DIR,
+        }
+
+    def host_config_kwargs(self, worktree: str, git_dir: str, secrets_dir: str) -> dict[str, Any]:
+        """Everything that hardens and mounts a container, as ``create_host_config`` arguments."""
+        from docker.types import Mount
+
+        s = self.settings
+        tmpfs_opts = f"rw,nosuid,nodev,size={s.tmpfs_size}"
+        kwargs: dict[str, Any] = {
+            "mounts": [
+                Mount(target=worktree, source=worktree, type="bind", read_only=False),
+                Mount(target=git_dir, source=git_dir, type="bind", read_only=False),
+                Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
+            ],
+            "tmpfs": {
+                "/tmp": tmpfs_opts,
+                CONTAINER_HOME: f"{tmpfs_opts},uid={self.uid},gid={self.gid},mode=0700",
+            },
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "read_only": s.read_only_rootfs,
+            "init": True,
+            "network_mode": s.network,
+            "pids_limit": s.pids_limit,
+            "nano_cpus": int(s.cpus * 1e9) if s.cpus > 0 else None,
+            "mem_limit": s.memory if s.memory > 0 else None,
+            "memswap_limit": s.memory_swap if s.memory > 0 and s.memory_swap > 0 else None,
+            "ipc_mode": "private",
+        }
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
+        import docker
+
+        secrets_dir = await asyncio.to_thread(self.secrets.ensure, attempt_id)
+        labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
+        container_id: str | None = None
+        try:
+            host_config = self.api.create_host_config(
+                **self.host_config_kwargs(worktree, git_dir, str(secrets_dir))
+            )
+            created = await self._call(
+                lambda: self.api.create_container(
+                    self.settings.image,
+                    command=IDLE_COMMAND,
+                    user=f"{self.uid}:{self.gid}",
+                    environment=self._base_env(attempt_id, worktree),
+                    working_dir=worktree,
+                    labels=labels,
+                    name=self.container_name(attempt_id),
+                    host_config=host_config,
+                    detach=True,
+                )
+            )
+            container_id = str(created["Id"])
+            await self._call(lambda: self.api.start(container_id))
+        except docker.errors.ImageNotFound as exc:
+            await self._undo_create(attempt_id, container_id)
+            raise self._image_missing() from exc
+        except docker.errors.APIError as exc:
+            await self._undo_create(attempt_id, container_id)
+            raise RunnerError(
+                f"could not create the container of attempt {attempt_id}: {exc.explanation}"
+            ) from exc
+        except BaseException:
+            await self._undo_create(attempt_id, container_id)
+            raise
+        self._containers[attempt_id] = _Container(container_id, worktree, git_dir)
+        log.info("started container %s for attempt %s", container_id[:12], attempt_id)
+        return container_id
+
+    async def _undo_create(self, attempt_id: str, container_id: str | None) -> None:
+        """Leave nothing half-created behind: the container (if any) and the secrets directory."""
+        with contextlib.suppress(Exception):
+            ids = [container_id] if container_id else [c["Id"] for c in await self._list(attempt_id)]
+            await self._remove_ids(ids)
+        await asyncio.to_thread(self.secrets.remove, attempt_id)
+
+    async def _remove_ids(self, ids: list[str]) -> None:
+        import docker
+
+        for container_id in ids:
+            with contextlib.suppress(docker.errors.NotFound):
+                await self._call(lambda cid=container_id: self.api.remove_container(cid, force=True, v=True))
+
+    async def remove_container(self, attempt_id: str) -> bool:
+        """Tear down the attempt's container and its secrets directory (spec §8); idempotent."""
+        check_attempt_id(attempt_id)
+        async with self._lock(attempt_id):
+            ids = [c["Id"] for c in await self._list(attempt_id)]
+            await self._remove_ids(ids)
+            self._containers.pop(attempt_id, None)
+            removed_secrets = await asyncio.to_thread(self.secrets.remove, attempt_id)
+        self._locks.pop(attempt_id, None)
+        return bool(ids) or removed_secrets
+
+    async def reconcile(self, live_attempt_ids: set[str]) -> ReconcileResult:
+        """At start-up: adopt the containers of live attempts, remove every other one of this instance."""
+        adopted: list[str] = []
+        removed: set[str] = set()
+        for info in await self._list():
+            attempt_id = info.get("Labels", {}).get(LABEL_ATTEMPT, "")
+            if attempt_id in live_attempt_ids:
+                container = await self._find(attempt_id)
+                if container is not None:
+                    if info.get("State") != "running":
+                        await self._call(lambda cid=info["Id"]: self.api.start(cid))
+                    self._containers[attempt_id] = container
+                    adopted.append(attempt_id)
+                continue
+            await self._remove_ids([info["Id"]])
+            self._containers.pop(attempt_id, None)
+            if attempt_id:
+                with contextlib.suppress(RunnerError):
+                    await asyncio.to_thread(self.secrets.remove, attempt_id)
+                removed.add(attempt_id)
+        for attempt_id in await asyncio.to_thread(self.secrets.attempt_ids):
+            if attempt_id not in live_attempt_ids:
+                await asyncio.to_thread(self.secrets.remove, attempt_id)
+                removed.add(attempt_id)
+        return ReconcileResult(sorted(adopted), sorted(removed))
+
+    def write_secrets(
+        self, attempt_id: str, github_token: str | None, claude_credentials: str | None
+    ) -> Path:
+        """(Re)write the attempt's secrets directory; the next command sees them (spec §4.4)."""
+        return self.secrets.write(attempt_id, github_token, claude_credentials)
+
+    # --- processes ----------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        stdin: bytes | None = None,
+        *,
+        attempt_id: str | None = None,
+    ) -> DockerProcess:
+        import docker
+
+        if not argv:
+            raise RunnerError("nothing to run: the command is empty")
+        if attempt_id is None:
+            raise RunnerError("the Docker runner needs the attempt id to find the attempt's container")
+        container = await self._find(check_attempt_id(attempt_id))
+        if container is None:
+            raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
+        self._containers[attempt_id] = container
+        exec_env = {**await asyncio.to_thread(self.secrets.env, attempt_id), **env}
+        try:
+            created = await self._call(
+                lambda: self.api.exec_create(
+                    container.id,
+                    ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
+                    stdin=stdin is not None,
+                    environment=exec_env,
+                    workdir=cwd,
+                )
+            )
+        except docker.errors.NotFound as exc:
+            self._containers.pop(attempt_id, None)
+            raise RunnerError(f"the container of attempt {attempt_id} no longer exists") from exc
+        except docker.errors.APIError as exc:
+            raise RunnerError(
+                f"could not start {argv[0]!r} in attempt {attempt_id}: {exc.explanation}"
+            ) from exc
+        exec_id = str(created["Id"])
+        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        proc = DockerProcess(self, exec_id, container.id, reader, writer)
+        await proc._start(argv[0], stdin)
+        return proc
+
+    async def _run_quiet(self, container_id: str, argv: list[str], timeout: float) -> bytes:
+        """Run a short helper command in the container and return its output."""
+        import docker
+
+        def run() -> bytes:
+            exec_id = self.api.exec_create(container_id, argv)["Id"]
+            return bytes(self.api.exec_start(exec_id))
+
+        try:
+            result: bytes = await asyncio.wait_for(self._call(run), timeout)
+        except docker.errors.APIError as exc:
+            raise RunnerError(str(exc.explanation)) from exc
+        except TimeoutError as exc:
+            raise RunnerError(f"helper command timed out after {timeout:.0f}s") from exc
+        return result
+
+    async def _kill_container(self, container_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._call(lambda: self.api.kill(container_id))
+
+    async def _oom_kills(self, container_id: str) -> int:
+        """The container cgroup's oom_kill counter (cgroup v2 memory.events or v1 memory.oom_control)."""
+        try:
+            out = await self._run_quiet(container_id, ["/bin/sh", "-c", _OOM_PROBE], timeout=10)
+        except RunnerError:
+            return 0
+        for line in out.decode(errors="replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    async def _oom_kill_happened(self, container_id: str) -> bool:
+        """Was a process of this container killed by the OOM killer since we last looked?"""
+        container = next((c for c in self._containers.values() if c.id == container_id), None)
+        count = await self._oom_kills(container_id)
+        seen = container.oom_kills if container is not None else 0
+        if container is not None:
+            container.oom_kills = count
+        if count > seen:
+            return True
+        try:
+            state = await self._call(lambda: self.api.inspect_container(container_id))
+        except Exception:  # a vanished container was not OOM-killed as far as anyone can tell
+            return False
+        return bool(state.get("State", {}).get("OOMKilled"))
