@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from anyon.api.resources import misc, projects, system
+from anyon.api.resources import executions, misc, projects, system
 from anyon.deployment.base import Deployment
 
 
@@ -34,12 +34,20 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     add("/api/projects", projects.ProjectCollection(s))
     add("/api/projects/{project_id}", projects.ProjectItem(s))
     add("/api/tasks", projects.TaskCollection(s))
+    add("/api/tasks/create-and-start", executions.CreateAndStart(s))
     add("/api/tasks/{task_id}", projects.TaskItem(s))
     # §1.5 attempts, §1.6 processes (reads)
-    add("/api/task-attempts", misc.AttemptCollection(s))
+    add("/api/task-attempts", executions.AttemptCollection(s))
     add("/api/task-attempts/{attempt_id}", misc.AttemptItem(s))
     add("/api/execution-processes", misc.ProcessCollection(s))
     add("/api/execution-processes/{process_id}", misc.ProcessItem(s))
+    # §1.5/§1.6 starting and stopping executions
+    add("/api/task-attempts/{attempt_id}/follow-up", executions.FollowUp(s))
+    add("/api/task-attempts/{attempt_id}/replace-process", executions.ReplaceProcess(s))
+    add("/api/task-attempts/{attempt_id}/stop", executions.AttemptStop(s))
+    add("/api/task-attempts/{attempt_id}/start-dev-server", executions.DevServer(s))
+    add("/api/execution-processes/{process_id}/stop", executions.ProcessStop(s))
+    add("/api/executions/status", executions.ExecutionStatus(s))
     # §1.7 misc
     add("/api/filesystem/directory", misc.Directory(s))
     add("/api/tags", misc.TagCollection(s))

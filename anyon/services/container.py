@@ -7,6 +7,7 @@ they fit together, so the API and the tests build exactly what the server runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -19,12 +20,18 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.events import EventBus
+from anyon.services.executions import ExecutionService
 from anyon.services.executors import ExecutorProfiles
 from anyon.services.filesystem import FilesystemService
+from anyon.services.git import GitService
+from anyon.services.logstore import LogStore
 from anyon.services.projects import ProjectService
+from anyon.services.runners.base import Runner
+from anyon.services.runners.host import HostRunner
 from anyon.services.tags import ImageService, TagService
 from anyon.services.tasks import TaskService
 from anyon.services.user_config import UserConfigService
+from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,11 @@ class Services:
     filesystem: FilesystemService
     tags: TagService
     images: ImageService
+    git: GitService
+    worktrees: WorktreeManager
+    logstore: LogStore
+    executions: ExecutionService
+    docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -58,11 +70,30 @@ class Services:
             return queries.mark_running_processes_failed_at_startup()
 
     async def stop(self) -> None:
+        await self.executions.stop_all()
+        if self.docker is not None:
+            await self.docker.close()
         self.events.close()
         await asyncio.to_thread(self.database.close)
 
     def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return list(self.extra_jobs)
+
+
+def instance_id(config: AnyonConfig) -> str:
+    """Names this server's containers (label ``anyon.instance``): derived from its data directory."""
+    return hashlib.sha256(os.path.realpath(config.paths.data_dir).encode()).hexdigest()[:16]
+
+
+def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
+    """Host processes locally; per-attempt containers in cloud mode (Docker imported only then)."""
+    if not config.is_cloud:
+        return HostRunner(), None
+    from anyon.services.runners.docker import DockerRunner
+
+    secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
+    docker_runner = DockerRunner(config.docker, instance_id(config), secrets_root, host_env=dict(os.environ))
+    return docker_runner, docker_runner
 
 
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
@@ -75,13 +106,30 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         # Local mode honours the UI's workspace_dir; cloud mode always uses the configured one.
         return None if config.is_cloud else user_config.get().get("workspace_dir")
 
+    git = GitService()
+    worktrees = WorktreeManager(config.paths.worktree_dir)
+    logstore = LogStore(database)
+    profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
+    runner, docker_runner = _runner_for(config)
+    executions = ExecutionService(
+        database,
+        changes,
+        logstore,
+        profiles,
+        git,
+        worktrees,
+        runner,
+        config.executions,
+        user_config,
+        provisioner=docker_runner,
+    )
     services = Services(
         config=config,
         database=database,
         events=bus,
         changes=changes,
         user_config=user_config,
-        profiles=ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json")),
+        profiles=profiles,
         projects=ProjectService(
             database,
             changes,
@@ -95,6 +143,11 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         filesystem=FilesystemService(),
         tags=TagService(database),
         images=ImageService(database),
+        git=git,
+        worktrees=worktrees,
+        logstore=logstore,
+        executions=executions,
+        docker=docker_runner,
     )
     for name, value in overrides.items():
         setattr(services, name, value)

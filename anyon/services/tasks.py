@@ -105,8 +105,12 @@ class TaskService:
         self._changes.task_changed(task.id)
         return task_json(task)
 
-    def delete(self, task_id: uuid.UUID) -> list[TaskAttempt]:
-        """Delete the task (cascade) unless a process runs; returns its attempts for worktree cleanup."""
+    def delete(self, task_id: uuid.UUID) -> tuple[list[TaskAttempt], str]:
+        """Delete the task (cascade) unless a process runs.
+
+        Returns its attempts and the project's repository path, for the worktree/container cleanup the
+        caller runs in the background.
+        """
         with self._db.connection(), self._db.atomic():
             task = Task.get_or_none(Task.id == task_id)
             if task is None:
@@ -115,10 +119,11 @@ class TaskService:
                 raise Conflict("Task has running execution processes. Stop them before deleting the task.")
             attempts = list(TaskAttempt.select().where(TaskAttempt.task == task_id))
             project_id = task.project_id
+            repo_path = Project.get_by_id(project_id).git_repo_path
             if attempts:
                 Task.update(parent_task_attempt=None).where(
                     Task.parent_task_attempt.in_([a.id for a in attempts])
                 ).execute()
             task.delete_instance()
         self._changes.task_deleted(project_id, task_id)
-        return attempts
+        return attempts, repo_path

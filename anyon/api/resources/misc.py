@@ -15,16 +15,6 @@ CREATE_TAG = {
 UPDATE_TAG = {"tag_name": F("str"), "content": F("str")}
 
 
-class AttemptCollection:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        raw = req.get_param("task_id")
-        task_id = parse_uuid(raw, "task_id") if raw else None
-        respond(resp, await run_sync(self._services.attempts.list, task_id))
-
-
 class AttemptItem:
     def __init__(self, services: Services) -> None:
         self._services = services

@@ -96,5 +96,6 @@ class TaskItem:
         respond(resp, await run_sync(self._services.tasks.update, tid, body))
 
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
-        await run_sync(self._services.tasks.delete, parse_uuid(task_id, "task id"))
+        attempts, repo_path = await run_sync(self._services.tasks.delete, parse_uuid(task_id, "task id"))
+        await self._services.executions.cleanup_attempts_later(attempts, repo_path)
         respond(resp, None, status=202)

@@ -1,0 +1,709 @@
+"""ExecutionService: attempts, their process chains, log capture, commits and statuses (spec §5.3, §5.4).
+
+Everything here is mode-independent: the only difference between local and cloud mode is the
+:class:`~anyon.services.runners.base.Runner` it is given and the optional container provisioner that
+prepares an attempt's container before its first command.
+
+Concurrency model: one asyncio task ("supervisor") per execution process owns it from queueing to
+exit — it waits for a slot, spawns, pumps output into the in-memory store and the append-only DB log,
+records the exit, commits, and starts the next action of the chain. Blocking work (database, git)
+runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from anyon.config.model import ExecutionSettings
+from anyon.services.changes import ChangeNotifier
+from anyon.services.db import queries
+from anyon.services.db.database import Database
+from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
+from anyon.services.db.serialize import attempt_json, process_json
+from anyon.services.errors import Conflict, NotFound, ServiceError
+from anyon.services.executions import actions, gitops
+from anyon.services.executions.slots import ExecutionSlots
+from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, ProfileError
+from anyon.services.git import GitService
+from anyon.services.git.errors import GitServiceError
+from anyon.services.logstore import LogStore
+from anyon.services.msgstore import MsgStore
+from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
+from anyon.services.runners.base import ExecutableNotFound, Runner, RunnerError, RunningProcess
+from anyon.services.user_config import UserConfigService
+from anyon.services.worktrees import WorktreeManager
+
+log = logging.getLogger(__name__)
+
+_LOG_FLUSH_SECONDS = 0.1
+_LOG_FLUSH_BYTES = 256 * 1024
+
+
+class ContainerProvisioner(Protocol):
+    """Cloud mode: makes sure an attempt's container exists before a command runs in it."""
+
+    async def ensure_container(self, attempt_id: str, worktree_path: str, repo_git_dir: str) -> str: ...
+
+    async def remove_container(self, attempt_id: str) -> bool: ...
+
+
+@dataclass
+class AttemptContext:
+    """What a process of an attempt needs, read once from the database."""
+
+    attempt_id: uuid.UUID
+    task_id: uuid.UUID
+    project_id: uuid.UUID
+    repo_path: str
+    worktree: str
+    branch: str
+    cleanup_script: str | None
+    task_title: str
+
+
+@dataclass
+class LiveProcess:
+    process_id: uuid.UUID
+    context: AttemptContext
+    run_reason: str
+    action: dict[str, Any]
+    store: MsgStore
+    handle: RunningProcess | None = None
+    supervisor: asyncio.Task[None] | None = None
+    stop_requested: bool = False
+    normalizer: LogNormalizer | None = None
+    session_saved: bool = False
+    pending_logs: list[tuple[str, str]] = field(default_factory=list)
+    pending_bytes: int = 0
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        database: Database,
+        changes: ChangeNotifier,
+        logstore: LogStore,
+        profiles: ExecutorProfiles,
+        git: GitService,
+        worktrees: WorktreeManager,
+        runner: Runner,
+        settings: ExecutionSettings,
+        user_config: UserConfigService,
+        *,
+        provisioner: ContainerProvisioner | None = None,
+        shell: str | None = None,
+    ) -> None:
+        self._db = database
+        self._changes = changes
+        self._logstore = logstore
+        self._profiles = profiles
+        self._git = git
+        self._worktrees = worktrees
+        self._runner = runner
+        self._settings = settings
+        self._user_config = user_config
+        self._provisioner = provisioner
+        self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
+        self._slots = ExecutionSlots(settings.max_concurrent)
+        self._live: dict[uuid.UUID, LiveProcess] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------------------------------
+    # status and lookup
+    # ------------------------------------------------------------------------------------------
+    def store_for(self, process_id: uuid.UUID) -> MsgStore | None:
+        live = self._live.get(process_id)
+        return live.store if live else None
+
+    def status(self) -> dict[str, int]:
+        return {"running": self._slots.running, "queued": self._slots.queued, "live": len(self._live)}
+
+    async def _db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def call() -> Any:
+            with self._db.connection():
+                return fn(*args)
+
+        return await asyncio.to_thread(call)
+
+    def _spawn_background(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # ------------------------------------------------------------------------------------------
+    # starting attempts
+    # ------------------------------------------------------------------------------------------
+    def _profile(self, value: Any) -> ExecutorProfileId:
+        try:
+            return self._profiles.profile_id_from_json(value)
+        except (ProfileError, ValueError, TypeError) as exc:
+            raise ServiceError(f"Invalid executor profile: {exc}") from None
+
+    def _insert_attempt(
+        self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str
+    ) -> TaskAttempt:
+        with self._db.atomic():
+            task = Task.get_or_none(Task.id == task_id)
+            if task is None:
+                raise ServiceError(f"Task {task_id} does not exist")
+            project = Project.get_by_id(task.project_id)
+            if not self._git.is_repository(project.git_repo_path):
+                raise ServiceError(f"Project path {project.git_repo_path} is no longer a git repository")
+            if not self._git.branch_exists(project.git_repo_path, base_branch):
+                raise ServiceError(f"Branch '{base_branch}' does not exist in {project.git_repo_path}")
+            attempt_id = uuid.uuid4()
+            prefix = self._user_config.get().get("git_branch_prefix", "vk")
+            branch = self._worktrees.branch_name(prefix, attempt_id, task.title)
+            return TaskAttempt.create(
+                id=attempt_id,
+                task=task.id,
+                executor=profile.executor,
+                target_branch=base_branch,
+                branch=branch,
+                container_ref=None,
+            )
+
+    async def create_attempt(self, task_id: uuid.UUID, profile_json: Any, base_branch: str) -> dict[str, Any]:
+        """``POST /api/task-attempts``: insert the attempt, answer with the row, start it afterwards."""
+        profile = self._profile(profile_json)
+        if not base_branch or not base_branch.strip():
+            raise ServiceError("base_branch cannot be empty")
+        attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch.strip())
+        payload = attempt_json(attempt)
+        self._spawn_background(self._start_attempt_logged(attempt.id, profile), f"start-attempt:{attempt.id}")
+        return payload
+
+    async def create_and_start(
+        self, task_id: uuid.UUID, profile_json: Any, base_branch: str
+    ) -> dict[str, Any]:
+        """``POST /api/tasks/create-and-start`` after the task exists: start and report whether it started."""
+        profile = self._profile(profile_json)
+        attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch)
+        await self._start_attempt_logged(attempt.id, profile)
+        return await self._db_call(queries.task_with_status, task_id)
+
+    async def _start_attempt_logged(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> None:
+        try:
+            await self.start_attempt(attempt_id, profile)
+        except Exception:
+            log.exception("starting attempt %s failed", attempt_id)
+
+    def _load_context(self, attempt_id: uuid.UUID) -> AttemptContext:
+        attempt = TaskAttempt.get_or_none(TaskAttempt.id == attempt_id)
+        if attempt is None:
+            raise NotFound(f"Task attempt {attempt_id} not found")
+        task = Task.get_by_id(attempt.task_id)
+        project = Project.get_by_id(task.project_id)
+        worktree = attempt.container_ref or self._worktrees.worktree_path(attempt.id, task.title)
+        return AttemptContext(
+            attempt_id=attempt.id,
+            task_id=task.id,
+            project_id=project.id,
+            repo_path=project.git_repo_path,
+            worktree=worktree,
+            branch=attempt.branch,
+            cleanup_script=project.cleanup_script,
+            task_title=task.title,
+        )
+
+    def _prepare_worktree(self, attempt_id: uuid.UUID) -> tuple[AttemptContext, str | None, str]:
+        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt."""
+        with self._db.connection():
+            attempt = TaskAttempt.get_by_id(attempt_id)
+            task = Task.get_by_id(attempt.task_id)
+            project = Project.get_by_id(task.project_id)
+        worktree = self._worktrees.worktree_path(attempt.id, task.title)
+        self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
+        if project.copy_files:
+            self._worktrees.copy_files(project.git_repo_path, worktree, project.copy_files)
+        with self._db.connection():
+            TaskAttempt.update(container_ref=worktree, updated_at=utc_now()).where(
+                TaskAttempt.id == attempt_id
+            ).execute()
+            context = self._load_context(attempt_id)
+        return context, project.setup_script, actions.task_prompt(task.title, task.description)
+
+    async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
+        """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3)."""
+        context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
+        await self._ensure_container(context)
+        agent = actions.initial(prompt, profile, actions.cleanup_or_none(context.cleanup_script))
+        first = (
+            actions.script(setup_script, actions.SETUP, agent)
+            if setup_script and setup_script.strip()
+            else agent
+        )
+        return await self._start_execution(context, first)
+
+    async def _ensure_container(self, context: AttemptContext) -> None:
+        if self._provisioner is None:
+            return
+        git_dir = await asyncio.to_thread(gitops.git_dir, context.repo_path)
+        await self._provisioner.ensure_container(str(context.attempt_id), context.worktree, git_dir)
+
+    async def ensure_worktree(self, attempt_id: uuid.UUID) -> AttemptContext:
+        """Recreate the worktree if it vanished (spec §6 "recreate on demand"), and its container."""
+        context = await self._db_call(self._load_context, attempt_id)
+        await asyncio.to_thread(self._worktrees.ensure, context.repo_path, context.branch, context.worktree)
+        return context
+
+    # ------------------------------------------------------------------------------------------
+    # one execution process
+    # ------------------------------------------------------------------------------------------
+    def _head_or_none(self, worktree: str) -> str | None:
+        try:
+            return self._git.head_oid(worktree)
+        except GitServiceError:
+            return None
+
+    def _insert_process(
+        self, context: AttemptContext, action: dict[str, Any], run_reason: str
+    ) -> ExecutionProcess:
+        before = self._head_or_none(context.worktree)
+        with self._db.connection(), self._db.atomic():
+            if run_reason != "devserver":
+                Task.update(status="inprogress", updated_at=utc_now()).where(
+                    Task.id == context.task_id
+                ).execute()
+            process = ExecutionProcess.create(
+                task_attempt=context.attempt_id,
+                status="running",
+                run_reason=run_reason,
+                executor_action=action,
+                before_head_commit=before,
+            )
+            if actions.is_agent(action):
+                ExecutorSession.create(
+                    task_attempt=context.attempt_id,
+                    execution_process=process.id,
+                    prompt=action["typ"]["prompt"],
+                    session_id=None,
+                )
+        return process
+
+    async def _start_execution(self, context: AttemptContext, action: dict[str, Any]) -> dict[str, Any]:
+        run_reason = actions.run_reason_of(action)
+        process = await asyncio.to_thread(self._insert_process, context, action, run_reason)
+        live = LiveProcess(
+            process_id=process.id,
+            context=context,
+            run_reason=run_reason,
+            action=action,
+            store=MsgStore(byte_cap=self._settings.log_memory_bytes),
+        )
+        if actions.is_agent(action):
+            executor = action["typ"]["executor_profile_id"]["executor"]
+            live.normalizer = normalizer_for(executor, worktree=context.worktree)
+        self._live[process.id] = live
+        live.supervisor = self._spawn_background(self._supervise(live), f"process:{process.id}")
+        await asyncio.to_thread(self._changes.process_changed, process.id)
+        return process_json(process)
+
+    def _command(self, live: LiveProcess) -> tuple[list[str], bytes | None]:
+        typ = live.action["typ"]
+        if typ["type"] == actions.SCRIPT:
+            return [self._shell, "-c", typ["script"]], None
+        profile = self._profiles.profile_id_from_json(typ["executor_profile_id"])
+        session = typ.get("session_id") if typ["type"] == actions.FOLLOW_UP else None
+        command = self._profiles.command(profile, follow_up_session_id=session)
+        stdin = self._profiles.stdin_payload(profile, typ["prompt"]) if command.prompt_via_stdin else None
+        return command.argv, stdin
+
+    async def _supervise(self, live: LiveProcess) -> None:
+        acquired = False
+        exit_code: int | None = None
+        oom = False
+        try:
+            await self._slots.acquire(lambda position: self._note_queued(live, position))
+            acquired = True
+            if live.stop_requested:
+                return
+            argv, stdin = self._command(live)
+            try:
+                live.handle = await self._runner.spawn(
+                    argv, live.context.worktree, {}, stdin, attempt_id=str(live.context.attempt_id)
+                )
+            except (RunnerError, ProfileError, OSError) as exc:
+                await self._spawn_failed(live, exc)
+                return
+            if live.stop_requested:  # stopped while it was being spawned
+                await live.handle.stop(self._settings.stop_escalation_seconds)
+            await asyncio.gather(
+                self._pump(live, live.handle.stdout, "stdout"),
+                self._pump(live, live.handle.stderr, "stderr"),
+            )
+            exit_code = await live.handle.wait()
+            oom = live.handle.oom_killed
+        except asyncio.CancelledError:
+            if live.handle is not None and live.handle.returncode is None:
+                await asyncio.shield(live.handle.stop(self._settings.stop_escalation_seconds))
+            live.stop_requested = True
+            await asyncio.shield(self._finish(live, None, oom=False))
+            raise
+        finally:
+            if acquired:
+                self._slots.release()
+        await self._finish(live, exit_code, oom=oom)
+
+    def _note_queued(self, live: LiveProcess, position: int) -> None:
+        self._emit(live, "stdout", f"Waiting for a free execution slot ({position} in queue)...\n")
+
+    async def _spawn_failed(self, live: LiveProcess, exc: Exception) -> None:
+        message = f"Failed to start execution: {exc}"
+        log.warning("process %s: %s", live.process_id, message)
+        self._emit(live, "stderr", message + "\n")
+        if isinstance(exc, ExecutableNotFound) and live.normalizer is not None:
+            entry = setup_required_entry(f"{exc.program} is not installed or not on the PATH: {exc}")
+            live.store.push_patch(
+                [
+                    {
+                        "op": "add",
+                        "path": f"/entries/{len(live.normalizer.entries)}",
+                        "value": {"type": "NORMALIZED_ENTRY", "content": entry},
+                    }
+                ]
+            )
+        await self._flush_logs(live)
+        await self._record_exit(live, "failed", None)
+        await self._close(live, finalize=live.run_reason != "devserver")
+
+    def _emit(self, live: LiveProcess, stream: str, text: str) -> None:
+        """One chunk of output: live readers, the normaliser, and the batch for the DB log."""
+        if stream == "stdout":
+            live.store.push_stdout(text)
+        else:
+            live.store.push_stderr(text)
+        if live.normalizer is not None:
+            ops = (
+                live.normalizer.feed_stdout(text) if stream == "stdout" else live.normalizer.feed_stderr(text)
+            )
+            if ops:
+                live.store.push_patch(ops)
+            if live.normalizer.session_id and not live.session_saved:
+                live.session_saved = True
+                live.store.push_session_id(live.normalizer.session_id)
+                self._spawn_background(
+                    self._db_call(self._save_session, live.process_id, live.normalizer.session_id, None),
+                    f"session:{live.process_id}",
+                )
+        live.pending_logs.append((stream, text))
+        live.pending_bytes += len(text)
+
+    async def _pump(self, live: LiveProcess, chunks: Any, stream: str) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        loop = asyncio.get_running_loop()
+        last_flush = loop.time()
+        async for chunk in chunks:
+            text = decoder.decode(chunk)
+            if text:
+                self._emit(live, stream, text)
+            if live.pending_bytes >= _LOG_FLUSH_BYTES or loop.time() - last_flush >= _LOG_FLUSH_SECONDS:
+                await self._flush_logs(live)
+                last_flush = loop.time()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            self._emit(live, stream, tail)
+        await self._flush_logs(live)
+
+    async def _flush_logs(self, live: LiveProcess) -> None:
+        if not live.pending_logs:
+            return
+        batch, live.pending_logs, live.pending_bytes = live.pending_logs, [], 0
+        await self._db_call(self._logstore.append_many, live.process_id, batch)
+
+    def _save_session(self, process_id: uuid.UUID, session_id: str | None, summary: str | None) -> None:
+        updates: dict[Any, Any] = {ExecutorSession.updated_at: utc_now()}
+        if session_id is not None:
+            updates[ExecutorSession.session_id] = session_id
+        if summary is not None:
+            updates[ExecutorSession.summary] = summary
+        ExecutorSession.update(updates).where(ExecutorSession.execution_process == process_id).execute()
+
+    def _set_status(self, process_id: uuid.UUID, status: str, exit_code: int | None) -> bool:
+        """Record the end of a process unless it was already ended (a stop marks it killed first)."""
+        now = utc_now()
+        with self._db.atomic():
+            changed = (
+                ExecutionProcess.update(status=status, exit_code=exit_code, completed_at=now, updated_at=now)
+                .where((ExecutionProcess.id == process_id) & (ExecutionProcess.status == "running"))
+                .execute()
+            )
+        return bool(changed)
+
+    async def _record_exit(self, live: LiveProcess, status: str, exit_code: int | None) -> None:
+        await self._db_call(self._set_status, live.process_id, status, exit_code)
+
+    async def _finish(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
+        """The process ended: status, summary, commit, next action or finalisation (spec §5.3 "On exit")."""
+        if live.normalizer is not None:
+            ops = live.normalizer.finish()
+            if ops:
+                live.store.push_patch(ops)
+        if oom:
+            self._emit(live, "stderr", "Process was killed: it exceeded its memory limit.\n")
+        await self._flush_logs(live)
+        killed = live.stop_requested
+        status = "killed" if killed else ("completed" if exit_code == 0 else "failed")
+        await self._record_exit(live, status, exit_code)
+        if live.normalizer is not None:
+            await self._db_call(self._save_session, live.process_id, None, live.normalizer.summary)
+        next_action = live.action.get("next_action")
+        succeeded = status == "completed"
+        started_next = False
+        if not killed and (succeeded or live.run_reason == "cleanupscript"):
+            committed = False
+            if live.run_reason in ("codingagent", "cleanupscript"):
+                committed = await self._commit(live)
+            run_next = next_action is not None and (live.run_reason != "codingagent" or committed)
+            if run_next and next_action is not None:
+                try:
+                    await self._start_execution(live.context, next_action)
+                    started_next = True
+                except Exception:
+                    log.exception("starting the next action of process %s failed", live.process_id)
+        await self._close(live, finalize=not started_next and live.run_reason != "devserver")
+
+    async def _commit(self, live: LiveProcess) -> bool:
+        summary = live.normalizer.summary if live.normalizer is not None else None
+        if live.run_reason == "codingagent":
+            message = (
+                summary or f"Commit changes from coding agent for task attempt {live.context.attempt_id}"
+            )
+        else:
+            message = f"Cleanup script changes for task attempt {live.context.attempt_id}"
+        try:
+            sha = await asyncio.to_thread(self._git.commit_all, live.context.worktree, message)
+        except GitServiceError as exc:
+            self._emit(live, "stderr", f"Failed to commit changes: {exc}\n")
+            await self._flush_logs(live)
+            return False
+        return sha is not None
+
+    async def _close(self, live: LiveProcess, *, finalize: bool) -> None:
+        """after_head_commit, task status, then end the live stream and forget the process."""
+
+        def close_rows() -> None:
+            after = self._head_or_none(live.context.worktree)
+            with self._db.connection(), self._db.atomic():
+                ExecutionProcess.update(after_head_commit=after).where(
+                    ExecutionProcess.id == live.process_id
+                ).execute()
+                if finalize and not queries.has_running_process(live.context.task_id):
+                    Task.update(status="inreview", updated_at=utc_now()).where(
+                        Task.id == live.context.task_id
+                    ).execute()
+
+        try:
+            await asyncio.to_thread(close_rows)
+            await asyncio.to_thread(self._changes.process_changed, live.process_id)
+        finally:
+            live.store.finish()
+            self._live.pop(live.process_id, None)
+
+    # ------------------------------------------------------------------------------------------
+    # stopping
+    # ------------------------------------------------------------------------------------------
+    async def stop_process(self, process_id: uuid.UUID) -> None:
+        """``POST /api/execution-processes/{id}/stop``: mark killed, then stop the whole process tree."""
+        live = self._live.get(process_id)
+        if live is None:
+            exists = await self._db_call(
+                lambda: ExecutionProcess.get_or_none(ExecutionProcess.id == process_id)
+            )
+            if exists is None:
+                raise NotFound(f"Execution process {process_id} not found")
+            raise Conflict("Execution process is not running")
+        await self._stop(live)
+
+    async def _stop(self, live: LiveProcess) -> None:
+        if live.stop_requested:
+            if live.supervisor is not None:
+                await asyncio.shield(live.supervisor)
+            return
+        live.stop_requested = True
+        await self._record_exit(live, "killed", None)
+        if live.handle is not None:
+            await live.handle.stop(self._settings.stop_escalation_seconds)
+        elif live.supervisor is not None:
+            live.supervisor.cancel()  # still queued: leave the queue
+        if live.supervisor is not None:
+            try:
+                await asyncio.shield(live.supervisor)
+            except asyncio.CancelledError:
+                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+
+    async def stop_attempt(self, attempt_id: uuid.UUID) -> None:
+        """``POST /api/task-attempts/{id}/stop``: every running process of the attempt becomes ``killed``."""
+        await self._db_call(self._load_context, attempt_id)
+        await asyncio.gather(
+            *(self._stop(lv) for lv in list(self._live.values()) if lv.context.attempt_id == attempt_id)
+        )
+
+    async def stop_all(self) -> None:
+        """Shutdown: nothing the server started is left running."""
+        await asyncio.gather(*(self._stop(lv) for lv in list(self._live.values())), return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------
+    # follow-up, retry, dev server
+    # ------------------------------------------------------------------------------------------
+    def _latest_agent(self, attempt_id: uuid.UUID) -> tuple[ExecutionProcess | None, str | None]:
+        process = (
+            ExecutionProcess.select()
+            .where(
+                (ExecutionProcess.task_attempt == attempt_id)
+                & (ExecutionProcess.run_reason == "codingagent")
+                & (ExecutionProcess.dropped == False)  # noqa: E712 - peewee expression
+            )
+            .order_by(ExecutionProcess.created_at.desc())
+            .first()
+        )
+        session = (
+            ExecutorSession.select(ExecutorSession.session_id)
+            .join(ExecutionProcess, on=(ExecutorSession.execution_process == ExecutionProcess.id))
+            .where(
+                (ExecutorSession.task_attempt == attempt_id)
+                & (ExecutionProcess.dropped == False)  # noqa: E712
+                & ExecutorSession.session_id.is_null(False)
+            )
+            .order_by(ExecutorSession.created_at.desc())
+            .first()
+        )
+        return process, session.session_id if session else None
+
+    async def follow_up(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST …/follow-up`` (spec §5.4): the next agent request, resuming the agent's session."""
+        prompt = body.get("prompt") or ""
+        if not prompt.strip():
+            raise ServiceError("Prompt cannot be empty")
+        context = await self.ensure_worktree(attempt_id)
+        if body.get("retry_process_id"):
+            await self._retry_reset(context, uuid.UUID(body["retry_process_id"]), body)
+        if any(
+            lv.context.attempt_id == attempt_id and lv.run_reason != "devserver" for lv in self._live.values()
+        ):
+            raise Conflict("A process of this attempt is still running; stop it before sending a follow-up")
+        latest, session_id = await self._db_call(self._latest_agent, attempt_id)
+        if latest is None:
+            raise ServiceError("No coding agent has run in this attempt yet")
+        base_profile = latest.executor_action["typ"]["executor_profile_id"]
+        profile = self._profile({"executor": base_profile["executor"], "variant": body.get("variant")})
+        cleanup = actions.cleanup_or_none(context.cleanup_script)
+        if session_id:
+            action = actions.follow_up(prompt, session_id, profile, cleanup)
+        else:
+            action = actions.initial(prompt, profile, cleanup)
+        await self._ensure_container(context)
+        return await self._start_execution(context, action)
+
+    async def _retry_reset(
+        self, context: AttemptContext, process_id: uuid.UUID, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Reset the worktree to before ``process_id`` and drop it and every later process."""
+
+        def target() -> ExecutionProcess:
+            process = ExecutionProcess.get_or_none(
+                (ExecutionProcess.id == process_id) & (ExecutionProcess.task_attempt == context.attempt_id)
+            )
+            if process is None:
+                raise ServiceError(f"Process {process_id} does not belong to this attempt")
+            return process
+
+        process = await self._db_call(target)
+        await asyncio.gather(
+            *(
+                self._stop(lv)
+                for lv in list(self._live.values())
+                if lv.context.attempt_id == context.attempt_id
+            )
+        )
+        oid = process.before_head_commit
+        reset_needed = bool(oid) and await asyncio.to_thread(self._git.head_oid, context.worktree) != oid
+        applied = False
+        if reset_needed and body.get("perform_git_reset") is not False:
+            dirty = not await asyncio.to_thread(self._git.is_clean, context.worktree)
+            if not dirty or body.get("force_when_dirty"):
+                await asyncio.to_thread(gitops.reset_hard, context.worktree, oid)
+                applied = True
+
+        def drop() -> int:
+            with self._db.atomic():
+                return int(
+                    ExecutionProcess.update(dropped=True, updated_at=utc_now())
+                    .where(
+                        (ExecutionProcess.task_attempt == context.attempt_id)
+                        & (ExecutionProcess.created_at >= process.created_at)
+                    )
+                    .execute()
+                )
+
+        deleted = await self._db_call(drop)
+        return {
+            "deleted_count": deleted,
+            "git_reset_needed": reset_needed,
+            "git_reset_applied": applied,
+            "target_before_oid": oid,
+        }
+
+    async def replace_process(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST …/replace-process``: reset and drop as a retry does, then run the prompt (no cleanup)."""
+        context = await self.ensure_worktree(attempt_id)
+        result = await self._retry_reset(context, uuid.UUID(body["process_id"]), body)
+        latest, session_id = await self._db_call(self._latest_agent, attempt_id)
+        base = latest.executor_action["typ"]["executor_profile_id"] if latest else {"executor": "CLAUDE_CODE"}
+        profile = self._profile({"executor": base["executor"], "variant": body.get("variant")})
+        prompt = body.get("prompt") or ""
+        action = (
+            actions.follow_up(prompt, session_id, profile) if session_id else actions.initial(prompt, profile)
+        )
+        process = await self._start_execution(context, action)
+        return {**result, "new_execution_id": process["id"]}
+
+    async def start_dev_server(self, attempt_id: uuid.UUID) -> None:
+        """Stop the project's running dev servers, then run its dev script (spec §1.5)."""
+        context = await self.ensure_worktree(attempt_id)
+        dev_script = await self._db_call(lambda: Project.get_by_id(context.project_id).dev_script)
+        if not dev_script or not dev_script.strip():
+            raise ServiceError("No dev server script configured for this project")
+        running = [
+            lv
+            for lv in list(self._live.values())
+            if lv.run_reason == "devserver" and lv.context.project_id == context.project_id
+        ]
+        await asyncio.gather(*(self._stop(lv) for lv in running))
+        await self._ensure_container(context)
+        await self._start_execution(context, actions.script(dev_script, actions.DEV_SERVER))
+
+    # ------------------------------------------------------------------------------------------
+    # teardown
+    # ------------------------------------------------------------------------------------------
+    async def cleanup_attempts_later(self, attempts: list[TaskAttempt], repo_path: str | None) -> None:
+        """Schedule :meth:`cleanup_attempts` in the background; the caller answers at once."""
+        if attempts:
+            self._spawn_background(self.cleanup_attempts(attempts, repo_path), "cleanup-attempts")
+
+    async def cleanup_attempts(self, attempts: list[TaskAttempt], repo_path: str | None) -> None:
+        """After a task delete: remove containers and worktrees of its attempts (in the background)."""
+        for attempt in attempts:
+            if self._provisioner is not None:
+                try:
+                    await self._provisioner.remove_container(str(attempt.id))
+                except Exception:
+                    log.exception("removing the container of attempt %s failed", attempt.id)
+            if attempt.container_ref:
+                try:
+                    await asyncio.to_thread(self._worktrees.remove, repo_path, attempt.container_ref)
+                except Exception:
+                    log.exception("removing the worktree of attempt %s failed", attempt.id)
