@@ -47,20 +47,30 @@ fi
 [ -n "${ANYON_TEST_POSTGRES_URL:-}" ] && log "PostgreSQL tests use $ANYON_TEST_POSTGRES_URL"
 
 # --- Docker Engine -----------------------------------------------------------------------------
-docker_ready() { timeout 5 docker version >/dev/null 2>&1; }
+# The Docker tests need an engine and the locally built test image (scripts/build-test-image.sh; no
+# registry is used). As root on a fresh machine: install docker.io, start dockerd without a bridge or
+# iptables (test containers run with network "none"), then build the image (idempotent, fast if present).
+docker_ready() { command -v docker >/dev/null && timeout 5 docker version >/dev/null 2>&1; }
 if ! docker_ready && is_root; then
-  command -v dockerd >/dev/null || { log "installing docker.io"; apt_install docker.io; }
+  command -v dockerd >/dev/null && command -v docker >/dev/null \
+    || { log "installing docker.io"; apt_install docker.io; }
   if ! pgrep -x dockerd >/dev/null; then
     log "starting dockerd (no bridge, no iptables: test containers have no network)"
     mkdir -p /var/log/anyon-test
-    nohup dockerd --bridge=none --iptables=false --ip6tables=false >/var/log/anyon-test/dockerd.log 2>&1 &
+    setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+      >/var/log/anyon-test/dockerd.log 2>&1 </dev/null &
   fi
   for _ in $(seq 1 60); do docker_ready && break; sleep 1; done
+  docker_ready || { log "dockerd did not answer; its log ends with:"; tail -n 20 /var/log/anyon-test/dockerd.log >&2 || true; }
 fi
+export ANYON_TEST_IMAGE=${ANYON_TEST_IMAGE:-anyon-test-runner:latest}
 if docker_ready; then
-  log "building the test runner image"
-  bash scripts/build-test-image.sh
-  export ANYON_TEST_DOCKER=1
+  log "making sure the test runner image $ANYON_TEST_IMAGE exists"
+  if bash scripts/build-test-image.sh; then
+    export ANYON_TEST_DOCKER=1
+  else
+    log "building $ANYON_TEST_IMAGE failed: Docker tests will $( [ "${CI:-}" = true ] && echo FAIL || echo 'be skipped')"
+  fi
 else
   log "no Docker Engine answers: Docker tests will $( [ "${CI:-}" = true ] && echo FAIL || echo 'be skipped')"
 fi
