@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 
+from anyon.config.dirs import make_directory
 from anyon.config.model import AnyonConfig
 
 SERVICE = "anyon"
@@ -67,8 +69,9 @@ def _json_formatter() -> logging.Formatter:
 def configure_logging(config: AnyonConfig) -> None:
     """Install anyon's handlers on the root logger; calling it again replaces them (no duplicates).
 
-    Raises ``OSError`` naming the file when ``paths.log_file`` cannot be opened; its directory is
-    created by :func:`anyon.config.dirs.prepare_directories`.
+    The log file's directory is created (0750) when missing, so this may run before
+    :func:`anyon.config.dirs.prepare_directories`. Raises ``OSError`` naming the file when
+    ``paths.log_file`` cannot be opened.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -78,6 +81,7 @@ def configure_logging(config: AnyonConfig) -> None:
     formatter = TextFormatter() if config.logging.format == "text" else _json_formatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.paths.log_file:
+        make_directory("paths.log_file", os.path.dirname(config.paths.log_file))
         try:
             handlers.append(logging.handlers.WatchedFileHandler(config.paths.log_file, encoding="utf-8"))
         except OSError as exc:

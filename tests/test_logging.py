@@ -70,7 +70,15 @@ def test_log_file_survives_rotation(tmp_path: Path) -> None:
     assert json.loads(log.read_text())["message"] == "after"
 
 
+def test_missing_log_directory_is_created(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "server.log"
+    configure_logging(make_config(tmp_path, paths={"log_file": str(log)}, logging={"format": "json"}))
+    logging.getLogger("anyon.t").warning("x")
+    assert json.loads(log.read_text())["message"] == "x"
+
+
 def test_unopenable_log_file_names_the_path(tmp_path: Path) -> None:
-    config = make_config(tmp_path, paths={"log_file": str(tmp_path / "missing-dir" / "x.log")})
-    with pytest.raises(OSError, match=r"missing-dir/x\.log"):
+    (tmp_path / "server.log").mkdir()  # a directory where the file should be
+    config = make_config(tmp_path, paths={"log_file": str(tmp_path / "server.log")})
+    with pytest.raises(OSError, match=r"server\.log \(paths\.log_file\)"):
         configure_logging(config)

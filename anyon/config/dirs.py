@@ -92,7 +92,7 @@ def check_directories(config: AnyonConfig) -> list[ConfigIssue]:
     return issues
 
 
-def _make_dir(key: str, path: str, mode: int) -> None:
+def make_directory(key: str, path: str, mode: int = DIR_MODE) -> None:
     """Create ``path`` and missing parents; only directories created here get ``mode``."""
     missing: list[str] = []
     current = path
@@ -126,7 +126,7 @@ def prepare_directories(config: AnyonConfig) -> None:
     """
     for item in needed_paths(config):
         directory = os.path.dirname(item.path) if item.is_file else item.path
-        _make_dir(item.key, directory, item.mode)
+        make_directory(item.key, directory, item.mode)
         if item.mode == SECRET_DIR_MODE:
             try:
                 if os.stat(directory).st_mode & 0o077:
