@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import peewee as pw
 
@@ -173,12 +174,8 @@ class LogStore:
         )
         if limit is not None:
             query = query.limit(limit)
-        return [
-            LogChunk(
-                seq=r.seq, kind=r.kind, content=r.content, byte_size=r.byte_size, inserted_at=r.inserted_at
-            )
-            for r in query
-        ]
+        rows: Any = query.tuples()  # plain tuples: no per-row model objects
+        return [LogChunk(*row) for row in rows]
 
     def total_bytes(self, execution_id: uuid.UUID | str) -> int:
         """The UTF-8 size of everything stored for the execution."""

@@ -63,30 +63,30 @@ def _status_columns() -> list[Any]:
     ]
 
 
-def _with_status(task: Task) -> JsonDict:
-    computed: Any = task  # carries the three aliased columns of _status_columns()
+def _with_status(row: dict[str, Any]) -> JsonDict:
     return task_with_status_json(
-        task,
-        has_in_progress_attempt=bool(computed.has_in_progress),
-        last_attempt_failed=computed.last_status in ("failed", "killed"),
-        executor=computed.last_executor,
+        row,
+        has_in_progress_attempt=bool(row["has_in_progress"]),
+        last_attempt_failed=row["last_status"] in ("failed", "killed"),
+        executor=row["last_executor"],
     )
+
+
+def _status_query() -> Any:
+    # .dicts(): building 1,000 model objects costs more than the query itself on a big board.
+    return Task.select(Task, *_status_columns()).dicts()
 
 
 def tasks_with_status(project_id: IdLike) -> list[JsonDict]:
     """TaskWithAttemptStatus of every task of the project, newest ``created_at`` first (one query)."""
-    query = (
-        Task.select(Task, *_status_columns())
-        .where(Task.project == project_id)
-        .order_by(Task.created_at.desc(), Task.id.desc())
-    )
-    return [_with_status(t) for t in query]
+    query = _status_query().where(Task.project == project_id).order_by(Task.created_at.desc(), Task.id.desc())
+    return [_with_status(row) for row in query]
 
 
 def task_with_status(task_id: IdLike) -> JsonDict | None:
     """TaskWithAttemptStatus of one task, or None when it does not exist."""
-    task = Task.select(Task, *_status_columns()).where(Task.id == task_id).first()
-    return _with_status(task) if task is not None else None
+    row = _status_query().where(Task.id == task_id).first()
+    return _with_status(row) if row is not None else None
 
 
 def attempts_for_task(task_id: IdLike | None) -> list[TaskAttempt]:

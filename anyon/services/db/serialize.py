@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from anyon.services.db.models import (
@@ -29,8 +30,9 @@ def ts(value: dt.datetime | None) -> str | None:
     """An RFC 3339 UTC timestamp with milliseconds and ``Z``; naive datetimes are taken as UTC."""
     if value is None:
         return None
-    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not dt.UTC:
+        value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
 
 
 def uid(value: uuid.UUID | str | None) -> str | None:
@@ -67,8 +69,22 @@ def task_json(t: Task) -> JsonDict:
     }
 
 
+def task_row_json(row: Mapping[str, Any]) -> JsonDict:
+    """Task from a ``Task.select().dicts()`` row (keys are field names); skips building model objects."""
+    return {
+        "id": uid(row["id"]),
+        "project_id": uid(row["project"]),
+        "title": row["title"],
+        "description": row["description"],
+        "status": row["status"],
+        "parent_task_attempt": uid(row["parent_task_attempt"]),
+        "created_at": ts(row["created_at"]),
+        "updated_at": ts(row["updated_at"]),
+    }
+
+
 def task_with_status_json(
-    t: Task,
+    t: Task | Mapping[str, Any],
     *,
     has_in_progress_attempt: bool,
     last_attempt_failed: bool,
@@ -80,7 +96,7 @@ def task_with_status_json(
     ``executor`` is ``""`` when the task has no attempt (the spec declares it a non-null string).
     """
     return {
-        **task_json(t),
+        **(task_json(t) if isinstance(t, Task) else task_row_json(t)),
         "has_in_progress_attempt": bool(has_in_progress_attempt),
         "has_merged_attempt": False,
         "last_attempt_failed": bool(last_attempt_failed),
