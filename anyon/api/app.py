@@ -19,6 +19,7 @@ from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
 from anyon.deployment.base import Deployment
 from anyon.services.errors import ServiceError
+from anyon.services.git.errors import GitServiceError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,23 @@ async def _handle_http_error(
         resp.set_header(name, value)
 
 
+async def _handle_git_error(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: GitServiceError,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    """Git failures are soft errors (HTTP 200); conflicts carry the typed ``error_data`` of spec §1.5."""
+    if resp is None:
+        if ws is not None:
+            await ws.close(1011)
+        return
+    error_data = ex.to_error_data()
+    resp.status = 200
+    resp.media = typed_error(error_data) if error_data is not None else soft_error(ex.message)
+
+
 async def _handle_unexpected(
     req: falcon.asgi.Request,
     resp: falcon.asgi.Response | None,
@@ -119,6 +137,7 @@ def create_app(deployment: Deployment) -> falcon.asgi.App:
     app.add_error_handler(falcon.HTTPError, _handle_http_error)
     app.add_error_handler(ApiError, _handle_api_error)
     app.add_error_handler(ServiceError, _handle_service_error)
+    app.add_error_handler(GitServiceError, _handle_git_error)
     routes.register(app, deployment)
     app.add_sink(FrontendSink(config.server.frontend_dir), prefix=r"^/(?!api(/|$))")
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from anyon.api.resources import executions, misc, projects, system
+from anyon.api.resources import executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
 
 
@@ -33,6 +33,8 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     # §1.3 projects, §1.4 tasks
     add("/api/projects", projects.ProjectCollection(s))
     add("/api/projects/{project_id}", projects.ProjectItem(s))
+    add("/api/projects/{project_id}/branches", git.ProjectBranches(s))
+    add("/api/projects/{project_id}/search", git.ProjectSearch(s))
     add("/api/tasks", projects.TaskCollection(s))
     add("/api/tasks/create-and-start", executions.CreateAndStart(s))
     add("/api/tasks/{task_id}", projects.TaskItem(s))
@@ -48,8 +50,21 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     add("/api/task-attempts/{attempt_id}/start-dev-server", executions.DevServer(s))
     add("/api/execution-processes/{process_id}/stop", executions.ProcessStop(s))
     add("/api/executions/status", executions.ExecutionStatus(s))
+    # §1.5 git operations of an attempt
+    attempt = "/api/task-attempts/{attempt_id}"
+    add(f"{attempt}/branch-status", git.BranchStatus(s))
+    add(f"{attempt}/merge", git.Merge(s))
+    add(f"{attempt}/rebase", git.Rebase(s))
+    add(f"{attempt}/conflicts/abort", git.AbortConflicts(s))
+    add(f"{attempt}/change-target-branch", git.ChangeTargetBranch(s))
+    add(f"{attempt}/rename-branch", git.RenameBranch(s))
+    add(f"{attempt}/commit-info", git.CommitInfo(s))
+    add(f"{attempt}/commit-compare", git.CommitCompare(s))
+    add(f"{attempt}/delete-file", git.DeleteFile(s))
+    add(f"{attempt}/children", git.Children(s))
     # §1.7 misc
     add("/api/filesystem/directory", misc.Directory(s))
+    add("/api/filesystem/git-repos", git.GitRepos(s))
     add("/api/tags", misc.TagCollection(s))
     add("/api/tags/{tag_id}", misc.TagItem(s))
     add("/api/images/task/{task_id}", misc.TaskImages(s))

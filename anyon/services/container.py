@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyon.config.model import AnyonConfig
+from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
@@ -22,6 +23,7 @@ from anyon.services.db.database import Database
 from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
 from anyon.services.executors import ExecutorProfiles
+from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
 from anyon.services.logstore import LogStore
@@ -55,6 +57,8 @@ class Services:
     worktrees: WorktreeManager
     logstore: LogStore
     executions: ExecutionService
+    attempt_git: AttemptGitService
+    file_search: FileSearch
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
 
@@ -110,6 +114,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     worktrees = WorktreeManager(config.paths.worktree_dir)
     logstore = LogStore(database)
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
+    file_search = FileSearch()
     runner, docker_runner = _runner_for(config)
     executions = ExecutionService(
         database,
@@ -147,6 +152,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         worktrees=worktrees,
         logstore=logstore,
         executions=executions,
+        attempt_git=AttemptGitService(database, changes, git, worktrees, file_search),
+        file_search=file_search,
         docker=docker_runner,
     )
     for name, value in overrides.items():

@@ -1,8 +1,9 @@
-"""Directory listing for the new-project folder picker (spec §1.7 ``/api/filesystem/directory``)."""
+"""The new-project pickers: directory listing and git repository discovery (spec §1.7)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,50 @@ class FilesystemService:
             raise ServiceError(f"Permission denied: {target}") from None
         entries.sort(key=lambda e: (not e["is_directory"], e["name"].lower()))
         return {"entries": entries, "current_path": str(target)}
+
+    def find_git_repos(self, path: str | None, *, time_budget: float = 1.2) -> list[dict[str, Any]]:
+        """Git repositories under ``path`` (depth 3) or under home (depth 4), most recently touched first.
+
+        The walk stops at ``time_budget`` seconds and returns what it found: a slow disk must not hang
+        the dialog. ``last_modified`` is the age in seconds, as the UI expects.
+        """
+        if path:
+            root = Path(os.path.expanduser(path)).absolute()
+            if not root.is_dir():
+                raise ServiceError(
+                    "Directory does not exist" if not root.exists() else "Path is not a directory"
+                )
+            roots, depth = [root], 3
+        else:
+            roots, depth = [Path(self._home)], 4
+        deadline = time.monotonic() + time_budget
+        now = time.time()
+        found: dict[str, dict[str, Any]] = {}
+        queue: list[tuple[Path, int]] = [(r, 0) for r in roots]
+        while queue and time.monotonic() < deadline:
+            current, level = queue.pop(0)
+            try:
+                with os.scandir(current) as it:
+                    children = [
+                        e for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+                    ]
+            except OSError:
+                continue
+            for entry in children:
+                if entry.name in ("node_modules", "target", "dist", "build"):
+                    continue
+                if os.path.exists(os.path.join(entry.path, ".git")):
+                    try:
+                        age = max(0, int(now - entry.stat(follow_symlinks=False).st_mtime))
+                    except OSError:
+                        age = None
+                    found[entry.path] = {
+                        "name": entry.name,
+                        "path": entry.path,
+                        "is_directory": True,
+                        "is_git_repo": True,
+                        "last_modified": age,
+                    }
+                elif level + 1 < depth:
+                    queue.append((Path(entry.path), level + 1))
+        return sorted(found.values(), key=lambda e: (e["last_modified"] is None, e["last_modified"] or 0))
