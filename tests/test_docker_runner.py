@@ -71,6 +71,7 @@ def make_runner(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     from anyon.services.runners.docker import DockerRunner
 
     instances: set[str] = set()
+    runners: list[DockerRunner] = []
 
     def make(
         instance: str | None = None, host_env: dict[str, str] | None = None, **overrides: Any
@@ -90,10 +91,14 @@ def make_runner(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         )
         instance = instance or f"{TEST_INSTANCE_PREFIX}{uuid.uuid4().hex[:12]}"
         instances.add(instance)
-        return DockerRunner(settings, instance, tmp_path / "secrets", host_env=host_env)
+        runner = DockerRunner(settings, instance, tmp_path / "secrets", host_env=host_env)
+        runners.append(runner)
+        return runner
 
     yield make
     _remove_test_containers(instances)
+    for runner in runners:
+        asyncio.run(runner.close())
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -468,3 +473,28 @@ def test_missing_image_names_it_and_how_to_build_it(
 
     asyncio.run(main())
     assert not runner.secrets.path("att-img").exists()
+
+
+def test_an_unread_stream_blocks_the_process_instead_of_filling_memory(
+    make_runner: Callable[..., Any], attempt_repo: tuple[Path, Path]
+) -> None:
+    repo, worktree = attempt_repo
+    runner = make_runner()
+
+    async def main() -> tuple[bool, int, int]:
+        await runner.ensure_container("att-bp", str(worktree), str(repo / ".git"))
+        proc = await runner.spawn(
+            ["head", "-c", "100000000", "/dev/zero"], str(worktree), {}, attempt_id="att-bp"
+        )
+        await asyncio.sleep(1.0)  # nobody reads: the pipe, the daemon and our queue fill, then it waits
+        still_running = (await asyncio.to_thread(runner.api.exec_inspect, proc.id))["Running"]
+        total = 0
+        async for chunk in proc.stdout:
+            total += len(chunk)
+        async for _ in proc.stderr:
+            pass
+        return still_running, total, await proc.wait()
+
+    still_running, total, code = asyncio.run(main())
+    assert still_running
+    assert (total, code) == (100_000_000, 0)

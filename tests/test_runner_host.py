@@ -131,3 +131,18 @@ def test_process_runs_in_its_own_process_group(tmp_path: Path) -> None:
 
     pid, out = asyncio.run(main())
     assert int(out.strip()) == pid != os.getpgid(0)
+
+
+def test_an_unread_stream_blocks_the_process_instead_of_filling_memory(tmp_path: Path) -> None:
+    async def main() -> tuple[int | None, int, int]:
+        proc = await HostRunner().spawn(["head", "-c", "100000000", "/dev/zero"], str(tmp_path), {})
+        await asyncio.sleep(0.5)
+        running = proc._proc.returncode  # type: ignore[attr-defined]
+        total = 0
+        async for chunk in proc.stdout:
+            total += len(chunk)
+        return running, total, await proc.wait()
+
+    running, total, code = asyncio.run(main())
+    assert running is None  # still blocked on its full pipe after half a second
+    assert (total, code) == (100_000_000, 0)

@@ -29,7 +29,8 @@ import math
 import os
 import pwd
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -154,7 +155,11 @@ class DockerProcess(RunningProcess):
         """Feed stdin, read the launcher's pid line, then pump frames in the background."""
         if stdin is not None:
             self._tasks.append(asyncio.create_task(self._feed_stdin(stdin)))
-        first = await self._handshake()
+        try:
+            first = await self._handshake()
+        except BaseException:
+            self._close()
+            raise
         if first == b"!notfound":
             self._close()
             raise ExecutableNotFound(argv0, "in the attempt's container")
@@ -274,6 +279,8 @@ class DockerRunner:
         self._client_lock = threading.Lock()
         self._containers: dict[str, _Container] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # docker-py calls block; a pool of our own keeps them from starving the loop's default executor
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="anyon-docker")
 
     # --- Engine API client --------------------------------------------------------------------
 
@@ -308,11 +315,14 @@ class DockerRunner:
             return fn(*args, **kwargs)
 
         try:
-            return await asyncio.to_thread(call)
+            return await self._in_thread(call)
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             if isinstance(exc, docker.errors.APIError):
                 raise
             raise self._unavailable(exc) from exc
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def ping(self) -> None:
         """Raise :class:`DockerUnavailable` unless the daemon answers."""
@@ -338,8 +348,10 @@ class DockerRunner:
         )
 
     async def close(self) -> None:
+        """Close the Engine API client and the worker threads; containers keep running."""
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
+            await self._in_thread(self._client.close)
+        self._executor.shutdown(wait=False)
 
     # --- containers ---------------------------------------------------------------------------
 
@@ -456,7 +468,7 @@ class DockerRunner:
     async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
         import docker
 
-        secrets_dir = await asyncio.to_thread(self.secrets.ensure, attempt_id)
+        secrets_dir = await self._in_thread(self.secrets.ensure, attempt_id)
         labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
         container_id: str | None = None
         try:
@@ -498,7 +510,7 @@ class DockerRunner:
         with contextlib.suppress(Exception):
             ids = [container_id] if container_id else [c["Id"] for c in await self._list(attempt_id)]
             await self._remove_ids(ids)
-        await asyncio.to_thread(self.secrets.remove, attempt_id)
+        await self._in_thread(self.secrets.remove, attempt_id)
 
     async def _remove_ids(self, ids: list[str]) -> None:
         import docker
@@ -514,7 +526,7 @@ class DockerRunner:
             ids = [c["Id"] for c in await self._list(attempt_id)]
             await self._remove_ids(ids)
             self._containers.pop(attempt_id, None)
-            removed_secrets = await asyncio.to_thread(self.secrets.remove, attempt_id)
+            removed_secrets = await self._in_thread(self.secrets.remove, attempt_id)
         self._locks.pop(attempt_id, None)
         return bool(ids) or removed_secrets
 
@@ -536,11 +548,11 @@ class DockerRunner:
             self._containers.pop(attempt_id, None)
             if attempt_id:
                 with contextlib.suppress(RunnerError):
-                    await asyncio.to_thread(self.secrets.remove, attempt_id)
+                    await self._in_thread(self.secrets.remove, attempt_id)
                 removed.add(attempt_id)
-        for attempt_id in await asyncio.to_thread(self.secrets.attempt_ids):
+        for attempt_id in await self._in_thread(self.secrets.attempt_ids):
             if attempt_id not in live_attempt_ids:
-                await asyncio.to_thread(self.secrets.remove, attempt_id)
+                await self._in_thread(self.secrets.remove, attempt_id)
                 removed.add(attempt_id)
         return ReconcileResult(sorted(adopted), sorted(removed))
 
@@ -571,7 +583,7 @@ class DockerRunner:
         if container is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         self._containers[attempt_id] = container
-        exec_env = {**await asyncio.to_thread(self.secrets.env, attempt_id), **env}
+        exec_env = {**await self._in_thread(self.secrets.env, attempt_id), **env}
         try:
             created = await self._call(
                 lambda: self.api.exec_create(
@@ -596,20 +608,29 @@ class DockerRunner:
         return proc
 
     async def _run_quiet(self, container_id: str, argv: list[str], timeout: float) -> bytes:
-        """Run a short helper command in the container and return its output."""
+        """Run a short helper command in the container and return its output (stdout and stderr)."""
         import docker
 
-        def run() -> bytes:
-            exec_id = self.api.exec_create(container_id, argv)["Id"]
-            return bytes(self.api.exec_start(exec_id))
-
         try:
-            result: bytes = await asyncio.wait_for(self._call(run), timeout)
+            created = await self._call(lambda: self.api.exec_create(container_id, argv))
         except docker.errors.APIError as exc:
             raise RunnerError(str(exc.explanation)) from exc
+        reader, writer = await start_exec(self.settings.host, self.api.api_version, str(created["Id"]))
+
+        async def drain() -> bytes:
+            out = b""
+            while (frame := await read_frame(reader)) is not None:
+                if len(out) < _HANDSHAKE_LIMIT:  # helpers print a few lines; never keep more
+                    out += frame[1][: _HANDSHAKE_LIMIT - len(out)]
+            return out
+
+        try:
+            return await asyncio.wait_for(drain(), timeout)
         except TimeoutError as exc:
             raise RunnerError(f"helper command timed out after {timeout:.0f}s") from exc
-        return result
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
 
     async def _kill_container(self, container_id: str) -> None:
         with contextlib.suppress(Exception):
