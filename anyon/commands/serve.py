@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from anyon.deployment.factory import build_deployment
     from anyon.logging import configure_logging
 
-    configure_logging(config)
     try:
+        configure_logging(config)
         prepare_directories(config)
         deployment = build_deployment(config)
         version = deployment.services.database.migrate()
