@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import falcon.asgi
 
+from anyon.api import streams
 from anyon.api.resources import executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
 
@@ -68,3 +69,12 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     add("/api/tags", misc.TagCollection(s))
     add("/api/tags/{tag_id}", misc.TagItem(s))
     add("/api/images/task/{task_id}", misc.TaskImages(s))
+    # §2 streams
+    add("/api/events", streams.EventsSse(s))
+    add("/api/tasks/stream/ws", streams.TasksStream(s))
+    add("/api/execution-processes/stream/ws", streams.ProcessesStream(s))
+    add("/api/execution-processes/{process_id}/raw-logs/ws", streams.RawLogsStream(s))
+    add("/api/execution-processes/{process_id}/normalized-logs/ws", streams.NormalizedLogsStream(s))
+    add("/api/task-attempts/{attempt_id}/diff/ws", streams.DiffStream(s))
+    add("/api/drafts/stream/ws", streams.DraftsStream(s))
+    # end §2 streams

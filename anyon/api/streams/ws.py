@@ -87,7 +87,10 @@ async def deny(req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, status: int,
             {
                 "type": "websocket.http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
