@@ -9,7 +9,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import executions, git, misc, projects, system
+from anyon.api.resources import drafts, executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
 
 
@@ -63,6 +63,8 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     add(f"{attempt}/commit-compare", git.CommitCompare(s))
     add(f"{attempt}/delete-file", git.DeleteFile(s))
     add(f"{attempt}/children", git.Children(s))
+    add(f"{attempt}/draft", drafts.AttemptDraft(s))
+    add(f"{attempt}/draft/queue", drafts.DraftQueue(s))
     # §1.7 misc
     add("/api/filesystem/directory", misc.Directory(s))
     add("/api/filesystem/git-repos", git.GitRepos(s))

@@ -20,6 +20,7 @@ from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
+from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
 from anyon.services.executors import ExecutorProfiles
@@ -58,6 +59,7 @@ class Services:
     logstore: LogStore
     executions: ExecutionService
     attempt_git: AttemptGitService
+    drafts: DraftService
     file_search: FileSearch
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
@@ -115,6 +117,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     logstore = LogStore(database)
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
     file_search = FileSearch()
+    drafts = DraftService(database, bus)
     runner, docker_runner = _runner_for(config)
     executions = ExecutionService(
         database,
@@ -127,6 +130,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         config.executions,
         user_config,
         provisioner=docker_runner,
+        drafts=drafts,
     )
     services = Services(
         config=config,
@@ -154,6 +158,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         executions=executions,
         attempt_git=AttemptGitService(database, changes, git, worktrees, file_search),
         file_search=file_search,
+        drafts=drafts,
         docker=docker_runner,
     )
     for name, value in overrides.items():

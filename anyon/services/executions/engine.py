@@ -27,6 +27,7 @@ from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
 from anyon.services.db.serialize import attempt_json, process_json
+from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
 from anyon.services.executions import actions, gitops
 from anyon.services.executions.slots import ExecutionSlots
@@ -98,6 +99,7 @@ class ExecutionService:
         user_config: UserConfigService,
         *,
         provisioner: ContainerProvisioner | None = None,
+        drafts: DraftService | None = None,
         shell: str | None = None,
     ) -> None:
         self._db = database
@@ -110,6 +112,7 @@ class ExecutionService:
         self._settings = settings
         self._user_config = user_config
         self._provisioner = provisioner
+        self._drafts = drafts
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
         self._slots = ExecutionSlots(settings.max_concurrent)
         self._live: dict[uuid.UUID, LiveProcess] = {}
@@ -508,6 +511,10 @@ class ExecutionService:
         finally:
             live.store.finish()
             self._live.pop(live.process_id, None)
+        if finalize and self._drafts is not None:
+            self._spawn_background(
+                self.send_queued(live.context.attempt_id), f"queued:{live.context.attempt_id}"
+            )
 
     # ------------------------------------------------------------------------------------------
     # stopping
@@ -606,7 +613,30 @@ class ExecutionService:
         else:
             action = actions.initial(prompt, profile, cleanup)
         await self._ensure_container(context)
-        return await self._start_execution(context, action)
+        process = await self._start_execution(context, action)
+        if self._drafts is not None:
+            await asyncio.to_thread(self._drafts.clear, attempt_id, "follow_up")
+            if body.get("retry_process_id"):
+                await asyncio.to_thread(self._drafts.clear, attempt_id, "retry")
+        return process
+
+    def attempt_busy(self, attempt_id: uuid.UUID) -> bool:
+        return any(
+            lv.context.attempt_id == attempt_id and lv.run_reason != "devserver" for lv in self._live.values()
+        )
+
+    async def send_queued(self, attempt_id: uuid.UUID) -> None:
+        """Send the attempt's queued follow-up draft once nothing of the attempt runs (spec §5.3 step 4)."""
+        if self._drafts is None or self.attempt_busy(attempt_id):
+            return
+        draft = await asyncio.to_thread(self._drafts.take_queued, attempt_id)
+        if draft is None:
+            return
+        try:
+            await self.follow_up(attempt_id, {"prompt": draft["prompt"], "variant": draft["variant"]})
+        except Exception:
+            log.exception("sending the queued follow-up of attempt %s failed", attempt_id)
+            await asyncio.to_thread(self._drafts.release_sending, attempt_id)
 
     async def _retry_reset(
         self, context: AttemptContext, process_id: uuid.UUID, body: dict[str, Any]

@@ -1,0 +1,58 @@
+"""Draft routes of an attempt (spec §1.5): autosave, delete, queue."""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from anyon.api.http import json_body, respond, run_sync
+from anyon.api.validation import F, parse_uuid
+from anyon.services.container import Services
+from anyon.services.drafts import check_type
+
+UPDATE_DRAFT = {
+    "prompt": F("str"),
+    "variant": F("str"),
+    "image_ids": F("list[uuid]"),
+    "version": F("int"),
+    "retry_process_id": F("uuid"),
+}
+SET_QUEUE = {
+    "queued": F("bool", required=True, nullable=False),
+    "expected_queued": F("bool"),
+    "expected_version": F("int"),
+}
+
+
+class AttemptDraft:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        aid = parse_uuid(attempt_id, "attempt id")
+        respond(resp, await run_sync(self._services.drafts.get, aid, check_type(req.get_param("type"))))
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        aid = parse_uuid(attempt_id, "attempt id")
+        draft_type = check_type(req.get_param("type"))
+        body = await json_body(req, UPDATE_DRAFT)
+        respond(resp, await run_sync(self._services.drafts.save, aid, draft_type, body))
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        aid = parse_uuid(attempt_id, "attempt id")
+        await run_sync(self._services.drafts.delete, aid, check_type(req.get_param("type")))
+        respond(resp, None)
+
+
+class DraftQueue:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        aid = parse_uuid(attempt_id, "attempt id")
+        draft_type = check_type(req.get_param("type"))
+        body = await json_body(req, SET_QUEUE)
+        draft = await run_sync(self._services.drafts.set_queued, aid, draft_type, body)
+        if draft["queued"] and draft_type == "follow_up":
+            await self._services.executions.send_queued(aid)
+            draft = await run_sync(self._services.drafts.get, aid, draft_type)
+        respond(resp, draft)

@@ -1,0 +1,154 @@
+"""Drafts: the follow-up composer's autosave and queue (spec §1.5 draft routes, types.md §12).
+
+Optimistic concurrency: a write carrying ``version`` must match the stored version (409 otherwise),
+and every write bumps it. A queued follow-up is sent as soon as its attempt has nothing running.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from anyon.services import events, jsonpatch
+from anyon.services.db.database import Database
+from anyon.services.db.models import Draft, ExecutionProcess, Task, TaskAttempt, utc_now
+from anyon.services.db.serialize import draft_json, draft_row_json, empty_draft_json
+from anyon.services.errors import Conflict, NotFound, ServiceError
+
+DRAFT_TYPES = ("follow_up", "retry")
+SendFollowUp = Callable[[uuid.UUID, dict[str, Any]], Awaitable[Any]]
+
+
+def check_type(value: str | None) -> str:
+    draft_type = value or "follow_up"
+    if draft_type not in DRAFT_TYPES:
+        raise ServiceError(f"Invalid draft type {draft_type!r}: expected follow_up or retry")
+    return draft_type
+
+
+class DraftService:
+    def __init__(self, database: Database, bus: events.EventBus) -> None:
+        self._db = database
+        self._bus = bus
+
+    def _attempt(self, attempt_id: uuid.UUID) -> TaskAttempt:
+        attempt = TaskAttempt.get_or_none(TaskAttempt.id == attempt_id)
+        if attempt is None:
+            raise NotFound(f"Task attempt {attempt_id} not found")
+        return attempt
+
+    def _row(self, attempt_id: uuid.UUID, draft_type: str) -> Draft | None:
+        return Draft.get_or_none((Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type))
+
+    def _publish(self, attempt: TaskAttempt, draft_type: str, row: Draft | None) -> None:
+        project_id = Task.get_by_id(attempt.task_id).project_id
+        value = draft_row_json(row) if row is not None else None
+        self._bus.publish(
+            events.drafts_topic(str(project_id)), jsonpatch.draft_ops(str(attempt.id), draft_type, value)
+        )
+
+    def get(self, attempt_id: uuid.UUID, draft_type: str) -> dict[str, Any]:
+        with self._db.connection():
+            self._attempt(attempt_id)
+            row = self._row(attempt_id, draft_type)
+        return draft_json(row) if row is not None else empty_draft_json(attempt_id, draft_type)
+
+    def project_snapshot(self, project_id: uuid.UUID) -> dict[str, Any]:
+        """``{attempt_id: {"follow_up": Draft|null, "retry": Draft|null}}`` for the drafts stream."""
+        with self._db.connection():
+            rows = list(
+                Draft.select()
+                .join(TaskAttempt, on=(Draft.task_attempt == TaskAttempt.id))
+                .join(Task, on=(TaskAttempt.task == Task.id))
+                .where(Task.project == project_id)
+            )
+        snapshot: dict[str, Any] = {}
+        for row in rows:
+            entry = snapshot.setdefault(str(row.task_attempt_id), {"follow_up": None, "retry": None})
+            entry[row.draft_type] = draft_row_json(row)
+        return snapshot
+
+    def save(self, attempt_id: uuid.UUID, draft_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        if draft_type == "retry" and not body.get("retry_process_id"):
+            raise ServiceError("retry_process_id is required for a retry draft")
+        with self._db.connection(), self._db.atomic():
+            attempt = self._attempt(attempt_id)
+            if body.get("retry_process_id"):
+                retry_id = uuid.UUID(body["retry_process_id"])
+                owned = ExecutionProcess.select().where(
+                    (ExecutionProcess.id == retry_id) & (ExecutionProcess.task_attempt == attempt_id)
+                )
+                if not owned.exists():
+                    raise ServiceError(f"Process {retry_id} does not belong to this attempt")
+            row = self._row(attempt_id, draft_type)
+            expected = body.get("version")
+            if row is not None and row.queued:
+                raise Conflict("The draft is queued; unqueue it before editing")
+            if expected is not None and expected != (row.version if row is not None else 0):
+                raise Conflict("ConflictError: the draft was changed elsewhere (version mismatch)")
+            if row is None:
+                row = Draft.create(task_attempt=attempt_id, draft_type=draft_type, prompt="", version=0)
+            if body.get("prompt") is not None:
+                row.prompt = body["prompt"]
+            if body.get("variant") is not None:
+                row.variant = body["variant"]
+            if body.get("image_ids") is not None:
+                row.image_ids = body["image_ids"]
+            if body.get("retry_process_id"):
+                row.retry_process = uuid.UUID(body["retry_process_id"])
+            row.version = int(row.version) + 1
+            row.save()
+            self._publish(attempt, draft_type, row)
+        return draft_json(row)
+
+    def delete(self, attempt_id: uuid.UUID, draft_type: str) -> None:
+        if draft_type != "retry":
+            raise ServiceError("Only retry drafts can be deleted")
+        self.clear(attempt_id, draft_type)
+
+    def clear(self, attempt_id: uuid.UUID, draft_type: str) -> None:
+        """Forget a draft (after its follow-up or retry was sent)."""
+        with self._db.connection(), self._db.atomic():
+            attempt = self._attempt(attempt_id)
+            deleted = (
+                Draft.delete()
+                .where((Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type))
+                .execute()
+            )
+            if deleted:
+                self._publish(attempt, draft_type, None)
+
+    def set_queued(self, attempt_id: uuid.UUID, draft_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._db.connection(), self._db.atomic():
+            attempt = self._attempt(attempt_id)
+            row = self._row(attempt_id, draft_type)
+            if row is None:
+                raise ServiceError("There is no draft to queue")
+            if body.get("expected_queued") is not None and bool(row.queued) != body["expected_queued"]:
+                raise Conflict("ConflictError: the draft's queued state changed elsewhere")
+            if body.get("expected_version") is not None and int(row.version) != body["expected_version"]:
+                raise Conflict("ConflictError: the draft was changed elsewhere (version mismatch)")
+            if body["queued"] and not row.prompt.strip():
+                raise ServiceError("Cannot queue an empty draft")
+            row.queued = bool(body["queued"])
+            row.version = int(row.version) + 1
+            row.save()
+            self._publish(attempt, draft_type, row)
+        return draft_json(row)
+
+    def take_queued(self, attempt_id: uuid.UUID) -> dict[str, Any] | None:
+        """The queued follow-up of an attempt, marked ``sending``; None when nothing is queued."""
+        with self._db.connection(), self._db.atomic():
+            row = self._row(attempt_id, "follow_up")
+            if row is None or not row.queued or row.sending:
+                return None
+            row.sending = True
+            row.save()
+            return {"prompt": row.prompt, "variant": row.variant, "image_ids": row.image_ids}
+
+    def release_sending(self, attempt_id: uuid.UUID) -> None:
+        with self._db.connection():
+            Draft.update(sending=False, updated_at=utc_now()).where(
+                (Draft.task_attempt == attempt_id) & (Draft.draft_type == "follow_up")
+            ).execute()
