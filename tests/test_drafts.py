@@ -22,7 +22,7 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 def test_autosave_versions_and_conflicts(server: LiveServer, tmp_path: Path) -> None:
     project = make_project(server, tmp_path)
-    task, attempt = start(server, project, "noop")
+    _task, attempt = start(server, project, "noop")
     url = f"/api/task-attempts/{attempt['id']}/draft"
     empty = server.ok("GET", url, params={"type": "follow_up"})
     assert empty == {
