@@ -211,10 +211,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def secret_env_name(name: str) -> str:
+    """The environment variable a named secret may come from as a last resort: api-token -> ANYON_API_TOKEN."""
+    return "ANYON_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
 def semantic_checks(
-    values: Mapping[str, object], origins: Mapping[str, str], specs: Mapping[str, FieldSpec]
+    values: Mapping[str, object],
+    origins: Mapping[str, str],
+    specs: Mapping[str, FieldSpec],
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
-    """Checks spanning several keys or the shape of a string; returns (errors, warnings)."""
+    """Checks spanning several keys or the shape of a string; returns (errors, warnings).
+
+    ``environ`` is only consulted for the presence of the token's last-resort environment variable.
+    """
     errors: list[ConfigIssue] = []
     warnings: list[ConfigIssue] = []
 
@@ -275,8 +286,14 @@ def semantic_checks(
         token_file = values.get("auth.token_file")
         creds = values.get("auth.credentials_dir")
         name = values.get("auth.token_credential")
-        has_credential = bool(token_file) or (
-            isinstance(creds, str) and isinstance(name, str) and os.path.isfile(os.path.join(creds, name))
+        secrets = values.get("auth.secrets_dir")
+        has_credential = (
+            bool(token_file)
+            or any(
+                isinstance(d, str) and isinstance(name, str) and os.path.isfile(os.path.join(d, name))
+                for d in (creds, secrets)
+            )
+            or (isinstance(name, str) and bool((environ or {}).get(secret_env_name(name))))
         )
         if not has_credential:
             errors.append(
@@ -287,8 +304,8 @@ def semantic_checks(
                     show_value(host),
                     detail=f"{show_value(host)} is reachable from other machines but no auth credential is "
                     "configured: set auth.token_file (ANYON_API_TOKEN_FILE), or provide a credential named "
-                    "auth.token_credential in auth.credentials_dir (CREDENTIALS_DIRECTORY), or listen on "
-                    "127.0.0.1",
+                    "auth.token_credential in auth.credentials_dir (CREDENTIALS_DIRECTORY) or auth.secrets_dir, "
+                    "or set ANYON_API_TOKEN, or listen on 127.0.0.1",
                 )
             )
 

@@ -43,6 +43,7 @@ PATHS = frozenset(
         "database.file",
         "auth.token_file",
         "auth.credentials_dir",
+        "auth.secrets_dir",
     }
 )
 
@@ -89,6 +90,7 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "server.cors_allowed_origins": ("CORS_ALLOWED_ORIGINS",),
     "auth.token_file": ("ANYON_API_TOKEN_FILE",),
     "auth.credentials_dir": ("CREDENTIALS_DIRECTORY",),
+    "auth.secrets_dir": ("ANYON_SECRETS_DIR",),
 }
 
 

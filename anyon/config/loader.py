@@ -159,7 +159,7 @@ def effective_settings(
         if not bad_keys.intersection(references(merged[key].value)):
             errors.append(issue)
     more_errors, more_warnings = semantic_checks(
-        result.values, {k: o.text for k, o in result.origins.items()}, specs
+        result.values, {k: o.text for k, o in result.origins.items()}, specs, env
     )
     result.errors = errors + more_errors
     result.warnings = warnings + more_warnings

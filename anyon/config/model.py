@@ -93,6 +93,8 @@ class AuthSettings:
     token_file: str | None = None
     # systemd's $CREDENTIALS_DIRECTORY: a file named token_credential there is a configured credential
     credentials_dir: str | None = None
+    # where ops put secret files when systemd credentials are not used: <secrets_dir>/<name>, mode 0600
+    secrets_dir: str | None = "/etc/anyon/secrets"
 
 
 @dataclass(frozen=True)
