@@ -212,7 +212,7 @@ def is_loopback(host: str) -> bool:
 
 
 def secret_env_name(name: str) -> str:
-    """The environment variable a named secret may come from as a last resort: api-token -> ANYON_API_TOKEN."""
+    """The last-resort environment variable of a named secret: api-token -> ANYON_API_TOKEN."""
     return "ANYON_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
@@ -304,8 +304,8 @@ def semantic_checks(
                     show_value(host),
                     detail=f"{show_value(host)} is reachable from other machines but no auth credential is "
                     "configured: set auth.token_file (ANYON_API_TOKEN_FILE), or provide a credential named "
-                    "auth.token_credential in auth.credentials_dir (CREDENTIALS_DIRECTORY) or auth.secrets_dir, "
-                    "or set ANYON_API_TOKEN, or listen on 127.0.0.1",
+                    "auth.token_credential in auth.credentials_dir (CREDENTIALS_DIRECTORY) or "
+                    "auth.secrets_dir, or set ANYON_API_TOKEN, or listen on 127.0.0.1",
                 )
             )
 
