@@ -28,6 +28,7 @@ from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
 from anyon.services.logstore import LogStore
+from anyon.services.maintenance import Maintenance
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
 from anyon.services.runners.host import HostRunner
@@ -60,6 +61,7 @@ class Services:
     executions: ExecutionService
     attempt_git: AttemptGitService
     drafts: DraftService
+    maintenance: Maintenance
     file_search: FileSearch
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
@@ -83,7 +85,11 @@ class Services:
         await asyncio.to_thread(self.database.close)
 
     def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        return list(self.extra_jobs)
+        return [
+            ("startup-maintenance", self.maintenance.startup),
+            ("worktree-expiry", self.maintenance.expiry_loop),
+            *self.extra_jobs,
+        ]
 
 
 def instance_id(config: AnyonConfig) -> str:
@@ -159,6 +165,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         attempt_git=AttemptGitService(database, changes, git, worktrees, file_search),
         file_search=file_search,
         drafts=drafts,
+        maintenance=Maintenance(database, worktrees, file_search, config.retention, containers=docker_runner),
         docker=docker_runner,
     )
     for name, value in overrides.items():

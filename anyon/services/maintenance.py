@@ -1,0 +1,159 @@
+"""Background upkeep the deployment runs after start-up (spec §6, ARCHITECTURE decision 7).
+
+* orphan sweep: worktree folders no attempt owns are removed (or only logged in dry-run mode);
+* expiry: every ``retention.expiry_interval_minutes``, worktrees idle longer than
+  ``retention.worktree_hours`` with nothing running are removed and marked ``worktree_deleted``, and
+  so are attempts whose folder vanished; in cloud mode their containers go too;
+* container reconcile (cloud): containers of live attempts are adopted, every other one of this
+  instance is removed;
+* file-search warm-up for the most recently active projects.
+
+Each job is written to be retried: a failure is logged by the deployment and the next run starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import peewee as pw
+
+from anyon.config.model import RetentionSettings
+from anyon.services.db.database import Database
+from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
+from anyon.services.file_search import FileSearch
+from anyon.services.worktrees import WorktreeManager
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(
+        self,
+        database: Database,
+        worktrees: WorktreeManager,
+        file_search: FileSearch,
+        retention: RetentionSettings,
+        *,
+        containers: Any = None,
+    ) -> None:
+        self._db = database
+        self._worktrees = worktrees
+        self._search = file_search
+        self._retention = retention
+        self._containers = containers
+
+    # -- jobs (async entry points the deployment schedules) --------------------------------------
+    async def startup(self) -> None:
+        if self._containers is not None:
+            await self.reconcile_containers()
+        if self._retention.orphan_sweep:
+            await asyncio.to_thread(self.sweep_orphans)
+        await asyncio.to_thread(self.warm_search)
+
+    async def expiry_loop(self) -> None:
+        interval = max(1.0, self._retention.expiry_interval_minutes * 60)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_once()
+            except Exception:
+                log.exception("worktree expiry failed; retrying in %.0f s", interval)
+
+    # -- the work ------------------------------------------------------------------------------------
+    def sweep_orphans(self) -> list[str]:
+        with self._db.connection():
+            known = [row.container_ref for row in TaskAttempt.select(TaskAttempt.container_ref)]
+        removed = self._worktrees.sweep_orphans(known, dry_run=self._retention.orphan_sweep_dry_run)
+        if removed:
+            verb = "would remove" if self._retention.orphan_sweep_dry_run else "removed"
+            log.info("orphan sweep %s %d worktree folder(s)", verb, len(removed), extra={"paths": removed})
+        return removed
+
+    def _last_activity(self) -> list[tuple[TaskAttempt, str, dt.datetime, bool]]:
+        with self._db.connection():
+            return self._last_activity_rows()
+
+    def _last_activity_rows(self) -> list[tuple[TaskAttempt, str, dt.datetime, bool]]:
+        latest = (
+            ExecutionProcess.select(
+                ExecutionProcess.task_attempt,
+                pw.fn.MAX(ExecutionProcess.completed_at).alias("last_done"),
+                pw.fn.SUM(pw.Case(None, [(ExecutionProcess.status == "running", 1)], 0)).alias("running"),
+            )
+            .group_by(ExecutionProcess.task_attempt)
+            .dicts()
+        )
+        stats = {row["task_attempt"]: row for row in latest}
+        rows = (
+            TaskAttempt.select(TaskAttempt, Project.git_repo_path)
+            .join(Task, on=(TaskAttempt.task == Task.id))
+            .join(Project, on=(Task.project == Project.id))
+            .where(TaskAttempt.worktree_deleted == False)  # noqa: E712 - peewee expression
+        )
+        out = []
+        for attempt in rows:
+            stat = stats.get(attempt.id, {})
+            last = stat.get("last_done") or attempt.updated_at
+            if isinstance(last, str):
+                last = ExecutionProcess.completed_at.python_value(last)
+            out.append((attempt, attempt.task.project.git_repo_path, last, bool(stat.get("running"))))
+        return out
+
+    async def expire_once(self, now: dt.datetime | None = None) -> list[str]:
+        """One expiry pass; returns the worktree paths marked deleted."""
+        candidates = await asyncio.to_thread(self._last_activity)
+        expired: list[tuple[TaskAttempt, str | None]] = []
+        vanished: list[TaskAttempt] = []
+        for attempt, repo_path, last, running in candidates:
+            if not attempt.container_ref:
+                continue
+            if self._worktrees.vanished([attempt.container_ref]):
+                vanished.append(attempt)
+            elif self._worktrees.is_expired(last, self._retention.worktree_hours, running, now=now):
+                expired.append((attempt, repo_path))
+        gone = await asyncio.to_thread(
+            self._worktrees.expire, [(repo, a.container_ref) for a, repo in expired]
+        )
+        done = [a for a, _ in expired if a.container_ref in gone] + vanished
+        if self._containers is not None:
+            for attempt in done:
+                try:
+                    await self._containers.remove_container(str(attempt.id))
+                except Exception:
+                    log.exception("removing the container of expired attempt %s failed", attempt.id)
+        if done:
+
+            def mark() -> None:
+                with self._db.connection():
+                    TaskAttempt.update(worktree_deleted=True, updated_at=utc_now()).where(
+                        TaskAttempt.id.in_([a.id for a in done])
+                    ).execute()
+
+            await asyncio.to_thread(mark)
+            log.info("expired %d worktree(s)", len(done), extra={"paths": [a.container_ref for a in done]})
+        return [str(a.container_ref) for a in done]
+
+    async def reconcile_containers(self) -> None:
+        def live_ids() -> set[str]:
+            with self._db.connection():
+                rows = TaskAttempt.select(TaskAttempt.id).where(TaskAttempt.worktree_deleted == False)  # noqa: E712
+                return {str(r.id) for r in rows}
+
+        result = await self._containers.reconcile(await asyncio.to_thread(live_ids))
+        log.info(
+            "container reconcile", extra={"adopted": len(result.adopted), "removed": len(result.removed)}
+        )
+
+    def warm_search(self, limit: int = 3) -> None:
+        with self._db.connection():
+            projects = list(
+                Project.select(Project.git_repo_path).order_by(Project.updated_at.desc()).limit(limit)
+            )
+        for project in projects:
+            try:
+                self._search.warm(project.git_repo_path)
+            except Exception as exc:
+                log.warning("file-search warm-up of %s failed: %s", project.git_repo_path, exc)
