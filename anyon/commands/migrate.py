@@ -11,7 +11,7 @@ from anyon.commands.common import add_settings_arguments, load_or_exit
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("migrate", help="apply pending database migrations and exit")
     add_settings_arguments(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_settings_arguments(parser)
     parser.add_argument("--host", help="listen address (setting server.host)")
     parser.add_argument("--port", help="listen port, 0 = random free port (setting server.port)")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
