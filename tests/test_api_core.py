@@ -338,3 +338,23 @@ def test_frontend_spa_fallback(tmp_path: Path) -> None:
 def test_no_frontend_gives_plain_404(server: LiveServer) -> None:
     response = server.get("/some/page")
     assert response.status_code == 404 and response.text == "404 Not Found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/images/upload"),
+        ("GET", "/api/mcp-config?executor=CLAUDE_CODE"),
+        ("GET", "/api/sounds/COW_MOOING"),
+        ("POST", f"/api/task-attempts/{uuid.UUID(int=1)}/pr"),
+        ("POST", "/api/auth/claude/session"),
+        ("GET", "/api/github/repositories?page=1"),
+    ],
+)
+def test_peripheral_routes_answer_soft_errors(server: LiveServer, method: str, path: str) -> None:
+    assert soft_error(server.client.request(method, path))
+
+
+def test_container_info(server: LiveServer) -> None:
+    hard_error(server.get("/api/containers/info", params={"ref": "/nowhere"}), 404)
+    hard_error(server.get("/api/containers/info"), 400)

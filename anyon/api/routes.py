@@ -71,6 +71,24 @@ def register(app: falcon.asgi.App, deployment: Deployment) -> None:
     add("/api/tags", misc.TagCollection(s))
     add("/api/tags/{tag_id}", misc.TagItem(s))
     add("/api/images/task/{task_id}", misc.TaskImages(s))
+    add("/api/containers/info", misc.ContainerInfo(s))
+    # peripheral features not offered yet: soft errors, never a crash (spec §8)
+    add("/api/images/upload", system.NotSupported("Image upload"))
+    add("/api/images/task/{task_id}/upload", system.NotSupported("Image upload"))
+    add("/api/images/{image_id}", system.NotSupported("Image management"))
+    add("/api/images/{image_id}/file", system.NotSupported("Image download"))
+    add("/api/mcp-config", system.NotSupported("MCP server configuration"))
+    add("/api/sounds/{sound}", system.NotSupported("Notification sounds"))
+    add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
+    add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
+    add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
+    add("/api/task-attempts/{attempt_id}/push", system.NeedsInternet("Pushing a branch", "GitHub"))
+    add("/api/task-attempts/{attempt_id}/pr", system.NeedsInternet("Creating a pull request", "GitHub"))
+    add(
+        "/api/task-attempts/{attempt_id}/pr/attach",
+        system.NeedsInternet("Attaching a pull request", "GitHub"),
+    )
+    add("/api/task-attempts/{attempt_id}/run-agent-setup", system.NotSupported("Agent setup scripts"))
     # §2 streams
     add("/api/events", streams.EventsSse(s))
     add("/api/tasks/stream/ws", streams.TasksStream(s))

@@ -7,7 +7,7 @@ from typing import Any
 
 from anyon.services.db import queries
 from anyon.services.db.database import Database
-from anyon.services.db.models import ExecutionProcess, TaskAttempt
+from anyon.services.db.models import ExecutionProcess, Task, TaskAttempt
 from anyon.services.db.serialize import attempt_json, process_json
 from anyon.services.errors import NotFound
 
@@ -29,6 +29,15 @@ class AttemptService:
 
     def get(self, attempt_id: uuid.UUID) -> dict[str, Any]:
         return attempt_json(self.get_row(attempt_id))
+
+    def container_info(self, container_ref: str) -> dict[str, Any]:
+        """``GET /api/containers/info?ref=``: which attempt, task and project own a worktree path."""
+        with self._db.connection():
+            attempt = TaskAttempt.get_or_none(TaskAttempt.container_ref == container_ref)
+            if attempt is None:
+                raise NotFound(f"No attempt owns {container_ref!r}")
+            task = Task.get_by_id(attempt.task_id)
+        return {"attempt_id": str(attempt.id), "task_id": str(task.id), "project_id": str(task.project_id)}
 
 
 class ProcessService:

@@ -84,3 +84,12 @@ class TaskImages:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
         respond(resp, await run_sync(self._services.images.for_task, parse_uuid(task_id, "task id")))
+
+
+class ContainerInfo:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ref = req.get_param("ref", required=True)
+        respond(resp, await run_sync(self._services.attempts.container_info, ref))

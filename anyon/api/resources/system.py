@@ -87,6 +87,20 @@ class GithubCheck:
         respond(resp, await run_sync(self._services.user_config.github_check))
 
 
+class NotSupported:
+    """Peripheral features this server does not offer yet: a clear soft error (never a crash)."""
+
+    def __init__(self, what: str) -> None:
+        self._message = f"{what} is not supported by this server yet."
+
+    async def _answer(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
+        resp.media = soft_error(self._message)
+
+    on_get = _answer
+    on_post = _answer
+    on_delete = _answer
+
+
 class NeedsInternet:
     """Peripheral routes that need an external service: a clear soft error, never a crash (spec §8)."""
 

@@ -1,0 +1,182 @@
+"""Authentication for a server reachable from other machines, and the per-request metrics.
+
+When ``server.host`` is not loopback (the *configured* host decides, not the socket), every route but
+``/api/health`` and the login step needs the API token: ``Authorization: Bearer <token>`` or the session
+cookie that ``POST /api/auth/token`` sets. A browser that asks for a page without one is sent to
+``/login``; API clients get 401 in the usual envelope (the UI shows its ``message``). WebSocket upgrades
+are checked before routing, Origin first: a page on another site cannot ride on the user's cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import falcon
+import falcon.asgi
+
+from anyon.api.envelope import soft_error
+from anyon.config.checks import is_loopback
+from anyon.config.model import AnyonConfig
+from anyon.observability.metrics import Metrics
+from anyon.security.auth import (
+    SESSION_COOKIE,
+    AccessGuard,
+    Decision,
+    FailureLimiter,
+    TokenChecker,
+    Verdict,
+)
+from anyon.security.secrets import SecretError, SecretProvider
+
+log = logging.getLogger(__name__)
+
+#: Paths that answer without credentials: liveness probes and the login step itself.
+OPEN_PATHS = frozenset({"/api/health", "/login", "/api/auth/token"})
+UNAUTHORIZED = "Unauthorized: a valid API token is required (Authorization: Bearer <token>, or log in at /login)"
+WS_SCOPE_FLAG = "anyon.ws_counted"
+
+
+def auth_required(config: AnyonConfig) -> bool:
+    return not is_loopback(config.server.host)
+
+
+def build_guard(config: AnyonConfig, secrets: SecretProvider | None = None) -> AccessGuard | None:
+    """The guard for a non-loopback listener, None on loopback; :class:`SecretError` without a token."""
+    if not auth_required(config):
+        return None
+    provider = secrets or SecretProvider(config.auth)
+    token = provider.api_token()
+    if token is None:
+        places = ", ".join(where for _, where in provider.candidates(config.auth.token_credential))
+        raise SecretError(
+            f"server.host {config.server.host} is reachable from other machines but no API token "
+            f"{config.auth.token_credential!r} was found (looked in {places})"
+        )
+    log.info("API token authentication is on", extra={"token_source": token.source})
+    return AccessGuard(TokenChecker(token), FailureLimiter())
+
+
+def client_address(req: falcon.asgi.Request) -> str:
+    return req.remote_addr or "unknown"
+
+
+def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """An Origin listed in ``server.cors_allowed_origins``; with none listed, only the server's own."""
+    if allowed:
+        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+def _wants_html(req: falcon.asgi.Request) -> bool:
+    return req.method in ("GET", "HEAD") and not req.path.startswith("/api") and "text/html" in (req.accept or "")
+
+
+def refuse(resp: falcon.asgi.Response, decision: Decision) -> None:
+    """Answer 401 (or 429) in the envelope; the message never echoes what the client sent."""
+    if decision.verdict is Verdict.LIMITED:
+        resp.status = 429
+        resp.set_header("Retry-After", str(max(1, math.ceil(decision.retry_after))))
+        resp.media = soft_error("TooManyRequests: too many failed authentication attempts; try again later")
+    else:
+        resp.status = 401
+        resp.set_header("WWW-Authenticate", 'Bearer realm="anyon"')
+        resp.media = soft_error(UNAUTHORIZED)
+    resp.complete = True
+
+
+class AuthMiddleware:
+    def __init__(self, guard: AccessGuard, allowed_origins: tuple[str, ...]) -> None:
+        self._guard = guard
+        self._allowed = allowed_origins
+
+    def _decide(self, req: falcon.asgi.Request) -> Decision:
+        return self._guard.decide(
+            client_address(req), req.get_header("Authorization"), req.cookies.get(SESSION_COOKIE)
+        )
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        if req.path in OPEN_PATHS or (req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method")):
+            return
+        decision = self._decide(req)
+        if decision.ok:
+            return
+        if decision.verdict is Verdict.MISSING and _wants_html(req):
+            resp.status = 303
+            resp.set_header("Location", "/login?next=" + quote(req.relative_uri, safe=""))
+            resp.complete = True
+            return
+        if decision.verdict is not Verdict.MISSING:
+            log.warning(
+                "refused %s %s from %s: %s", req.method, req.path, client_address(req), decision.verdict.value
+            )
+        refuse(resp, decision)
+
+    async def process_request_ws(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
+        origin = req.get_header("Origin")
+        if origin is not None and not origin_allowed(origin, req.get_header("Host"), self._allowed):
+            log.warning("refused a WebSocket to %s from origin %s", req.path, origin)
+            raise falcon.HTTPForbidden(title="Forbidden", description="origin not allowed")
+        decision = self._decide(req)
+        if not decision.ok:
+            if decision.verdict is not Verdict.MISSING:
+                log.warning("refused a WebSocket to %s from %s: %s", req.path, client_address(req), decision.verdict)
+            raise falcon.HTTPUnauthorized(title="Unauthorized", description="a valid API token is required")
+
+
+class MetricsMiddleware:
+    """HTTP latency by route template, and the number of open SSE/WebSocket clients."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        started = getattr(req.context, "started", None)
+        if started is None:
+            return
+        route = req.uri_template or ("(sink)" if resource is None and resp.status_code < 400 else "(none)")
+        self._metrics.observe_http(req.method, route, resp.status_code, time.perf_counter() - started)
+        if resp.sse is not None:
+            resp.sse = self._counted(resp.sse)
+
+    async def _counted(self, events: Any) -> Any:
+        self._metrics.stream_opened("sse")
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._metrics.stream_closed("sse")
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def process_resource_ws(
+        self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, resource: object, params: dict[str, Any]
+    ) -> None:
+        # Runs after authentication and routing: only accepted, routed connections count.
+        self._metrics.stream_opened("websocket")
+        req.scope[WS_SCOPE_FLAG] = True
+
+
+class MeteredApp(falcon.asgi.App):
+    """Falcon's ASGI app, closing the WebSocket count when a counted connection's handler returns.
+
+    Falcon has no middleware hook for the end of a WebSocket, so the end is observed here.
+    """
+
+    metrics: Metrics | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.metrics is not None and scope.get(WS_SCOPE_FLAG):
+                self.metrics.stream_closed("websocket")
