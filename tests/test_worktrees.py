@@ -13,7 +13,14 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from anyon.services.git import BranchExists, BranchNotFound, GitService, InvalidBranchName, InvalidPath
+from anyon.services.git import (
+    BranchExists,
+    BranchNotFound,
+    GitService,
+    InvalidBranchName,
+    InvalidPath,
+    WorktreeError,
+)
 from anyon.services.worktrees import WorktreeManager, slugify
 
 ATTEMPT = "3f2a9c1e-7777-4000-8000-000000000003"
@@ -234,3 +241,28 @@ def test_expiry_helpers(wm: WorktreeManager, repo: Path) -> None:
     assert wm.vanished([path, None, os.path.join(wm.base_dir, "gone")]) == [os.path.join(wm.base_dir, "gone")]
     assert wm.expire([(str(repo), path)]) == [path]
     assert wm.vanished([path]) == [path]
+
+
+def test_create_without_git_executable_uses_libgit2(
+    wm: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyon.services.worktrees as worktrees
+
+    monkeypatch.setattr(worktrees.shutil, "which", lambda name: None)  # a host without the git CLI
+    branch = wm.branch_name("vk", ATTEMPT, "no cli")
+    path = wm.worktree_path(ATTEMPT, "no cli")
+    wm.create(str(repo), branch, path, "main")
+    assert wm.is_healthy(str(repo), path) and (Path(path) / "README.md").exists()
+    shutil.rmtree(path)
+    assert wm.ensure(str(repo), branch, path) is True
+    assert wm.remove(str(repo), path)
+
+
+def test_unusable_base_dir_is_a_clear_error(tmp_path: Path, repo: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the base dir should be")
+    wm = WorktreeManager(str(blocker / "worktrees"))
+    branch = wm.branch_name("vk", ATTEMPT, "blocked")
+    with pytest.raises(WorktreeError):
+        wm.create(str(repo), branch, wm.worktree_path(ATTEMPT, "blocked"), "main")
+    assert pygit2.Repository(str(repo)).lookup_branch(branch) is None
