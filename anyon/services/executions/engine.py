@@ -16,6 +16,7 @@ import asyncio
 import codecs
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
 from anyon.services.executions import actions, gitops
 from anyon.services.executions.slots import ExecutionSlots
+from anyon.services.executions.timings import StartTimings
 from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, ProfileError
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
@@ -81,6 +83,7 @@ class LiveProcess:
     stop_requested: bool = False
     normalizer: LogNormalizer | None = None
     session_saved: bool = False
+    first_output_seen: bool = False
     pending_logs: list[tuple[str, str]] = field(default_factory=list)
     pending_bytes: int = 0
 
@@ -116,6 +119,7 @@ class ExecutionService:
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
         self._slots = ExecutionSlots(settings.max_concurrent)
         self._live: dict[uuid.UUID, LiveProcess] = {}
+        self.timings = StartTimings()
         self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------------------------------
@@ -180,7 +184,9 @@ class ExecutionService:
         profile = self._profile(profile_json)
         if not base_branch or not base_branch.strip():
             raise ServiceError("base_branch cannot be empty")
+        requested = time.monotonic()
         attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch.strip())
+        self.timings.mark(attempt.id, "requested", requested)
         payload = attempt_json(attempt)
         self._spawn_background(self._start_attempt_logged(attempt.id, profile), f"start-attempt:{attempt.id}")
         return payload
@@ -238,7 +244,9 @@ class ExecutionService:
     async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
         """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3)."""
         context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
+        self.timings.mark(attempt_id, "worktree_ready")
         await self._ensure_container(context)
+        self.timings.mark(attempt_id, "container_ready")
         agent = actions.initial(prompt, profile, actions.cleanup_or_none(context.cleanup_script))
         first = (
             actions.script(setup_script, actions.SETUP, agent)
@@ -335,6 +343,8 @@ class ExecutionService:
                 live.handle = await self._runner.spawn(
                     argv, live.context.worktree, {}, stdin, attempt_id=str(live.context.attempt_id)
                 )
+                if live.run_reason == "codingagent":
+                    self.timings.mark(live.context.attempt_id, "spawned")
             except (RunnerError, ProfileError, OSError) as exc:
                 await self._spawn_failed(live, exc)
                 return
@@ -381,6 +391,9 @@ class ExecutionService:
 
     def _emit(self, live: LiveProcess, stream: str, text: str) -> None:
         """One chunk of output: live readers, the normaliser, and the batch for the DB log."""
+        if live.normalizer is not None and not live.first_output_seen:
+            live.first_output_seen = True
+            self.timings.mark(live.context.attempt_id, "first_byte")
         if stream == "stdout":
             live.store.push_stdout(text)
         else:
