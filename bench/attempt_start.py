@@ -178,13 +178,15 @@ def main() -> int:
         cloud_result = measure("cloud", work, args.files, args.attempts)
         cloud = summarize("cloud", cloud_result)
         print(
-            f"ratio cloud/local: p50 {cloud['p50'] / local['p50']:.2f}x   p95 {cloud['p95'] / local['p95']:.2f}x   "
+            f"ratio cloud/local: p50 {cloud['p50'] / local['p50']:.2f}x   "
+            f"p95 {cloud['p95'] / local['p95']:.2f}x   "
             f"cold {cloud['cold'] / local['cold']:.2f}x   (seed target: <= 1.10x)"
         )
         if cloud_result["exec"]:
             e = cloud_result["exec"]
             print(
-                f"exec of `true` in a running container: ours p50 {e['ours_p50']:.1f} ms, docker exec CLI p50 {e['cli_p50']:.1f} ms"
+                f"exec of `true` in a running container: ours p50 {e['ours_p50']:.1f} ms, "
+                f"docker exec CLI p50 {e['cli_p50']:.1f} ms"
             )
     return 0
 
