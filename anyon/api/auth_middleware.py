@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Paths that answer without credentials: liveness probes and the login step itself.
 OPEN_PATHS = frozenset({"/api/health", "/login", "/api/auth/token"})
-UNAUTHORIZED = "Unauthorized: a valid API token is required (Authorization: Bearer <token>, or log in at /login)"
+UNAUTHORIZED = (
+    "Unauthorized: a valid API token is required (Authorization: Bearer <token>, or log in at /login)"
+)
 WS_SCOPE_FLAG = "anyon.ws_counted"
 
 
@@ -72,7 +74,11 @@ def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> b
 
 
 def _wants_html(req: falcon.asgi.Request) -> bool:
-    return req.method in ("GET", "HEAD") and not req.path.startswith("/api") and "text/html" in (req.accept or "")
+    return (
+        req.method in ("GET", "HEAD")
+        and not req.path.startswith("/api")
+        and "text/html" in (req.accept or "")
+    )
 
 
 def refuse(resp: falcon.asgi.Response, decision: Decision) -> None:
@@ -99,7 +105,9 @@ class AuthMiddleware:
         )
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if req.path in OPEN_PATHS or (req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method")):
+        if req.path in OPEN_PATHS or (
+            req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method")
+        ):
             return
         decision = self._decide(req)
         if decision.ok:
@@ -123,7 +131,9 @@ class AuthMiddleware:
         decision = self._decide(req)
         if not decision.ok:
             if decision.verdict is not Verdict.MISSING:
-                log.warning("refused a WebSocket to %s from %s: %s", req.path, client_address(req), decision.verdict)
+                log.warning(
+                    "refused a WebSocket to %s from %s: %s", req.path, client_address(req), decision.verdict
+                )
             raise falcon.HTTPUnauthorized(title="Unauthorized", description="a valid API token is required")
 
 
@@ -166,7 +176,7 @@ class MetricsMiddleware:
         req.scope[WS_SCOPE_FLAG] = True
 
 
-class MeteredApp(falcon.asgi.App):
+class MeteredApp(falcon.asgi.App):  # type: ignore[type-arg]
     """Falcon's ASGI app, closing the WebSocket count when a counted connection's handler returns.
 
     Falcon has no middleware hook for the end of a WebSocket, so the end is observed here.

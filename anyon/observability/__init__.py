@@ -1,0 +1,1 @@
+"""What ops watch: Prometheus metrics and systemd readiness notifications."""
