@@ -7,6 +7,7 @@ ASGI lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,10 +15,13 @@ import falcon
 import falcon.asgi
 
 from anyon.api import routes
+from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
 from anyon.api.envelope import ApiError, soft_error, typed_error
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
 from anyon.deployment.base import Deployment
+from anyon.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from anyon.observability.metrics import Metrics, services_collector
 from anyon.services.errors import ServiceError
 from anyon.services.git.errors import GitServiceError
 
@@ -121,15 +125,32 @@ async def _handle_unexpected(
     resp.media = soft_error(f"InternalError: {type(ex).__name__}")
 
 
+class MetricsResource:
+    """``GET /metrics``: the Prometheus text format (behind the token when the server is reachable)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.data = await asyncio.to_thread(self._metrics.render)
+        resp.content_type = METRICS_CONTENT_TYPE
+
+
 def create_app(deployment: Deployment) -> falcon.asgi.App:
     config = deployment.config
-    app = falcon.asgi.App(
-        middleware=[
-            CorsMiddleware(config.server.cors_allowed_origins),
-            RequestContextMiddleware(config.server.max_body_bytes),
-            LifespanMiddleware(deployment),
-        ],
-    )
+    guard = build_guard(config)  # None on loopback; SecretError when reachable without a token
+    metrics = Metrics(config.deployment.mode)
+    metrics.add_collector(services_collector(config.deployment.mode, deployment.services))
+    middleware: list[object] = [
+        MetricsMiddleware(metrics),
+        CorsMiddleware(config.server.cors_allowed_origins),
+        RequestContextMiddleware(config.server.max_body_bytes),
+    ]
+    if guard is not None:
+        middleware.append(AuthMiddleware(guard, config.server.cors_allowed_origins))
+    middleware.append(LifespanMiddleware(deployment))
+    app = MeteredApp(middleware=middleware)
+    app.metrics = metrics
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
     # Most specific first: Falcon picks the handler of the nearest class in the exception's MRO.
@@ -138,6 +159,7 @@ def create_app(deployment: Deployment) -> falcon.asgi.App:
     app.add_error_handler(ApiError, _handle_api_error)
     app.add_error_handler(ServiceError, _handle_service_error)
     app.add_error_handler(GitServiceError, _handle_git_error)
-    routes.register(app, deployment)
+    routes.register(app, deployment, guard)
+    app.add_route("/metrics", MetricsResource(metrics))
     app.add_sink(FrontendSink(config.server.frontend_dir), prefix=r"^/(?!api(/|$))")
     return app
