@@ -9,13 +9,16 @@ from __future__ import annotations
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import drafts, executions, git, misc, projects, system
+from anyon.api.resources import auth_token, drafts, executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
+from anyon.security.auth import AccessGuard
 
 
-def register(app: falcon.asgi.App, deployment: Deployment) -> None:
+def register(app: falcon.asgi.App, deployment: Deployment, guard: AccessGuard | None = None) -> None:
     s = deployment.services
     add = app.add_route
+    # auth: the login step trading the API token for a session cookie (POST /api/auth/token, GET /login)
+    auth_token.register(app, guard)
     # §1.1 health, config and system
     add("/api/health", system.Health())
     add("/api/openapi.json", system.OpenApi(app))
