@@ -119,7 +119,7 @@ async def serve(ws: falcon.asgi.WebSocket, producer: Callable[[StreamSender], Aw
     await ws.accept()
     sender = StreamSender(ws)
     reader = asyncio.create_task(_ignore_client(ws), name="ws-client-reader")
-    work = asyncio.create_task(producer(sender), name="ws-producer")  # type: ignore[arg-type]
+    work: asyncio.Task[Any] = asyncio.ensure_future(producer(sender))
     try:
         await asyncio.wait({reader, work}, return_when=asyncio.FIRST_COMPLETED)
     finally:
