@@ -10,10 +10,16 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from anyon.commands.common import add_settings_arguments, load_or_exit
+
+if TYPE_CHECKING:
+    from anyon.config.model import AnyonConfig
+    from anyon.observability.sd_notify import SystemdNotifier
 
 log = logging.getLogger("anyon.serve")
 
@@ -43,28 +49,71 @@ def run(args: argparse.Namespace) -> int:
     from anyon.config.dirs import prepare_directories
     from anyon.deployment.factory import build_deployment
     from anyon.logging import configure_logging
+    from anyon.observability.sd_notify import SystemdNotifier
 
+    notifier = SystemdNotifier()
     try:
         configure_logging(config)
+        notifier.status("preparing directories")
         prepare_directories(config)
         deployment = build_deployment(config)
+        notifier.status("migrating the database")
         version = deployment.services.database.migrate()
         log.info("database ready", extra={"schema_version": version})
+        if config.is_cloud and not _startup_checks(config, notifier):
+            return 1
+        server = build_server(deployment)
+        notifier.status("binding the listener")
         sock = bind_socket(config.server.host, config.server.port)
     except Exception as exc:
         log.error("start-up failed: %s", exc)
         print(f"anyon serve: start-up failed: {exc}", file=sys.stderr)
+        notifier.status(f"start-up failed: {exc}")
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     _write_port_file(config.paths.temp_dir, port)
     log.info("listening on http://%s:%d", shown, port, extra={"url": f"http://{shown}:{port}"})
-    server = build_server(deployment)
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        started = asyncio.run(_serve(server, sock, notifier, f"http://{shown}:{port}"))
     finally:
         sock.close()
-    return 0
+    return 0 if started else 1
+
+
+def _startup_checks(config: AnyonConfig, notifier: SystemdNotifier) -> bool:
+    """Cloud mode refuses to start on a machine that cannot serve it: one clear error, exit 1."""
+    from anyon.checks import run_checks
+
+    notifier.status("checking the environment (Docker, image, directories, disk, database)")
+    results = run_checks(config)
+    for result in results:
+        if result.status == "warn":
+            log.warning("check %s: %s (fix: %s)", result.name, result.message, result.hint)
+    failed = [r for r in results if r.status == "fail"]
+    if not failed:
+        return True
+    summary = "; ".join(f"{r.name}: {r.message} (fix: {r.hint})" for r in failed)
+    log.error("start-up checks failed: %s", summary)
+    lines = "\n".join(f"  - {r.name}: {r.message}\n    fix: {r.hint}" for r in failed)
+    print(f"anyon serve: this machine cannot serve the cloud settings:\n{lines}", file=sys.stderr)
+    notifier.status(f"start-up checks failed: {summary}")
+    return False
+
+
+async def _serve(server: Any, sock: socket.socket, notifier: SystemdNotifier, url: str) -> bool:
+    """Serve until shutdown; READY=1 once uvicorn has started (lifespan done), STOPPING=1 when it stops."""
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    started = bool(server.started)
+    if started:
+        notifier.ready(f"serving on {url}")
+        while not server.should_exit and not task.done():
+            await asyncio.sleep(0.1)
+        notifier.stopping()
+    await task
+    return started
 
 
 def _write_port_file(temp_dir: str, port: int) -> None:
