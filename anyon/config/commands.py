@@ -21,6 +21,7 @@ from anyon.config.loader import (
     EffectiveSettings,
     effective_settings,
 )
+from anyon.config.model import AnyonConfig
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -52,6 +53,11 @@ def register(subparsers: Any) -> None:
     common(validate)
     validate.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     validate.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    validate.add_argument(
+        "--online",
+        action="store_true",
+        help="also run the environment checks of `anyon doctor` (Docker, image, disk, database, token)",
+    )
     validate.set_defaults(func=run_validate)
 
     show = commands.add_parser(
@@ -79,6 +85,8 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         assert result.config is not None
         environment = check_directories(result.config)
+        if getattr(args, "online", False):
+            environment += _online_issues(result.config)
         code = EXIT_ENVIRONMENT if environment else EXIT_OK
     if code == EXIT_OK and args.strict and result.warnings:
         code = EXIT_INVALID
@@ -106,6 +114,20 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         print("ERROR: warnings are errors with --strict", file=sys.stderr)
     return code
+
+
+def _online_issues(config: AnyonConfig) -> list[ConfigIssue]:
+    """The failed environment checks as issues; warnings are printed and do not change the status."""
+    from anyon.checks import run_checks  # imported only with --online: validate stays fast without it
+
+    issues: list[ConfigIssue] = []
+    for check in run_checks(config):
+        if check.status == "fail":
+            message = f"{check.name}: {check.message} (fix: {check.hint})"
+            issues.append(ConfigIssue("", "this machine", "", "", message, kind="environment"))
+        elif check.status == "warn":
+            print(f"WARNING: {check.name}: {check.message} (fix: {check.hint})", file=sys.stderr)
+    return issues
 
 
 def _print_issues(head: str, issues: list[ConfigIssue]) -> None:
