@@ -1,6 +1,6 @@
 """Benchmark of the git layer: worktree create/remove (ours vs the git CLI) and the 500-file attempt diff.
 
-Run:  python bench/git_ops.py [--sizes 2000,20000] [--reps 3] [--changed 500]
+Run:  python bench/git_ops.py [--sizes 2000,20000] [--reps 3] [--changed 500] [--dir /dev/shm]
 
 Builds throw-away repositories of the given sizes in a temporary directory, then prints the median time of
 * creating a worktree through WorktreeManager.create vs ``git worktree add -b``,
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pygit2
 
 from anyon.services.git import GitService
 from anyon.services.worktrees import WorktreeManager
@@ -94,7 +96,14 @@ def timed(fn: Callable[[], object], label: str = "") -> float:
 
 def bench_worktrees(repo: Path, base: Path, reps: int) -> dict[str, list[float]]:
     wm = WorktreeManager(str(base))
-    out: dict[str, list[float]] = {"ours_add": [], "cli_add": [], "ours_rm": [], "cli_rm": []}
+    out: dict[str, list[float]] = {
+        "ours_add": [],
+        "cli_add": [],
+        "ours_rm": [],
+        "cli_rm": [],
+        "libgit2_add": [],
+    }
+    lg = pygit2.Repository(str(repo))
 
     def ours_add(path: str, k: int) -> None:
         wm.create(str(repo), f"bench/ours-{k}", path, "main")
@@ -116,6 +125,13 @@ def bench_worktrees(repo: Path, base: Path, reps: int) -> dict[str, list[float]]
             for who in order:
                 label = f"{who}_{step}"
                 out[label].append(timed(lambda f=ops[label], p=paths[who], k=k: f(p, k), label))
+        # for reference: libgit2's own checkout (the path not taken, see anyon/services/worktrees.py)
+        path = str(base / f"libgit2-{k}")
+        branch = lg.branches.local.create(
+            f"bench/libgit2-{k}", lg.revparse_single("main").peel(pygit2.Commit)
+        )
+        out["libgit2_add"].append(timed(lambda b=branch, p=path, k=k: lg.add_worktree(f"libgit2-{k}", p, b)))
+        wm.remove(str(repo), path)
     return out
 
 
@@ -168,13 +184,21 @@ def main() -> int:
     ap.add_argument("--sizes", default="2000,20000", help="comma-separated repository sizes (files)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per measurement (median is printed)")
     ap.add_argument("--changed", type=int, default=500, help="changed files in the diff benchmark")
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    ap.add_argument(
+        "--dir",
+        default=shm,
+        help="where to build the repositories (default: /dev/shm when writable, so that a busy disk does "
+        "not drown the comparison; pass a disk path to include disk cost)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(
         f"git {subprocess.run(['git', '--version'], capture_output=True, text=True).stdout.split()[-1]}, "
         f"{os.cpu_count()} CPUs, {args.reps} reps; seconds (median, best of runs); cpu = CPU-time ratio"
     )
-    root = Path(tempfile.mkdtemp(prefix="anyon-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="anyon-bench-", dir=args.dir))
+    print(f"working in {root}")
     ok = True
     try:
         for files in sizes:
@@ -198,6 +222,8 @@ def main() -> int:
                     f"git CLI {med(cli):6.3f} (best {min(cli):6.3f})  "
                     f"ratio median {ratio:4.2f} best {best:4.2f} cpu {cpu:4.2f}{verdict}"
                 )
+            lg_ratio = med(wt["libgit2_add"]) / med(wt["cli_add"])
+            print(f"(libgit2 add_worktree alone {med(wt['libgit2_add']):6.3f}, vs CLI {lg_ratio:4.2f})")
             d = bench_diff(repo, root / f"wt-{files}", args.changed, files, args.reps)
             full, stats, single = (med(d[k]) for k in ("full", "stats", "single"))  # type: ignore[arg-type]
             ok = ok and full < 1

@@ -167,3 +167,12 @@ def test_diff_commit(setup: tuple) -> None:
     sha = svc.squash_merge(repo, branch, "main", "squash")
     (d,) = svc.diff_commit(repo, sha)
     assert (d["change"], d["newPath"], d["newContent"]) == ("modified", "edit.txt", "merged\n")
+
+
+def test_diff_paths_batch(setup: tuple) -> None:
+    svc, repo, wt, branch = setup
+    write(wt, "edit.txt", "changed\n")
+    write(wt, "new.txt", "n\n")
+    got = svc.diff_paths(repo, wt, branch, "main", ["edit.txt", "new.txt", "keep.txt"])
+    assert got["edit.txt"]["change"] == "modified" and got["new.txt"]["change"] == "added"
+    assert got["keep.txt"] is None

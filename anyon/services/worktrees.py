@@ -2,8 +2,9 @@
 
 Every attempt gets a branch ``<prefix>/<short>-<slug>`` and a linked worktree ``<base>/<short>-<slug>``
 (spec §6). Branches, metadata checks and pruning use libgit2. The checkout itself runs ``git worktree add``
-(argv list, no shell, hooks disabled) because bench/git_ops.py measured libgit2's ``add_worktree`` at about
-2x the CPU time of the CLI on a 20,000-file tree (libgit2's checkout does several times the user-space work
+(argv list, no shell, hooks disabled)
+because bench/git_ops.py measured libgit2's ``add_worktree`` at 2.0x (2,000 files) to 2.2-2.8x (20,000
+files) the time of ``git worktree add`` (libgit2's checkout does several times the user-space work
 per file); libgit2 remains the fallback when no ``git`` executable is installed.
 
 Deletion is the dangerous part, so it is fenced in three ways: a path is only ever removed when it is a

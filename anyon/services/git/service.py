@@ -396,6 +396,29 @@ class GitService:
             return item
         return None
 
+    def diff_paths(
+        self,
+        repo_path: str,
+        worktree_path: str | None,
+        branch: str,
+        target_branch: str,
+        paths: list[str],
+        stats_only: bool = False,
+        budget: ContentBudget | None = None,
+    ) -> dict[str, dict[str, Any] | None]:
+        """:meth:`diff_path` for a debounced batch of changed paths, sharing one status scan."""
+        wanted = {safe_relative_path(p): p for p in paths}
+        result: dict[str, dict[str, Any] | None] = dict.fromkeys(paths)
+        repo, d, workdir = self._attempt_diff(repo_path, worktree_path, branch, target_branch)
+        shared = self._budget(budget)
+        for rel, original in wanted.items():
+            for item in iter_diffs(
+                repo, d, workdir=workdir, stats_only=stats_only, budget=shared, only_path=rel
+            ):
+                result[original] = item
+                break
+        return result
+
     def diff_commit(
         self, repo_path: str, sha: str, stats_only: bool = False, budget: ContentBudget | None = None
     ) -> list[dict[str, Any]]:
