@@ -65,7 +65,7 @@ def _history_scores(repo: pygit2.Repository) -> dict[str, float]:
             continue
         parent = commit.parents[0].tree if commit.parents else None
         diff = (
-            repo.diff(parent, commit.tree, flags=DiffOption.SKIP_BINARY_CHECK)
+            parent.diff_to_tree(commit.tree, flags=DiffOption.SKIP_BINARY_CHECK)
             if parent is not None
             else commit.tree.diff_to_tree(swap=True)
         )

@@ -79,7 +79,7 @@ def worktree_diff(wrepo: pygit2.Repository, base_tree: pygit2.Tree) -> pygit2.Di
 
 def tree_diff(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree) -> pygit2.Diff:
     diff = (
-        repo.diff(old, new, flags=DiffOption.INCLUDE_TYPECHANGE)
+        old.diff_to_tree(new, flags=DiffOption.INCLUDE_TYPECHANGE)
         if old is not None
         else new.diff_to_tree(swap=True, flags=DiffOption.INCLUDE_TYPECHANGE)
     )

@@ -347,14 +347,13 @@ class GitService:
             if head is None:
                 raise BranchNotFound(branch)
             base_oid = wrepo.merge_base(head.id, target.id)
-            base_tree = wrepo[base_oid].peel(pygit2.Tree) if base_oid else wrepo.TreeBuilder().write()
-            if not isinstance(base_tree, pygit2.Tree):
-                base_tree = wrepo[base_tree]
+            tree_id = base_oid if base_oid else wrepo.TreeBuilder().write()  # unrelated: diff from empty
+            base_tree = wrepo[tree_id].peel(pygit2.Tree)
             return wrepo, worktree_diff(wrepo, base_tree), str(wrepo.workdir)
         tip = self._resolve(repo, branch)
         base_oid = repo.merge_base(tip.id, target.id)
-        base_tree = repo[base_oid].peel(pygit2.Tree) if base_oid else None
-        return repo, tree_diff(repo, base_tree, tip.tree), None
+        old_tree = repo[base_oid].peel(pygit2.Tree) if base_oid else None
+        return repo, tree_diff(repo, old_tree, tip.tree), None
 
     def diff(
         self,
@@ -587,7 +586,7 @@ class GitService:
                 staged,
             )
         touched: set[str] = set()
-        for delta in repo.diff(target.tree, tip.tree).deltas:
+        for delta in target.tree.diff_to_tree(tip.tree).deltas:
             touched.update((delta.old_file.path, delta.new_file.path))
         local = sorted(
             p
@@ -601,7 +600,7 @@ class GitService:
             )
         new_oid = repo.create_commit(None, sig, sig, message, tip.tree_id, [target.id])
         try:
-            crepo.checkout_tree(crepo[tip.tree_id], strategy=CheckoutStrategy.SAFE)
+            crepo.checkout_tree(crepo[tip.tree_id], strategy=CheckoutStrategy.SAFE)  # type: ignore[no-untyped-call]
         except pygit2.GitError as exc:
             raise WorktreeDirty(f"Cannot update the checkout at '{checkout}': {exc}") from exc
         target_ref.set_target(new_oid, f"anyon: squash merge of {tip.id}")
