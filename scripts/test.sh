@@ -17,6 +17,9 @@ apt_install() {
 
 # --- system packages -------------------------------------------------------------------------
 command -v git >/dev/null || apt_install git
+# the deploy/ kit tests: shellcheck for bootstrap.sh, systemd-analyze for the unit
+command -v shellcheck >/dev/null || apt_install shellcheck || true
+command -v systemd-analyze >/dev/null || apt_install systemd || true
 
 # --- python packages -------------------------------------------------------------------------
 PY=${PYTHON:-python3}
