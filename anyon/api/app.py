@@ -141,6 +141,8 @@ def create_app(deployment: Deployment) -> falcon.asgi.App:
     guard = build_guard(config)  # None on loopback; SecretError when reachable without a token
     metrics = Metrics(config.deployment.mode)
     metrics.add_collector(services_collector(config.deployment.mode, deployment.services))
+    # attempt-start latency: the engine reports request -> first output byte of the agent
+    deployment.services.executions.timings.on_first_byte = metrics.observe_attempt_start
     middleware: list[object] = [
         MetricsMiddleware(metrics),
         CorsMiddleware(config.server.cors_allowed_origins),
