@@ -117,3 +117,18 @@ def test_attempt_start_hook_feeds_the_histogram() -> None:
     assert samples[("anyon_attempt_start_seconds_bucket", "0.5")] == 1
     assert samples[("anyon_attempt_start_seconds_bucket", "5.0")] == 2
     assert 'deployment="cloud"' in text
+
+
+def test_a_real_attempt_feeds_the_attempt_start_histogram(tmp_path: Path) -> None:
+    from tests.test_streams import new_attempt, new_project, use_fake_agent
+
+    with live_server(make_config(tmp_path)) as server:
+        use_fake_agent(server)
+        project = new_project(server, tmp_path)
+        new_attempt(server, project, "fix the typo")
+        deadline = time.monotonic() + 30
+        while value(scrape(server), "anyon_attempt_start_seconds_count", deployment="local") < 1:
+            assert time.monotonic() < deadline, "the engine never reported the attempt's start"
+            time.sleep(0.1)
+        samples = scrape(server)
+        assert value(samples, "anyon_attempt_start_seconds_sum", deployment="local") > 0
