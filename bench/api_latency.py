@@ -66,9 +66,8 @@ def main() -> int:
                 n = args.requests if "tasks?" not in path else max(20, args.requests // 20)
                 timed(server, path, 20)  # warm-up
                 values = timed(server, path, n)
-                print(
-                    f"{name:45s} n={n:5d}  p50 {statistics.median(values):6.2f} ms  p99 {pct(values, 0.99):6.2f} ms"
-                )
+                p50, p99 = statistics.median(values), pct(values, 0.99)
+                print(f"{name:45s} n={n:5d}  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     return 0
 
 
