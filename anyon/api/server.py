@@ -27,9 +27,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_server(
-    deployment: BaseDeployment, *, log_config: dict[str, object] | None = None
-) -> uvicorn.Server:
+class AnyonServer(uvicorn.Server):
+    """uvicorn, telling the deployment when shutdown begins.
+
+    uvicorn waits for open connections before the lifespan shutdown; endless responses (SSE) would hold
+    it for the whole graceful timeout, so they watch ``services.stopping`` and end themselves.
+    """
+
+    def __init__(self, config: uvicorn.Config, deployment: BaseDeployment) -> None:
+        super().__init__(config)
+        self._deployment = deployment
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._deployment.services.stopping.set()
+        await super().shutdown(sockets=sockets)
+
+
+def build_server(deployment: BaseDeployment, *, log_config: dict[str, object] | None = None) -> AnyonServer:
     config = deployment.config
     uv_config = uvicorn.Config(
         create_app(deployment),
@@ -40,4 +54,4 @@ def build_server(
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
-    return uvicorn.Server(uv_config)
+    return AnyonServer(uv_config, deployment)

@@ -65,6 +65,8 @@ class Services:
     file_search: FileSearch
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    # set when the server begins to shut down: endless streams end themselves
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         """Bind the event bus to the serving loop and repair what a previous run left (spec §4.1)."""

@@ -42,19 +42,32 @@ class EventsSse:
         resp.sse = self._events(history, sub)
 
     async def _events(self, history: list[ev.BusEvent], sub: ev.Subscription) -> AsyncIterator[SSEvent]:
+        pending: asyncio.Future[ev.BusEvent] | None = None
         try:
             for event in history:
                 yield _sse_event(event)
-            while True:
-                try:
-                    event = await asyncio.wait_for(sub.__anext__(), self._keepalive)
-                except TimeoutError:
-                    yield SSEvent(comment="keep-alive")
+            stopping = self._services.stopping
+            while not stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(sub.__anext__())
+                stop_wait = asyncio.ensure_future(stopping.wait())
+                done, _ = await asyncio.wait(
+                    {pending, stop_wait}, timeout=self._keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                stop_wait.cancel()
+                if pending not in done:
+                    if not stopping.is_set():
+                        yield SSEvent(comment="keep-alive")
                     continue
+                task, pending = pending, None
+                try:
+                    event = task.result()
                 except ev.Resync:
                     continue  # events were dropped for this slow client; carry on with the live ones
                 except StopAsyncIteration:
                     return
                 yield _sse_event(event)
         finally:
+            if pending is not None:
+                pending.cancel()
             sub.close()
