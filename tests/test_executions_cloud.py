@@ -49,8 +49,8 @@ def _remove(instance: str) -> None:
         api.close()
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[LiveServer]:
+def require_test_image() -> None:
+    """A Docker Engine with the locally built runner image (a failure under CI, a skip elsewhere)."""
     require_docker()
     api = _api()
     try:
@@ -61,6 +61,11 @@ def cloud(tmp_path: Path) -> Iterator[LiveServer]:
         pytest.skip(f"test image {IMAGE} is missing: run `bash scripts/build-test-image.sh`")
     finally:
         api.close()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[LiveServer]:
+    require_test_image()
     config = make_config(
         tmp_path,
         mode="cloud",
@@ -98,7 +103,7 @@ def _project_with_agent(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
             "name": "cloudproj",
             "git_repo_path": str(tmp_path / "cloudproj"),
             "use_existing_repo": False,
-            "setup_script": "echo setup-ran-as-$(id -u) > setup.log",
+            "setup_script": "echo setup-ran-as-$(id -u) | tee setup.log",
             "cleanup_script": "hostname > cleanup.txt",
         },
     )
