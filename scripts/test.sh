@@ -36,15 +36,17 @@ if [ -z "${ANYON_TEST_POSTGRES_URL:-}" ]; then
     for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
   fi
   if pg_ready; then
-    PGUSER=postgres
-    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
-      # peer/password auth on TCP: use the local socket as the postgres OS user to allow trust on loopback
-      su postgres -c "psql -Atc \"select 1\"" >/dev/null 2>&1 || true
+    PG_AUTH="postgres"
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1 && is_root; then
+      # a fresh Debian cluster asks for a password on TCP: give the postgres role a test-only one
+      su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'anyon-test'\"" >/dev/null
+      PG_AUTH="postgres:anyon-test"
     fi
-    psql -h 127.0.0.1 -U "$PGUSER" -d postgres -Atc "select 1 from pg_database where datname='anyon_test'" 2>/dev/null | grep -q 1 \
-      || psql -h 127.0.0.1 -U "$PGUSER" -d postgres -qc 'create database anyon_test' >/dev/null 2>&1 \
-      || su postgres -c "psql -qc 'create database anyon_test'" >/dev/null 2>&1 || true
-    export ANYON_TEST_POSTGRES_URL="postgresql://$PGUSER@127.0.0.1:5432/anyon_test"
+    export PGPASSWORD=${PG_AUTH#postgres:}
+    [ "$PG_AUTH" = postgres ] && unset PGPASSWORD
+    psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1 from pg_database where datname='anyon_test'" | grep -q 1 \
+      || psql -h 127.0.0.1 -U postgres -d postgres -qc 'create database anyon_test'
+    export ANYON_TEST_POSTGRES_URL="postgresql://$PG_AUTH@127.0.0.1:5432/anyon_test"
   fi
 fi
 [ -n "${ANYON_TEST_POSTGRES_URL:-}" ] && log "PostgreSQL tests use $ANYON_TEST_POSTGRES_URL"
