@@ -53,5 +53,8 @@ def build_server(deployment: BaseDeployment, *, log_config: dict[str, object] | 
         timeout_graceful_shutdown=int(config.server.shutdown_timeout_seconds),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # log and patch frames are small and many: compressing each costs more CPU than it saves on loopback
+        # or a LAN, and fan-out to many clients multiplies it
+        ws_per_message_deflate=False,
     )
     return AnyonServer(uv_config, deployment)

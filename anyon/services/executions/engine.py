@@ -313,7 +313,7 @@ class ExecutionService:
         )
         if actions.is_agent(action):
             executor = action["typ"]["executor_profile_id"]["executor"]
-            live.normalizer = normalizer_for(executor, worktree=context.worktree)
+            live.normalizer = normalizer_for(executor, worktree=context.worktree, keep_entries=False)
         self._live[process.id] = live
         live.supervisor = self._spawn_background(self._supervise(live), f"process:{process.id}")
         await asyncio.to_thread(self._changes.process_changed, process.id)
@@ -380,7 +380,7 @@ class ExecutionService:
                 [
                     {
                         "op": "add",
-                        "path": f"/entries/{len(live.normalizer.entries)}",
+                        "path": f"/entries/{live.normalizer.entry_count}",
                         "value": {"type": "NORMALIZED_ENTRY", "content": entry},
                     }
                 ]

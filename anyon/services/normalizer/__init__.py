@@ -23,12 +23,15 @@ from anyon.services.normalizer.entries import (
 
 
 def normalizer_for(
-    executor: str, *, worktree: str | None = None, clock: Clock | None = None
+    executor: str, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
 ) -> LogNormalizer:
-    """A fresh normaliser for one execution of ``executor`` (a canonical BaseCodingAgent name)."""
+    """A fresh normaliser for one execution of ``executor`` (a canonical BaseCodingAgent name).
+
+    ``keep_entries=False`` for a live process (bounded memory), True to rebuild a stored conversation.
+    """
     if executor == "CLAUDE_CODE":
-        return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock)
-    return PlainTextNormalizer(clock=clock)
+        return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
 
 
 __all__ = [

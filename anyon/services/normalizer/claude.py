@@ -41,8 +41,10 @@ _EXIT_CODE = re.compile(r"[Ee]xit code[: ]+(-?\d+)")
 class ClaudeStreamJsonNormalizer(LogNormalizer):
     """Claude Code stream-json → NormalizedEntry patches; see the module docstring for the mapping."""
 
-    def __init__(self, *, worktree: str | None = None, clock: Clock | None = None) -> None:
-        super().__init__(clock=clock)
+    def __init__(
+        self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
+    ) -> None:
+        super().__init__(clock=clock, keep_entries=keep_entries)
         self.worktree = os.path.abspath(worktree) if worktree else None
         self.model: str | None = None
         self._tool_index: dict[str, int] = {}
@@ -132,20 +134,21 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         raw_input = block.get("input")
         args: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
         action, content = self._action_for(name, args)
-        op = self._add(entry(tool_use_type(name, action), content, timestamp=self._now()))
         tool_id = block.get("id")
-        if isinstance(tool_id, str):
-            self._tool_index[tool_id] = len(self.entries) - 1
+        waits = isinstance(tool_id, str)
+        op = self._add(entry(tool_use_type(name, action), content, timestamp=self._now()), may_update=waits)
+        if waits:
+            self._tool_index[str(tool_id)] = self.entry_count - 1
         return op
 
     def _tool_result(self, block: Mapping[str, Any]) -> Op | None:
         tool_id = block.get("tool_use_id")
-        index = self._tool_index.get(tool_id) if isinstance(tool_id, str) else None
-        if index is None:
+        index = self._tool_index.pop(tool_id, None) if isinstance(tool_id, str) else None
+        old = self._entry(index) if index is not None else None
+        if index is None or old is None:
             return None
         is_error = bool(block.get("is_error"))
         output = _result_text(block.get("content"))
-        old = self.entries[index]
         etype = json.loads(json.dumps(old["entry_type"]))  # a fresh copy: entries already sent stay unchanged
         etype["status"] = {"status": "failed" if is_error else "success"}
         action = etype["action_type"]

@@ -61,9 +61,18 @@ class LogNormalizer:
     Subclasses implement :meth:`_stdout_line`. Every public ``feed_*`` returns the ops produced, in order.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, keep_entries: bool = True) -> None:
+        """``keep_entries=False`` is for live processes: memory stays bounded whatever the agent prints.
+
+        Then only the entries a later line may still update (a tool use awaiting its result) are kept;
+        ``entries`` stays empty and :attr:`entry_count` tells the next index. A replay of a stored log keeps
+        them all, to answer with the whole conversation.
+        """
         self._clock = clock or utc_now
+        self._keep_all = keep_entries
         self.entries: list[Entry] = []
+        self.entry_count = 0
+        self._pending: dict[int, Entry] = {}
         self.session_id: str | None = None
         self._last_assistant: str | None = None
         self._partial = {"stdout": "", "stderr": ""}
@@ -112,12 +121,24 @@ class LogNormalizer:
     def _now(self) -> str:
         return self._clock()
 
-    def _add(self, value: Entry) -> Op:
-        self.entries.append(value)
-        return entry_add(len(self.entries) - 1, normalized_entry_value(value))
+    def _add(self, value: Entry, *, may_update: bool = False) -> Op:
+        index = self.entry_count
+        self.entry_count += 1
+        if self._keep_all:
+            self.entries.append(value)
+        elif may_update:
+            self._pending[index] = value
+        return entry_add(index, normalized_entry_value(value))
+
+    def _entry(self, index: int) -> Entry | None:
+        """An entry a later line updates; in live mode it is forgotten once updated (see ``__init__``)."""
+        if self._keep_all:
+            return self.entries[index] if 0 <= index < len(self.entries) else None
+        return self._pending.pop(index, None)
 
     def _replace(self, index: int, value: Entry) -> Op:
-        self.entries[index] = value
+        if self._keep_all:
+            self.entries[index] = value
         return entry_replace(index, normalized_entry_value(value))
 
     def _assistant(self, text: str) -> Op:
