@@ -32,4 +32,4 @@ def test_live_memory_does_not_grow_with_output() -> None:
     live = normalizer_for("GEMINI", keep_entries=False)
     for i in range(20000):
         live.feed_stdout(f"line {i} " + "x" * 200 + "\n")
-    assert live.entry_count == 20000 and live.entries == [] and not live._pending  # noqa: SLF001
+    assert live.entry_count == 20000 and live.entries == [] and not live._pending
