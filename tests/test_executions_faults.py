@@ -3,8 +3,6 @@ and a container runtime that cannot be reached — each ends cleanly with a clea
 
 from __future__ import annotations
 
-import json
-import os
 import resource
 import sys
 import time
@@ -12,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import make_config
 from tests.live_server import live_server
-from tests.test_executions_local import make_project, start, use_fake_agent, wait_processes, wait_task_status
+from tests.test_executions_local import make_project, start, use_fake_agent
 
 FLOOD_MB = 100
 
