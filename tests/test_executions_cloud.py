@@ -148,3 +148,25 @@ def test_attempt_runs_inside_its_hardened_container(cloud: LiveServer, tmp_path:
     while _containers(cloud.instance) or Path(worktree).exists():  # type: ignore[attr-defined]
         assert time.monotonic() < deadline, "container or worktree left behind"
         time.sleep(0.1)
+
+
+def test_a_process_over_its_memory_limit_fails_with_a_clear_log(cloud: LiveServer, tmp_path: Path) -> None:
+    project = cloud.ok(
+        "POST",
+        "/api/projects",
+        json={
+            "name": "hungry",
+            "git_repo_path": str(tmp_path / "hungry"),
+            "use_existing_repo": False,
+            "setup_script": "head -c 800m /dev/zero | tail > /dev/null",
+        },
+    )
+    task, attempt = start(cloud, project, "never runs")
+    processes = wait_processes(cloud, attempt["id"], 1, timeout=120)
+    assert len(processes) == 1 and processes[0]["status"] == "failed"
+    assert processes[0]["exit_code"] == 137
+    logs = "".join(c.content for c in cloud.services.logstore.read(processes[0]["id"]))
+    assert "exceeded its memory limit" in logs
+    wait_task_status(cloud, task["id"], "inreview")
+    # the container survives the OOM kill and still serves the attempt
+    assert len(_containers(cloud.instance)) == 1  # type: ignore[attr-defined]
