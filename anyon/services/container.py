@@ -150,6 +150,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         projects=ProjectService(
             database,
             changes,
+            git,
             workspace_dir=config.paths.workspace_dir,
             project_roots=config.paths.project_roots,
             user_workspace_dir=user_workspace,

@@ -16,7 +16,7 @@ from anyon.services.db.database import Database
 from anyon.services.db.models import Project
 from anyon.services.db.serialize import project_json
 from anyon.services.errors import NotFound, ServiceError
-from anyon.services.repos import ensure_main_branch, init_repository
+from anyon.services.git import GitService
 
 _FORBIDDEN_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 _SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
@@ -39,6 +39,7 @@ class ProjectService:
         self,
         database: Database,
         changes: ChangeNotifier,
+        git: GitService,
         *,
         workspace_dir: str,
         project_roots: tuple[str, ...] = (),
@@ -46,6 +47,7 @@ class ProjectService:
     ) -> None:
         self._db = database
         self._changes = changes
+        self._git = git
         self._workspace_dir = workspace_dir
         self._roots = tuple(os.path.realpath(r) for r in project_roots)
         # a callable returning the UI config's workspace_dir (None when unset); local mode honours it
@@ -104,7 +106,7 @@ class ProjectService:
                 raise ServiceError("The specified path is not a directory")
             if not (target / ".git").exists():
                 raise ServiceError("The specified directory is not a git repository")
-            ensure_main_branch(path)
+            self._git.ensure_initial_commit(path)
         else:
             if target.exists() and not target.is_dir():
                 raise ServiceError("The specified path is not a directory")
@@ -113,7 +115,8 @@ class ProjectService:
             except OSError as exc:
                 raise ServiceError(f"Failed to create directory {path}: {exc.strerror}") from None
             if not (target / ".git").exists():
-                init_repository(path)
+                self._git.init_repo(path)
+                self._git.ensure_initial_commit(path)
         with self._db.connection(), self._db.atomic():
             if queries.project_path_in_use(path):
                 raise ServiceError(DUPLICATE_PATH)

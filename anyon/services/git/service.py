@@ -145,15 +145,12 @@ class GitService:
         repo = open_repo(repo_path)
         if not repo.head_is_unborn:
             return str(repo.head.target)
+        # spec §1.3: a repository without commits gets a ``main`` branch, whatever its unborn HEAD names
         ref = "refs/heads/main"
-        head = repo.lookup_reference("HEAD")
-        if head.type == pygit2.enums.ReferenceType.SYMBOLIC:
-            ref = str(head.target)
         tree = repo.TreeBuilder().write()
         sig = signature(repo)
         oid = repo.create_commit(ref, sig, sig, "Initial commit", tree, [])
-        if ref != str(head.target):
-            repo.set_head(ref)
+        repo.set_head(ref)
         return str(oid)
 
     # ------------------------------------------------------------------------------------------- branches
