@@ -19,6 +19,7 @@ API calls these methods through ``asyncio.to_thread``; thread locks are what tha
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
@@ -156,12 +157,57 @@ class WorktreeManager:
 
     # ------------------------------------------------------------------------------------ create / ensure
 
+    @property
+    def fills_existing_dir(self) -> bool:
+        """Whether :meth:`create` checks out *into* a directory made by :meth:`reserve` (same inode).
+
+        ``git worktree add`` fills an existing empty directory; libgit2 (the fallback without a ``git``
+        executable) insists on creating it, so the reserved directory is replaced by a new one. A bind
+        mount of the reserved directory, made before the checkout, only sees the files in the first case.
+        """
+        return shutil.which("git") is not None
+
+    def reserve(self, worktree_path: str) -> str:
+        """Create the empty worktree folder ahead of :meth:`create`.
+
+        Cloud mode mounts the folder into the attempt's container while ``git worktree add`` fills it,
+        instead of provisioning the container only after the checkout. Refuses an existing path.
+        """
+        path = self._managed(worktree_path)
+        with self.lock(path):
+            try:
+                os.makedirs(self.base_dir, exist_ok=True)
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                raise WorktreeError(f"Worktree folder '{path}' already exists") from None
+            except OSError as exc:
+                raise WorktreeError(f"Cannot create the worktree folder '{path}': {exc}") from exc
+        return path
+
+    @staticmethod
+    def _is_empty_dir(path: str) -> bool:
+        if os.path.islink(path) or not os.path.isdir(path):
+            return False
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+
     def create(self, repo_path: str, branch: str, worktree_path: str, base_branch: str) -> str:
         """Create ``branch`` from ``base_branch`` and check it out at ``worktree_path``.
 
-        All-or-nothing: on failure the branch, the folder and the metadata created here are removed again.
+        The folder must not exist, or be an empty directory (see :meth:`reserve`). All-or-nothing: on
+        failure the branch, the folder (a reserved one too) and the metadata created here are removed.
         """
         path = self._managed(worktree_path)
+        reserved = os.path.lexists(path) and self._is_empty_dir(path)
+        try:
+            return self._create(repo_path, branch, path, base_branch, reserved)
+        except BaseException:
+            if reserved and self._is_empty_dir(path):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+            raise
+
+    def _create(self, repo_path: str, branch: str, path: str, base_branch: str, reserved: bool) -> str:
         validate_branch_name(branch)
         check_lookup_name(base_branch)
         repo = open_repo(repo_path)
@@ -174,8 +220,10 @@ class WorktreeManager:
                 raise BranchNotFound(base_branch)
             if repo.lookup_branch(branch) is not None:
                 raise BranchExists(branch)
-            if os.path.lexists(path):
+            if os.path.lexists(path) and not (reserved and self._is_empty_dir(path)):
                 raise WorktreeError(f"Worktree folder '{path}' already exists")
+            if reserved and not self.fills_existing_dir:
+                os.rmdir(path)  # libgit2 creates the folder itself
             self._drop_stale_metadata(repo, name)
             try:
                 os.makedirs(self.base_dir, exist_ok=True)

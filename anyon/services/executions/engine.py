@@ -58,6 +58,17 @@ class ContainerProvisioner(Protocol):
 
 
 @dataclass
+class _WorktreePlan:
+    """The rows and paths an attempt's start reads once, before its worktree exists."""
+
+    attempt: TaskAttempt
+    task: Task
+    project: Project
+    worktree: str
+    git_dir: str
+
+
+@dataclass
 class AttemptContext:
     """What a process of an attempt needs, read once from the database."""
 
@@ -224,13 +235,24 @@ class ExecutionService:
             task_title=task.title,
         )
 
-    def _prepare_worktree(self, attempt_id: uuid.UUID) -> tuple[AttemptContext, str | None, str]:
-        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt."""
+    def _plan_worktree(self, attempt_id: uuid.UUID, reserve: bool) -> _WorktreePlan:
+        """Read what the start needs; with ``reserve``, create the empty worktree folder already."""
         with self._db.connection():
             attempt = TaskAttempt.get_by_id(attempt_id)
             task = Task.get_by_id(attempt.task_id)
             project = Project.get_by_id(task.project_id)
         worktree = self._worktrees.worktree_path(attempt.id, task.title)
+        git_dir = gitops.git_dir(project.git_repo_path) if reserve else ""
+        if reserve:
+            self._worktrees.reserve(worktree)
+        return _WorktreePlan(attempt, task, project, worktree, git_dir)
+
+    def _prepare_worktree(
+        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None
+    ) -> tuple[AttemptContext, str | None, str]:
+        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt."""
+        plan = plan or self._plan_worktree(attempt_id, reserve=False)
+        attempt, task, project, worktree = plan.attempt, plan.task, plan.project, plan.worktree
         self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
         if project.copy_files:
             self._worktrees.copy_files(project.git_repo_path, worktree, project.copy_files)
@@ -243,10 +265,13 @@ class ExecutionService:
 
     async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
         """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3)."""
-        context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
-        self.timings.mark(attempt_id, "worktree_ready")
-        await self._ensure_container(context)
-        self.timings.mark(attempt_id, "container_ready")
+        if self._provisioner is not None and self._worktrees.fills_existing_dir:
+            context, setup_script, prompt = await self._prepare_concurrently(attempt_id, self._provisioner)
+        else:
+            context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
+            self.timings.mark(attempt_id, "worktree_ready")
+            await self._ensure_container(context)
+            self.timings.mark(attempt_id, "container_ready")
         agent = actions.initial(prompt, profile, actions.cleanup_or_none(context.cleanup_script))
         first = (
             actions.script(setup_script, actions.SETUP, agent)
@@ -254,6 +279,39 @@ class ExecutionService:
             else agent
         )
         return await self._start_execution(context, first)
+
+    async def _prepare_concurrently(
+        self, attempt_id: uuid.UUID, provisioner: ContainerProvisioner
+    ) -> tuple[AttemptContext, str | None, str]:
+        """Cloud mode: provision the container while ``git worktree add`` fills the worktree.
+
+        The empty folder is created first so the container's bind mount has its source; git then checks
+        out into that same directory, which the container sees fill up. Path identity is unchanged: the
+        container mounts exactly the attempt's worktree and the repository's ``.git`` at their host paths.
+        If the worktree fails, the container is removed again; if the container fails, the worktree stays
+        (as when they were made one after the other) and the start fails with the container's error.
+        """
+        plan = await asyncio.to_thread(self._plan_worktree, attempt_id, True)
+
+        async def worktree() -> tuple[AttemptContext, str | None, str]:
+            result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan)
+            self.timings.mark(attempt_id, "worktree_ready")
+            return result
+
+        async def container() -> None:
+            await provisioner.ensure_container(str(attempt_id), plan.worktree, plan.git_dir)
+            self.timings.mark(attempt_id, "container_ready")
+
+        prepared, provisioned = await asyncio.gather(worktree(), container(), return_exceptions=True)
+        if isinstance(prepared, BaseException):
+            try:
+                await provisioner.remove_container(str(attempt_id))
+            except Exception:
+                log.exception("removing the container of attempt %s after a failed start failed", attempt_id)
+            raise prepared
+        if isinstance(provisioned, BaseException):
+            raise provisioned
+        return prepared
 
     async def _ensure_container(self, context: AttemptContext) -> None:
         if self._provisioner is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import hashlib
 import logging
@@ -45,6 +46,16 @@ from anyon.services.runners.base import (
 )
 from anyon.services.runners.engine_stream import STDERR, read_frame, start_exec
 from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR, SecretsDirs, check_attempt_id
+from anyon.services.runners.warm import (
+    CWD_DENIED,
+    NO_CWD,
+    NOT_FOUND,
+    PRESTART_LAUNCHER,
+    PRESTART_NAME,
+    STARTED,
+    PrestartedExec,
+    command_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +161,39 @@ class DockerProcess(RunningProcess):
         self._eof = asyncio.Event()
         self._wait_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        #: set at the first output (or the end): background work waits for it, not the agent
+        self.output_seen = asyncio.Event()
+
+    async def _start_prestarted(
+        self, pre: PrestartedExec, argv0: str, cwd: str, line: bytes, stdin: bytes | None
+    ) -> bool:
+        """Hand ``line`` (then stdin, then end-of-input) to a waiting launcher and read its answer.
+
+        Returns False when the launcher was gone before it read the line: nothing ran, and the caller
+        may use a fresh exec instead.
+        """
+        self.pid = pre.pid
+        if pre.early_stderr:
+            await self._err.feed(pre.early_stderr)
+        self._tasks.append(asyncio.create_task(self._feed_stdin((stdin or b""), prefix=line)))
+        try:
+            answer = await self._handshake()
+        except BaseException:
+            self._close()
+            raise
+        if answer == STARTED:
+            self._tasks.append(asyncio.create_task(self._pump()))
+            return True
+        self._close()
+        if answer == NOT_FOUND:
+            raise ExecutableNotFound(argv0, "in the attempt's container")
+        if answer == NO_CWD:
+            raise RunnerError(
+                f"could not start {argv0!r} in the container: chdir to {cwd!r}: no such file or directory"
+            )
+        if answer == CWD_DENIED:
+            raise RunnerError(f"could not start {argv0!r} in the container: cannot enter {cwd!r}")
+        return False
 
     async def _start(self, argv0: str, stdin: bytes | None) -> None:
         """Feed stdin, read the launcher's pid line, then pump frames in the background."""
@@ -187,8 +231,10 @@ class DockerProcess(RunningProcess):
             await self._out.feed(rest)
         return line.strip()
 
-    async def _feed_stdin(self, data: bytes) -> None:
+    async def _feed_stdin(self, data: bytes, prefix: bytes = b"") -> None:
         with contextlib.suppress(OSError, RuntimeError):
+            if prefix:
+                self._writer.write(prefix)
             self._writer.write(data)
             await self._writer.drain()
             # half-close: the daemon closes the process's stdin, the output side stays open
@@ -199,7 +245,9 @@ class DockerProcess(RunningProcess):
             while (frame := await read_frame(self._reader)) is not None:
                 stream, payload = frame
                 await (self._err if stream == STDERR else self._out).feed(payload)
+                self.output_seen.set()
         finally:
+            self.output_seen.set()
             self._eof.set()
             self._close()
             await self._out.end()
@@ -279,6 +327,12 @@ class DockerRunner:
         self._client_lock = threading.Lock()
         self._containers: dict[str, _Container] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # one waiting launcher per attempt (see warm.py), and the task starting the next one
+        self._prestarted: dict[str, PrestartedExec] = {}
+        self._prestarting: dict[str, asyncio.Task[PrestartedExec | None]] = {}
+        self._refills: set[asyncio.Task[None]] = set()
+        #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
+        self.reserved_ids: set[str] = set()
         # docker-py calls block; a pool of our own keeps them from starving the loop's default executor
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="anyon-docker")
 
@@ -348,7 +402,14 @@ class DockerRunner:
         )
 
     async def close(self) -> None:
-        """Close the Engine API client and the worker threads; containers keep running."""
+        """Close the Engine API client and the worker threads; containers keep running.
+
+        Waiting launchers end with our side of their stream (their stdin closes).
+        """
+        for task in list(self._refills):
+            task.cancel()
+        for attempt_id in list(self._prestarted) + list(self._prestarting):
+            await self._drop_prestarted(attempt_id)
         if self._client is not None:
             await self._in_thread(self._client.close)
         self._executor.shutdown(wait=False)
@@ -400,10 +461,14 @@ class DockerRunner:
                     if not state["State"]["Running"]:
                         await self._call(lambda: self.api.start(existing.id))
                     self._containers[attempt_id] = existing
+                    self.prestart(attempt_id)
                     return existing.id
+                await self._drop_prestarted(attempt_id)
                 await self._remove_ids([existing.id])
                 self._containers.pop(attempt_id, None)
-            return await self._create(attempt_id, worktree, git_dir)
+            container_id = await self._create(attempt_id, worktree, git_dir)
+            self.prestart(attempt_id)
+            return container_id
 
     async def _find(self, attempt_id: str) -> _Container | None:
         cached = self._containers.get(attempt_id)
@@ -522,7 +587,9 @@ class DockerRunner:
     async def remove_container(self, attempt_id: str) -> bool:
         """Tear down the attempt's container and its secrets directory (spec §8); idempotent."""
         check_attempt_id(attempt_id)
+        await self._drop_prestarted(attempt_id)
         async with self._lock(attempt_id):
+            await self._drop_prestarted(attempt_id)
             ids = [c["Id"] for c in await self._list(attempt_id)]
             await self._remove_ids(ids)
             self._containers.pop(attempt_id, None)
@@ -534,6 +601,7 @@ class DockerRunner:
         """At start-up: adopt the containers of live attempts, remove every other one of this instance."""
         adopted: list[str] = []
         removed: set[str] = set()
+        live_attempt_ids = set(live_attempt_ids) | self.reserved_ids
         for info in await self._list():
             attempt_id = info.get("Labels", {}).get(LABEL_ATTEMPT, "")
             if attempt_id in live_attempt_ids:
@@ -544,6 +612,8 @@ class DockerRunner:
                     self._containers[attempt_id] = container
                     adopted.append(attempt_id)
                 continue
+            if attempt_id:
+                await self._drop_prestarted(attempt_id)
             await self._remove_ids([info["Id"]])
             self._containers.pop(attempt_id, None)
             if attempt_id:
@@ -584,6 +654,14 @@ class DockerRunner:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         self._containers[attempt_id] = container
         exec_env = {**await self._in_thread(self.secrets.env, attempt_id), **env}
+        line = command_line(argv, cwd, exec_env) if self.settings.prestart_exec else None
+        if line is not None:
+            while (pre := await self._take_prestarted(attempt_id, container.id)) is not None:
+                proc = DockerProcess(self, pre.exec_id, container.id, pre.reader, pre.writer)
+                if await proc._start_prestarted(pre, argv[0], cwd, line, stdin):
+                    self._refill_after(attempt_id, proc)
+                    return proc
+                log.info("the pre-started exec of attempt %s was gone; starting another", attempt_id)
         try:
             created = await self._call(
                 lambda: self.api.exec_create(
@@ -605,7 +683,114 @@ class DockerRunner:
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
         proc = DockerProcess(self, exec_id, container.id, reader, writer)
         await proc._start(argv[0], stdin)
+        self._refill_after(attempt_id, proc)
         return proc
+
+    # --- pre-started execs (warm.py) ----------------------------------------------------------
+
+    def prestart(self, attempt_id: str) -> None:
+        """Start a waiting launcher in the attempt's container in the background, unless one exists."""
+        if not self.settings.prestart_exec:
+            return
+        pre = self._prestarted.get(attempt_id)
+        if pre is not None and pre.alive:
+            return
+        task = self._prestarting.get(attempt_id)
+        if task is not None and not task.done():
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._prestart(attempt_id), name=f"anyon-prestart:{attempt_id}"
+        )
+        self._prestarting[attempt_id] = task
+        task.add_done_callback(functools.partial(self._prestart_done, attempt_id))
+
+    def _prestart_done(self, attempt_id: str, task: asyncio.Task[PrestartedExec | None]) -> None:
+        if self._prestarting.get(attempt_id) is task:
+            del self._prestarting[attempt_id]
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.info("could not pre-start an exec for attempt %s: %s", attempt_id, exc)
+
+    async def _prestart(self, attempt_id: str) -> PrestartedExec | None:
+        container = self._containers.get(attempt_id)
+        if container is None:
+            return None
+        created = await self._call(
+            lambda: self.api.exec_create(
+                container.id, ["/bin/sh", "-c", PRESTART_LAUNCHER, PRESTART_NAME], stdin=True
+            )
+        )
+        exec_id = str(created["Id"])
+        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        pre = PrestartedExec(exec_id, container.id, 0, reader, writer)
+        try:
+            line, early_stderr = b"", b""
+            while not line.endswith(b"\n"):
+                frame = await asyncio.wait_for(read_frame(reader), 30)
+                if frame is None:
+                    raise RunnerError("the pre-started exec ended at once")
+                if frame[0] == STDERR:
+                    early_stderr += frame[1]
+                else:
+                    line += frame[1]
+            if not line.strip().isdigit():
+                raise RunnerError(f"unexpected first line from the pre-started exec: {line[:80]!r}")
+            pre.pid, pre.early_stderr = int(line), early_stderr
+        except BaseException:
+            pre.close()
+            raise
+        if self._containers.get(attempt_id) is not container:  # removed or replaced meanwhile
+            pre.close()
+            return None
+        old = self._prestarted.pop(attempt_id, None)
+        if old is not None:
+            old.close()
+        self._prestarted[attempt_id] = pre
+        return pre
+
+    async def _take_prestarted(self, attempt_id: str, container_id: str) -> PrestartedExec | None:
+        """The attempt's waiting launcher, or the one being started (sooner than a fresh exec)."""
+        pre = self._prestarted.pop(attempt_id, None)
+        if pre is None:
+            task = self._prestarting.get(attempt_id)
+            if task is None:
+                return None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+            pre = self._prestarted.pop(attempt_id, None)
+        if pre is None:
+            return None
+        if pre.container_id != container_id or not pre.alive:
+            pre.close()
+            return None
+        return pre
+
+    def _refill_after(self, attempt_id: str, proc: DockerProcess) -> None:
+        """Start the next waiting launcher once the process printed (nothing at start may delay it)."""
+        if not self.settings.prestart_exec:
+            return
+
+        async def refill() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.output_seen.wait(), 0.5)
+            if attempt_id in self._containers:
+                self.prestart(attempt_id)
+
+        task = asyncio.get_running_loop().create_task(refill(), name=f"anyon-refill:{attempt_id}")
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    async def _drop_prestarted(self, attempt_id: str) -> None:
+        task = self._prestarting.pop(attempt_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        pre = self._prestarted.pop(attempt_id, None)
+        if pre is not None:
+            pre.close()
 
     async def _run_quiet(self, container_id: str, argv: list[str], timeout: float) -> bytes:
         """Run a short helper command in the container and return its output (stdout and stderr)."""

@@ -1,0 +1,335 @@
+"""Pre-started execs: pay the Engine API exec cost before a command is requested.
+
+Creating and starting an exec costs tens of milliseconds (two Engine API round trips, then runc
+entering the container's namespaces). A pre-started exec is a shell already running in the attempt's
+container, attached to our stream, that prints its pid and waits for one line naming the command;
+spawning then only writes that line, and the shell ``exec``s the command in place. The command keeps
+the exec's pid (a session leader, so also its process group — what ``stop()`` signals), its stdin (the
+bytes after the line), its stdout/stderr stream and its exit code (the exec's ``ExitCode``).
+
+The line is shell code built here from the request: ``cd`` to the working directory, ``export`` the
+variables, check argv[0] like the fresh launcher, print ``+``, ``exec`` argv. Every word is single-quoted;
+a newline inside a word becomes ``'"$anyon_nl"'`` so the request stays one line. Requests the line cannot
+carry faithfully (a variable name the shell cannot export, a NUL byte, a huge line) use a fresh exec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shlex
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: argv[0] of the waiting shell, so it can be told apart in the container's process list.
+PRESTART_NAME = "anyon-prestarted"
+#: Prints the pid, then runs one line of shell code; a closed stdin (server gone) ends it quietly.
+PRESTART_LAUNCHER = """anyon_nl='
+'
+printf '%s\\n' "$$"
+IFS= read -r anyon_line || exit 0
+eval "$anyon_line"
+exit 126"""
+#: The line after which the requested program runs (anything else is an error marker).
+STARTED = b"+"
+NO_CWD = b"!nocwd"
+CWD_DENIED = b"!cwd"
+NOT_FOUND = b"!notfound"
+#: Longer command lines go through a fresh exec: ``read`` takes one byte per system call.
+MAX_LINE_BYTES = 64 * 1024
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def sh_word(value: str) -> str:
+    """One shell word that expands to ``value`` exactly, on one line."""
+    return '"$anyon_nl"'.join(shlex.quote(part) if part else "''" for part in value.split("\n"))
+
+
+def command_line(argv: list[str], cwd: str, env: Mapping[str, str]) -> bytes | None:
+    """The line a pre-started exec runs for this request, or ``None`` when it needs a fresh exec."""
+    words = [*argv, cwd, *env, *env.values()]
+    if any("\0" in w for w in words) or not all(_NAME.match(name) for name in env):
+        return None
+    q_cwd = sh_word(cwd)
+    parts = [
+        f"[ -d {q_cwd} ] || {{ printf '!nocwd\\n'; exit 126; }}",
+        f"cd -- {q_cwd} 2>/dev/null || {{ printf '!cwd\\n'; exit 126; }}",
+    ]
+    if env:
+        parts.append("export " + " ".join(sh_word(f"{k}={v}") for k, v in env.items()))
+    q_argv = [sh_word(a) for a in argv]
+    parts.append(f"command -v {q_argv[0]} >/dev/null 2>&1 || {{ printf '!notfound\\n'; exit 127; }}")
+    parts.append("printf '+\\n'")
+    parts.append("exec " + " ".join(q_argv))
+    line = ("; ".join(parts) + "\n").encode()
+    return line if len(line) <= MAX_LINE_BYTES else None
+
+
+@dataclass
+class PrestartedExec:
+    """A waiting launcher: its exec, its pid in the container and our end of its stream."""
+
+    exec_id: str
+    container_id: str
+    pid: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    #: stderr the shell printed before the pid line (nothing, normally); handed to the process.
+    early_stderr: bytes = b""
+    leftover: bytes = field(default=b"")
+
+    @property
+    def alive(self) -> bool:
+        return not self.reader.at_eof() and not self.writer.is_closing()
+
+    def close(self) -> None:
+        """Closing our end closes the shell's stdin: ``read`` fails and the shell exits."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self.writer.close()
+
+
+# --- warm pool ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class WarmSlot:
+    """A container provisioned ahead of an attempt: its attempt id is chosen now, the row comes later.
+
+    Choosing the attempt id up front makes the container the attempt's own in every respect Docker
+    cannot change later (name, ``anyon.attempt`` label, secrets directory). The worktree folder is
+    fixed too, because a bind mount is: ``<base>/<short>-warm`` (see :class:`WarmPool`).
+    """
+
+    project_id: str
+    attempt_id: uuid.UUID
+    folder: str
+    git_dir: str
+    inode: int
+
+
+@dataclass
+class _ProjectPool:
+    repo_path: str
+    git_dir: str
+    slots: list[WarmSlot] = field(default_factory=list)
+    last_active: float = field(default_factory=time.monotonic)
+    filling: asyncio.Task[None] | None = None
+
+
+class WarmPool:
+    """A few started, hardened, mounted containers per recently active project, each with an empty slot.
+
+    Why: creating and starting a container costs a few hundred milliseconds, more than the checkout of
+    a worktree, so even provisioned concurrently it would delay the first byte. A claimed slot is the
+    attempt's container already (see :class:`WarmSlot`), with a launcher waiting in it.
+
+    Path: a bind mount is fixed when the container is created, before the attempt's title (hence the
+    spec's ``<short>-<slug>`` folder) exists, and path identity forbids mounting it elsewhere. So an
+    attempt started from a slot gets the worktree folder ``<base>/<short>-warm`` (its own short id,
+    ``warm`` in place of the slug): a direct child of the base dir like every worktree, so the deletion
+    fences, the orphan sweep and ``container_ref`` work unchanged, and its branch keeps the spec name.
+
+    Bounds: ``docker.warm_pool_size`` slots per project (0 disables the pool), at most
+    ``docker.warm_pool_projects`` projects (the least recently active one is dropped first), and a
+    project idle for ``docker.warm_pool_idle_seconds`` or deleted loses its slots. Slots are refilled in
+    the background, after the attempt that used one has printed. ``claim`` is called from a worker
+    thread (inside the attempt's database transaction), everything else on the event loop.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        worktrees: Any,
+        *,
+        size: int,
+        max_projects: int,
+        idle_seconds: float,
+        project_exists: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self._runner = runner
+        self._worktrees = worktrees
+        self.size = size
+        self.max_projects = max_projects
+        self.idle_seconds = idle_seconds
+        self._project_exists = project_exists
+        self._pools: dict[str, _ProjectPool] = {}
+        self._lock = threading.Lock()
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self.max_projects > 0
+
+    @property
+    def filling(self) -> bool:
+        """Whether a slot is being provisioned right now (the benchmark waits for quiet)."""
+        return any(p.filling is not None and not p.filling.done() for p in list(self._pools.values()))
+
+    def slots(self, project_id: str | None = None) -> list[WarmSlot]:
+        with self._lock:
+            pools = [self._pools[project_id]] if project_id in self._pools else []
+            if project_id is None:
+                pools = list(self._pools.values())
+            return [slot for pool in pools for slot in pool.slots]
+
+    def claim(self, project_id: str) -> WarmSlot | None:
+        """Take a slot of the project, if one is ready (thread-safe)."""
+        with self._lock:
+            pool = self._pools.get(project_id)
+            if pool is None:
+                return None
+            pool.last_active = time.monotonic()
+            return pool.slots.pop(0) if pool.slots else None
+
+    def usable(self, slot: WarmSlot) -> bool:
+        """The slot's folder is still the empty directory its container mounted (nothing swept it)."""
+        try:
+            st = os.stat(slot.folder, follow_symlinks=False)
+            with os.scandir(slot.folder) as entries:
+                empty = next(entries, None) is None
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and st.st_ino == slot.inode and empty
+
+    def wanted(self, project_id: str, repo_path: str, git_dir: str) -> None:
+        """The project is active: (re)fill its slots in the background."""
+        if not self.enabled or self._closed:
+            return
+        evicted: list[_ProjectPool] = []
+        with self._lock:
+            pool = self._pools.get(project_id)
+            if pool is None or (pool.repo_path, pool.git_dir) != (repo_path, git_dir):
+                if pool is not None:
+                    evicted.append(self._pools.pop(project_id))
+                pool = self._pools[project_id] = _ProjectPool(repo_path, git_dir)
+            pool.last_active = time.monotonic()
+            while len(self._pools) > self.max_projects:
+                oldest = min(
+                    (k for k in self._pools if k != project_id), key=lambda k: self._pools[k].last_active
+                )
+                evicted.append(self._pools.pop(oldest))
+        loop = asyncio.get_running_loop()
+        for old in evicted:
+            task = loop.create_task(self._drain(old))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if pool.filling is None or pool.filling.done():
+            pool.filling = loop.create_task(self._fill(project_id, pool), name=f"anyon-warm:{project_id}")
+        if self._reaper is None or self._reaper.done():
+            self._reaper = loop.create_task(self._reap_loop(), name="anyon-warm-reaper")
+
+    async def _fill(self, project_id: str, pool: _ProjectPool) -> None:
+        failures = 0
+        while not self._closed and self._pools.get(project_id) is pool and len(pool.slots) < self.size:
+            try:
+                slot = await self._provision(project_id, pool)
+            except Exception as exc:
+                failures += 1
+                log.warning("could not provision a warm container for project %s: %s", project_id, exc)
+                if failures >= 3:
+                    return
+                await asyncio.sleep(1.0 * failures)
+                continue
+            with self._lock:
+                kept = self._pools.get(project_id) is pool and not self._closed
+                if kept:
+                    pool.slots.append(slot)
+            if not kept:  # the pool was dropped meanwhile
+                await self.discard(slot)
+
+    async def _provision(self, project_id: str, pool: _ProjectPool) -> WarmSlot:
+        for _ in range(8):  # a short id (4 hex digits) may already be taken
+            attempt_id = uuid.uuid4()
+            folder = self._worktrees.worktree_path(attempt_id, "warm")
+            try:
+                await asyncio.to_thread(self._worktrees.reserve, folder)
+            except Exception:
+                if os.path.lexists(folder):
+                    continue
+                raise
+            break
+        else:
+            raise RuntimeError("no free worktree folder name for a warm slot")
+        slot = WarmSlot(project_id, attempt_id, folder, pool.git_dir, os.stat(folder).st_ino)
+        self._runner.reserved_ids.add(str(attempt_id))
+        try:
+            await self._runner.ensure_container(str(attempt_id), folder, pool.git_dir)
+        except BaseException:
+            await self.discard(slot)
+            raise
+        return slot
+
+    async def discard(self, slot: WarmSlot) -> None:
+        """Remove a slot's container, secrets directory and empty folder."""
+        try:
+            await self._runner.remove_container(str(slot.attempt_id))
+        except Exception as exc:
+            log.warning("could not remove warm container of %s: %s", slot.attempt_id, exc)
+        self._runner.reserved_ids.discard(str(slot.attempt_id))
+        with contextlib.suppress(OSError):
+            os.rmdir(slot.folder)
+
+    def adopted(self, slot: WarmSlot) -> None:
+        """The slot became a real attempt: it is the attempt's container from now on."""
+        self._runner.reserved_ids.discard(str(slot.attempt_id))
+
+    async def _drain(self, pool: _ProjectPool) -> None:
+        if pool.filling is not None and not pool.filling.done():
+            pool.filling.cancel()
+            with contextlib.suppress(BaseException):
+                await pool.filling
+        with self._lock:
+            slots, pool.slots = pool.slots, []
+        await asyncio.gather(*(self.discard(slot) for slot in slots))
+
+    async def drop_project(self, project_id: str) -> None:
+        """Remove the project's slots now (e.g. the project was deleted)."""
+        with self._lock:
+            pool = self._pools.pop(project_id, None)
+        if pool is not None:
+            await self._drain(pool)
+
+    async def reap(self) -> list[str]:
+        """Drop the pools of projects idle too long or deleted; returns their ids."""
+        now = time.monotonic()
+        dropped = []
+        for project_id, pool in list(self._pools.items()):
+            idle = now - pool.last_active > self.idle_seconds
+            gone = self._project_exists is not None and not await self._project_exists(project_id)
+            if idle or gone:
+                await self.drop_project(project_id)
+                dropped.append(project_id)
+        return dropped
+
+    async def _reap_loop(self) -> None:
+        interval = min(30.0, max(0.2, self.idle_seconds / 4))
+        while self._pools and not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("reaping warm containers failed")
+
+    async def close(self) -> None:
+        """Shutdown: nothing of the pool keeps running."""
+        self._closed = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reaper
+        for project_id in list(self._pools):
+            await self.drop_project(project_id)
