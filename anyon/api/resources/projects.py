@@ -84,7 +84,7 @@ class TaskCollection:
 
 
 class TaskItem:
-    def __init__(self, services: Services, on_deleted: object = None) -> None:
+    def __init__(self, services: Services) -> None:
         self._services = services
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
