@@ -88,8 +88,10 @@ async def _handle_http_error(
     if ex.description:
         message = f"{message}: {ex.description}"
     resp.media = soft_error(message)
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
+    headers = ex.headers or {}
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    for name, value in pairs:
+        resp.set_header(str(name), str(value))
 
 
 async def _handle_git_error(
@@ -136,14 +138,14 @@ class MetricsResource:
         resp.content_type = METRICS_CONTENT_TYPE
 
 
-def create_app(deployment: Deployment) -> falcon.asgi.App:
+def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     config = deployment.config
     guard = build_guard(config)  # None on loopback; SecretError when reachable without a token
     metrics = Metrics(config.deployment.mode)
     metrics.add_collector(services_collector(config.deployment.mode, deployment.services))
     # attempt-start latency: the engine reports request -> first output byte of the agent
     deployment.services.executions.timings.on_first_byte = metrics.observe_attempt_start
-    middleware: list[object] = [
+    middleware: list[Any] = [
         MetricsMiddleware(metrics),
         CorsMiddleware(config.server.cors_allowed_origins),
         RequestContextMiddleware(config.server.max_body_bytes),

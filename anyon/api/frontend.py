@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -28,7 +29,8 @@ class FrontendSink:
         index = self._root / "index.html"
         return index if index.is_file() else None
 
-    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
+    async def __call__(self, req: falcon.asgi.Request, resp: falcon.asgi.Response | None, **_: Any) -> None:
+        assert resp is not None  # sinks are not used for WebSocket routes here
         if req.method not in ("GET", "HEAD"):
             raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
         target = await run_sync(self._resolve, req.path)

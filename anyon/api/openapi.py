@@ -30,7 +30,7 @@ _ENVELOPE = {
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
-def app_routes(app: falcon.asgi.App) -> dict[str, dict[str, Any]]:
+def app_routes(app: falcon.asgi.App[Any, Any]) -> dict[str, dict[str, Any]]:
     """``{uri_template: {method: responder}}`` for every route of the app (WebSocket routes excluded)."""
     found: dict[str, dict[str, Any]] = {}
 
@@ -57,7 +57,7 @@ def _summary(fn: Any) -> str:
     return doc.split("\n", 1)[0]
 
 
-def build_document(app: falcon.asgi.App) -> dict[str, Any]:
+def build_document(app: falcon.asgi.App[Any, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for template, methods in sorted(app_routes(app).items()):
         params = [

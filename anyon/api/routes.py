@@ -6,6 +6,8 @@ exists here but not in ``schemas/openapi.json``, or the other way round).
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon.asgi
 
 from anyon.api import streams
@@ -14,7 +16,9 @@ from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
 
-def register(app: falcon.asgi.App, deployment: Deployment, guard: AccessGuard | None = None) -> None:
+def register(
+    app: falcon.asgi.App[Any, Any], deployment: Deployment, guard: AccessGuard | None = None
+) -> None:
     s = deployment.services
     add = app.add_route
     # auth: the login step trading the API token for a session cookie (POST /api/auth/token, GET /login)

@@ -77,8 +77,8 @@ def check_body(body: Any, fields: dict[str, F], *, what: str = "body") -> dict[s
                 422, f"UnprocessableEntity: field `{name}` must be {spec.type}, got {type(value).__name__}"
             )
         if spec.type == "uuid":
-            parse_uuid(value, f"field `{name}`")
-        elif spec.type.startswith("list["):
+            parse_uuid(str(value), f"field `{name}`")
+        elif isinstance(value, list):
             item = spec.type[5:-1]
             for element in value:
                 if not isinstance(element, str):

@@ -96,7 +96,7 @@ class DraftService:
             if body.get("image_ids") is not None:
                 row.image_ids = body["image_ids"]
             if body.get("retry_process_id"):
-                row.retry_process = uuid.UUID(body["retry_process_id"])
+                row.retry_process_id = uuid.UUID(body["retry_process_id"])
             row.version = int(row.version) + 1
             row.save()
             self._publish(attempt, draft_type, row)

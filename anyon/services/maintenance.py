@@ -86,17 +86,17 @@ class Maintenance:
             .group_by(ExecutionProcess.task_attempt)
             .dicts()
         )
-        stats = {row["task_attempt"]: row for row in latest}
+        stats: dict[Any, dict[str, Any]] = {row["task_attempt"]: row for row in latest}  # type: ignore[index,misc]
         rows = (
             TaskAttempt.select(TaskAttempt, Project.git_repo_path)
             .join(Task, on=(TaskAttempt.task == Task.id))
             .join(Project, on=(Task.project == Project.id))
             .where(TaskAttempt.worktree_deleted == False)  # noqa: E712 - peewee expression
         )
-        out = []
+        out: list[tuple[TaskAttempt, str, dt.datetime, bool]] = []
         for attempt in rows:
             stat = stats.get(attempt.id, {})
-            last = stat.get("last_done") or attempt.updated_at
+            last: Any = stat.get("last_done") or attempt.updated_at
             if isinstance(last, str):
                 last = ExecutionProcess.completed_at.python_value(last)
             out.append((attempt, attempt.task.project.git_repo_path, last, bool(stat.get("running"))))
@@ -115,7 +115,7 @@ class Maintenance:
             elif self._worktrees.is_expired(last, self._retention.worktree_hours, running, now=now):
                 expired.append((attempt, repo_path))
         gone = await asyncio.to_thread(
-            self._worktrees.expire, [(repo, a.container_ref) for a, repo in expired]
+            self._worktrees.expire, [(repo, str(a.container_ref)) for a, repo in expired]
         )
         done = [a for a, _ in expired if a.container_ref in gone] + vanished
         if self._containers is not None:

@@ -20,7 +20,7 @@ class TaskService:
         self._db = database
         self._changes = changes
 
-    def list(self, project_id: uuid.UUID) -> list[dict[str, Any]]:
+    def list_for_project(self, project_id: uuid.UUID) -> list[dict[str, Any]]:
         with self._db.connection():
             return queries.tasks_with_status(project_id)
 

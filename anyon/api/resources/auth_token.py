@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 from urllib.parse import parse_qs
 
 import falcon
@@ -118,6 +119,6 @@ class LoginPage:
         resp.text = _PAGE.format(error=error, next=html.escape(_safe_next(req.get_param("next")), quote=True))
 
 
-def register(app: falcon.asgi.App, guard: AccessGuard | None) -> None:
+def register(app: falcon.asgi.App[Any, Any], guard: AccessGuard | None) -> None:
     app.add_route("/api/auth/token", AuthToken(guard))
     app.add_route("/login", LoginPage())

@@ -76,7 +76,7 @@ class TaskCollection:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         raw = req.get_param("project_id", required=True)
-        respond(resp, await run_sync(self._tasks.list, parse_uuid(raw, "project_id")))
+        respond(resp, await run_sync(self._tasks.list_for_project, parse_uuid(raw, "project_id")))
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_TASK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon.asgi
 
 from anyon.api.envelope import soft_error
@@ -117,7 +119,7 @@ class NeedsInternet:
 class OpenApi:
     """The OpenAPI document of this server's REST routes."""
 
-    def __init__(self, app: falcon.asgi.App) -> None:
+    def __init__(self, app: falcon.asgi.App[Any, Any]) -> None:
         self._app = app
         self._document: dict[str, object] | None = None
 

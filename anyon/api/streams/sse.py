@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import falcon.asgi
 from falcon.asgi import SSEvent
@@ -50,9 +51,10 @@ class EventsSse:
             while not stopping.is_set():
                 if pending is None:
                     pending = asyncio.ensure_future(sub.__anext__())
-                stop_wait = asyncio.ensure_future(stopping.wait())
+                stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+                waiting: set[asyncio.Future[Any]] = {pending, stop_wait}
                 done, _ = await asyncio.wait(
-                    {pending, stop_wait}, timeout=self._keepalive, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=self._keepalive, return_when=asyncio.FIRST_COMPLETED
                 )
                 stop_wait.cancel()
                 if pending not in done:
