@@ -98,9 +98,16 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
     make_repo(repo, files)
     overrides: dict[str, Any] = {"executions": {"max_concurrent": 8}}
     if mode == "cloud":
-        overrides["docker"] = {"image": IMAGE, "user": f"{os.getuid()}:{os.getgid()}", "network": "none"}
+        # warm_pool_size as in the [cloud] section of settings/defaults.toml (the typed default is 0)
+        overrides["docker"] = {
+            "image": IMAGE,
+            "user": f"{os.getuid()}:{os.getgid()}",
+            "network": "none",
+            "warm_pool_size": 1,
+        }
     config = make_config(workdir / mode, mode=mode, **overrides)
     with live_server(config) as server:
+        wait_startup_jobs(server)
         profiles = {
             "executors": {
                 "CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": "sh ./.agent.sh"}}}
@@ -123,6 +130,15 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
                 wait_no_containers(server)
 
 
+def wait_startup_jobs(server: LiveServer, timeout: float = 60.0) -> None:
+    """The start-up maintenance (reconcile, orphan sweep) reads the bound database: let it finish
+    before the other server binds its own."""
+    deadline = time.monotonic() + timeout
+    jobs = [t for t in server.deployment._tasks if t.get_name() == "anyon:startup-maintenance"]
+    while any(not t.done() for t in jobs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def wait_no_containers(server: LiveServer, timeout: float = 60.0) -> None:
     import docker
 
@@ -132,6 +148,14 @@ def wait_no_containers(server: LiveServer, timeout: float = 60.0) -> None:
     while api.containers(all=True, filters={"label": label}) and time.monotonic() < deadline:
         time.sleep(0.2)
     api.close()
+
+
+def wait_quiet(server: LiveServer, timeout: float = 30.0) -> None:
+    """Let the warm pool finish refilling, so its work never overlaps the other mode's attempt."""
+    pool = server.services.executions.warm_pool
+    deadline = time.monotonic() + timeout
+    while pool is not None and pool.filling and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def measure(workdir: Path, files: int, attempts: int, settle: float, modes: list[str]) -> dict[str, Any]:
@@ -146,10 +170,12 @@ def measure(workdir: Path, files: int, attempts: int, settle: float, modes: list
         servers = {m: stack.enter_context(mode_server(m, workdir / m, files)) for m in modes}
         for m in modes:
             results[m]["cold"] = run_attempt(*servers[m], "cold start")
+            wait_quiet(servers[m][0])
             time.sleep(settle)
         for i in range(attempts):
             for m in modes if i % 2 == 0 else list(reversed(modes)):
                 results[m]["runs"].append(run_attempt(*servers[m], f"attempt {i}"))
+                wait_quiet(servers[m][0])
                 time.sleep(settle)
         if "cloud" in servers:
             results["cloud"]["exec"] = exec_overhead(servers["cloud"][0])

@@ -65,7 +65,7 @@ class DockerSettings:
     env_allowlist: tuple[str, ...] = ("LANG", "LC_ALL", "TZ", "TERM")
     stop_grace_seconds: float = 2.0
     prestart_exec: bool = True  # keep one launcher waiting in each attempt's container
-    warm_pool_size: int = 1  # started containers kept ready per recently active project; 0 = none
+    warm_pool_size: int = 0  # started containers kept ready per recently active project ([cloud]: 1)
     warm_pool_projects: int = 4  # projects that keep warm containers at once
     warm_pool_idle_seconds: float = 900.0  # a project without attempts this long loses them
 

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,29 @@ def instance_id(config: AnyonConfig) -> str:
     return hashlib.sha256(os.path.realpath(config.paths.data_dir).encode()).hexdigest()[:16]
 
 
+def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, database: Database) -> Any:
+    """Cloud mode: started containers kept ready per recently active project (runners/warm.py)."""
+    from anyon.services.db.models import Project
+    from anyon.services.runners.warm import WarmPool
+
+    def exists(project_id: str) -> bool:
+        with database.connection():
+            return Project.get_or_none(Project.id == uuid.UUID(project_id)) is not None
+
+    async def project_exists(project_id: str) -> bool:
+        return await asyncio.to_thread(exists, project_id)
+
+    settings = docker_runner.settings
+    return WarmPool(
+        docker_runner,
+        worktrees,
+        size=settings.warm_pool_size,
+        max_projects=settings.warm_pool_projects,
+        idle_seconds=settings.warm_pool_idle_seconds,
+        project_exists=project_exists,
+    )
+
+
 def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
     """Host processes locally; per-attempt containers in cloud mode (Docker imported only then)."""
     if not config.is_cloud:
@@ -139,6 +163,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config,
         provisioner=docker_runner,
         drafts=drafts,
+        warm_pool=_warm_pool_for(docker_runner, worktrees, database) if docker_runner is not None else None,
     )
     services = Services(
         config=config,

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anyon.config.model import ExecutionSettings
 from anyon.services.changes import ChangeNotifier
@@ -43,7 +43,13 @@ from anyon.services.runners.base import ExecutableNotFound, Runner, RunnerError,
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
+if TYPE_CHECKING:
+    from anyon.services.runners.warm import WarmPool, WarmSlot
+
 log = logging.getLogger(__name__)
+
+#: Seconds a start waits for the attempt's first output before refilling the warm pool anyway.
+_REFILL_AFTER_OUTPUT_SECONDS = 2.0
 
 _LOG_FLUSH_SECONDS = 0.1
 _LOG_FLUSH_BYTES = 256 * 1024
@@ -115,6 +121,7 @@ class ExecutionService:
         provisioner: ContainerProvisioner | None = None,
         drafts: DraftService | None = None,
         shell: str | None = None,
+        warm_pool: WarmPool | None = None,
     ) -> None:
         self._db = database
         self._changes = changes
@@ -127,11 +134,17 @@ class ExecutionService:
         self._user_config = user_config
         self._provisioner = provisioner
         self._drafts = drafts
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
         self._slots = ExecutionSlots(settings.max_concurrent)
         self._live: dict[uuid.UUID, LiveProcess] = {}
         self.timings = StartTimings()
         self._background: set[asyncio.Task[Any]] = set()
+        # a warm container mounts its folder before the checkout: only `git worktree add` fills it in place
+        usable_pool = warm_pool is not None and warm_pool.enabled and worktrees.fills_existing_dir
+        self.warm_pool = warm_pool if provisioner is not None and usable_pool else None
+        self._claimed: dict[uuid.UUID, WarmSlot] = {}  # slot taken by an attempt row, not started yet
+        self._first_output: dict[uuid.UUID, asyncio.Event] = {}
 
     # ------------------------------------------------------------------------------------------
     # status and lookup
@@ -169,6 +182,24 @@ class ExecutionService:
     def _insert_attempt(
         self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str
     ) -> TaskAttempt:
+        claimed: list[WarmSlot] = []
+        try:
+            return self._insert_attempt_row(task_id, profile, base_branch, claimed)
+        except BaseException:
+            for slot in claimed:  # the row was not written: the slot goes back to nobody
+                self._release_slot(slot)
+            raise
+
+    def _release_slot(self, slot: WarmSlot) -> None:
+        if self.warm_pool is not None and self._loop is not None:
+            pool = self.warm_pool
+            self._loop.call_soon_threadsafe(
+                lambda: self._spawn_background(pool.discard(slot), f"warm-discard:{slot.attempt_id}")
+            )
+
+    def _insert_attempt_row(
+        self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str, claimed: list[WarmSlot]
+    ) -> TaskAttempt:
         with self._db.atomic():
             task = Task.get_or_none(Task.id == task_id)
             if task is None:
@@ -179,9 +210,15 @@ class ExecutionService:
             if not self._git.branch_exists(project.git_repo_path, base_branch):
                 raise ServiceError(f"Branch '{base_branch}' does not exist in {project.git_repo_path}")
             attempt_id = uuid.uuid4()
+            if self.warm_pool is not None:
+                # a warm container's attempt id was chosen when it was provisioned
+                slot = self.warm_pool.claim(str(project.id))
+                if slot is not None:
+                    claimed.append(slot)
+                    attempt_id = slot.attempt_id
             prefix = self._user_config.get().get("git_branch_prefix", "vk")
             branch = self._worktrees.branch_name(prefix, attempt_id, task.title)
-            return TaskAttempt.create(
+            attempt = TaskAttempt.create(
                 id=attempt_id,
                 task=task.id,
                 executor=profile.executor,
@@ -189,12 +226,16 @@ class ExecutionService:
                 branch=branch,
                 container_ref=None,
             )
+        if claimed:
+            self._claimed[attempt_id] = claimed[0]
+        return attempt
 
     async def create_attempt(self, task_id: uuid.UUID, profile_json: Any, base_branch: str) -> dict[str, Any]:
         """``POST /api/task-attempts``: insert the attempt, answer with the row, start it afterwards."""
         profile = self._profile(profile_json)
         if not base_branch or not base_branch.strip():
             raise ServiceError("base_branch cannot be empty")
+        self._loop = asyncio.get_running_loop()
         requested = time.monotonic()
         attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch.strip())
         self.timings.mark(attempt.id, "requested", requested)
@@ -207,6 +248,7 @@ class ExecutionService:
     ) -> dict[str, Any]:
         """``POST /api/tasks/create-and-start`` after the task exists: start and report whether it started."""
         profile = self._profile(profile_json)
+        self._loop = asyncio.get_running_loop()
         attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch)
         await self._start_attempt_logged(attempt.id, profile)
         return await self._db_call(queries.task_with_status, task_id)
@@ -235,14 +277,21 @@ class ExecutionService:
             task_title=task.title,
         )
 
-    def _plan_worktree(self, attempt_id: uuid.UUID, reserve: bool) -> _WorktreePlan:
-        """Read what the start needs; with ``reserve``, create the empty worktree folder already."""
+    def _plan_worktree(
+        self, attempt_id: uuid.UUID, reserve: bool, slot: WarmSlot | None = None
+    ) -> _WorktreePlan:
+        """Read what the start needs; with ``reserve``, create the empty worktree folder already.
+
+        With a warm slot, the folder is the slot's (reserved when it was provisioned).
+        """
         with self._db.connection():
             attempt = TaskAttempt.get_by_id(attempt_id)
             task = Task.get_by_id(attempt.task_id)
             project = Project.get_by_id(task.project_id)
+        git_dir = gitops.git_dir(project.git_repo_path) if reserve or slot else ""
+        if slot is not None and slot.git_dir == git_dir:
+            return _WorktreePlan(attempt, task, project, slot.folder, git_dir)
         worktree = self._worktrees.worktree_path(attempt.id, task.title)
-        git_dir = gitops.git_dir(project.git_repo_path) if reserve else ""
         if reserve:
             self._worktrees.reserve(worktree)
         return _WorktreePlan(attempt, task, project, worktree, git_dir)
@@ -265,8 +314,11 @@ class ExecutionService:
 
     async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
         """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3)."""
+        slot = self._claimed.pop(attempt_id, None)
         if self._provisioner is not None and self._worktrees.fills_existing_dir:
-            context, setup_script, prompt = await self._prepare_concurrently(attempt_id, self._provisioner)
+            context, setup_script, prompt = await self._prepare_concurrently(
+                attempt_id, self._provisioner, slot
+            )
         else:
             context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
             self.timings.mark(attempt_id, "worktree_ready")
@@ -281,7 +333,7 @@ class ExecutionService:
         return await self._start_execution(context, first)
 
     async def _prepare_concurrently(
-        self, attempt_id: uuid.UUID, provisioner: ContainerProvisioner
+        self, attempt_id: uuid.UUID, provisioner: ContainerProvisioner, slot: WarmSlot | None = None
     ) -> tuple[AttemptContext, str | None, str]:
         """Cloud mode: provision the container while ``git worktree add`` fills the worktree.
 
@@ -290,8 +342,28 @@ class ExecutionService:
         container mounts exactly the attempt's worktree and the repository's ``.git`` at their host paths.
         If the worktree fails, the container is removed again; if the container fails, the worktree stays
         (as when they were made one after the other) and the start fails with the container's error.
+
+        With a warm slot (see :class:`~anyon.services.runners.warm.WarmPool`) the container is running
+        already and the checkout goes into the slot's folder; the pool refills once the attempt printed.
         """
-        plan = await asyncio.to_thread(self._plan_worktree, attempt_id, True)
+        pool = self.warm_pool
+        if slot is not None and pool is not None and not await asyncio.to_thread(pool.usable, slot):
+            log.warning("warm slot %s is no longer usable; provisioning afresh", slot.folder)
+            self._spawn_background(pool.discard(slot), f"warm-discard:{attempt_id}")
+            slot = None
+        try:
+            plan = await asyncio.to_thread(self._plan_worktree, attempt_id, True, slot)
+        except BaseException:
+            if slot is not None and pool is not None:
+                self._spawn_background(pool.discard(slot), f"warm-discard:{attempt_id}")
+            raise
+        if slot is not None and pool is not None:
+            if plan.worktree == slot.folder:
+                pool.adopted(slot)
+            else:  # the project's repository moved since the slot was made
+                self._spawn_background(pool.discard(slot), f"warm-discard:{attempt_id}")
+        if pool is not None:
+            self._refill_after_output(pool, attempt_id, plan)
 
         async def worktree() -> tuple[AttemptContext, str | None, str]:
             result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan)
@@ -312,6 +384,21 @@ class ExecutionService:
         if isinstance(provisioned, BaseException):
             raise provisioned
         return prepared
+
+    def _refill_after_output(self, pool: WarmPool, attempt_id: uuid.UUID, plan: _WorktreePlan) -> None:
+        """Keep the project's warm pool full, once the attempt printed: nothing delays its first byte."""
+        event = self._first_output[attempt_id] = asyncio.Event()
+
+        async def refill() -> None:
+            try:
+                await asyncio.wait_for(event.wait(), _REFILL_AFTER_OUTPUT_SECONDS)
+            except TimeoutError:
+                pass
+            finally:
+                self._first_output.pop(attempt_id, None)
+            pool.wanted(str(plan.project.id), plan.project.git_repo_path, plan.git_dir)
+
+        self._spawn_background(refill(), f"warm-refill:{attempt_id}")
 
     async def _ensure_container(self, context: AttemptContext) -> None:
         if self._provisioner is None:
@@ -452,6 +539,10 @@ class ExecutionService:
         if live.normalizer is not None and not live.first_output_seen:
             live.first_output_seen = True
             self.timings.mark(live.context.attempt_id, "first_byte")
+        if self._first_output:
+            waiting = self._first_output.pop(live.context.attempt_id, None)
+            if waiting is not None:
+                waiting.set()
         if stream == "stdout":
             live.store.push_stdout(text)
         else:
@@ -628,11 +719,16 @@ class ExecutionService:
         )
 
     async def stop_all(self) -> None:
-        """Shutdown: nothing the server started is left running."""
+        """Shutdown: nothing the server started is left running (warm containers are removed)."""
         await asyncio.gather(*(self._stop(lv) for lv in list(self._live.values())), return_exceptions=True)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.warm_pool is not None:
+            for slot in self._claimed.values():
+                await self.warm_pool.discard(slot)
+            self._claimed.clear()
+            await self.warm_pool.close()
 
     # ------------------------------------------------------------------------------------------
     # follow-up, retry, dev server
