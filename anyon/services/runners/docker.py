@@ -333,6 +333,7 @@ class DockerRunner:
         self._refills: set[asyncio.Task[None]] = set()
         #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
         self.reserved_ids: set[str] = set()
+        self._closed = False
         # docker-py calls block; a pool of our own keeps them from starving the loop's default executor
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="anyon-docker")
 
@@ -410,6 +411,9 @@ class DockerRunner:
             task.cancel()
         for attempt_id in list(self._prestarted) + list(self._prestarting):
             await self._drop_prestarted(attempt_id)
+        if self._closed:
+            return
+        self._closed = True
         if self._client is not None:
             await self._in_thread(self._client.close)
         self._executor.shutdown(wait=False)
