@@ -56,6 +56,7 @@ class ProjectCollection:
 class ProjectItem:
     def __init__(self, services: Services) -> None:
         self._projects = services.projects
+        self._executions = services.executions
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         respond(resp, await run_sync(self._projects.get, parse_uuid(project_id, "project id")))
@@ -66,7 +67,9 @@ class ProjectItem:
         respond(resp, await run_sync(self._projects.update, pid, body))
 
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
-        await run_sync(self._projects.delete, parse_uuid(project_id, "project id"))
+        pid = parse_uuid(project_id, "project id")
+        await run_sync(self._projects.delete, pid)
+        await self._executions.project_deleted(pid)
         respond(resp, None)
 
 

@@ -251,11 +251,14 @@ class ExecutionService:
         self._loop = asyncio.get_running_loop()
         attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch)
         await self._start_attempt_logged(attempt.id, profile)
-        return await self._db_call(queries.task_with_status, task_id)
+        result: dict[str, Any] = await self._db_call(queries.task_with_status, task_id)
+        return result
 
     async def _start_attempt_logged(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> None:
         try:
             await self.start_attempt(attempt_id, profile)
+        except (RunnerError, GitServiceError, ServiceError, OSError):
+            pass  # recorded on the attempt's first process and logged by start_attempt
         except Exception:
             log.exception("starting attempt %s failed", attempt_id)
 
@@ -313,7 +316,55 @@ class ExecutionService:
         return context, project.setup_script, actions.task_prompt(task.title, task.description)
 
     async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
-        """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3)."""
+        """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3).
+
+        When the attempt cannot start (the container runtime is unreachable, the image is missing, the
+        worktree cannot be made), the first process is recorded as ``failed`` with the reason in its log
+        and the task goes to ``inreview``: the UI shows why, instead of an attempt that never moves.
+        """
+        try:
+            return await self._start_attempt(attempt_id, profile)
+        except (RunnerError, GitServiceError, ServiceError, OSError) as exc:
+            await self._record_start_failure(attempt_id, profile, exc)
+            raise
+
+    async def _record_start_failure(
+        self, attempt_id: uuid.UUID, profile: ExecutorProfileId, exc: Exception
+    ) -> None:
+        message = f"Failed to start execution: {getattr(exc, 'message', None) or exc}"
+        log.warning("attempt %s: %s", attempt_id, message)
+
+        def record() -> uuid.UUID | None:
+            with self._db.connection(), self._db.atomic():
+                attempt = TaskAttempt.get_or_none(TaskAttempt.id == attempt_id)
+                if attempt is None:
+                    return None
+                task = Task.get_by_id(attempt.task_id)
+                project = Project.get_by_id(task.project_id)
+                action = actions.initial(
+                    actions.task_prompt(task.title, task.description),
+                    profile,
+                    actions.cleanup_or_none(project.cleanup_script),
+                )
+                if project.setup_script and project.setup_script.strip():
+                    action = actions.script(project.setup_script, actions.SETUP, action)
+                now = utc_now()
+                process = ExecutionProcess.create(
+                    task_attempt=attempt.id,
+                    status="failed",
+                    run_reason=actions.run_reason_of(action),
+                    executor_action=action,
+                    completed_at=now,
+                )
+                self._logstore.append(process.id, "stderr", message + "\n")
+                Task.update(status="inreview", updated_at=now).where(Task.id == task.id).execute()
+                return process.id
+
+        process_id = await asyncio.to_thread(record)
+        if process_id is not None:
+            await asyncio.to_thread(self._changes.process_changed, process_id)
+
+    async def _start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
         slot = self._claimed.pop(attempt_id, None)
         if self._provisioner is not None and self._worktrees.fills_existing_dir:
             context, setup_script, prompt = await self._prepare_concurrently(
@@ -408,7 +459,7 @@ class ExecutionService:
 
     async def ensure_worktree(self, attempt_id: uuid.UUID) -> AttemptContext:
         """Recreate the worktree if it vanished (spec §6 "recreate on demand"), and its container."""
-        context = await self._db_call(self._load_context, attempt_id)
+        context: AttemptContext = await self._db_call(self._load_context, attempt_id)
         await asyncio.to_thread(self._worktrees.ensure, context.repo_path, context.branch, context.worktree)
         return context
 
@@ -618,23 +669,23 @@ class ExecutionService:
         await self._flush_logs(live)
         killed = live.stop_requested
         status = "killed" if killed else ("completed" if exit_code == 0 else "failed")
-        await self._record_exit(live, status, exit_code)
         if live.normalizer is not None:
             await self._db_call(self._save_session, live.process_id, None, live.normalizer.summary)
         next_action = live.action.get("next_action")
-        succeeded = status == "completed"
+        committed = False
+        may_continue = not killed and (status == "completed" or live.run_reason == "cleanupscript")
+        # the commit lands before the status does: whoever sees "completed" also sees the agent's commit
+        if may_continue and live.run_reason in ("codingagent", "cleanupscript"):
+            committed = await self._commit(live)
+        await self._record_exit(live, status, exit_code)
         started_next = False
-        if not killed and (succeeded or live.run_reason == "cleanupscript"):
-            committed = False
-            if live.run_reason in ("codingagent", "cleanupscript"):
-                committed = await self._commit(live)
-            run_next = next_action is not None and (live.run_reason != "codingagent" or committed)
-            if run_next and next_action is not None:
-                try:
-                    await self._start_execution(live.context, next_action)
-                    started_next = True
-                except Exception:
-                    log.exception("starting the next action of process %s failed", live.process_id)
+        run_next = next_action is not None and (live.run_reason != "codingagent" or committed)
+        if may_continue and run_next:
+            try:
+                await self._start_execution(live.context, next_action)  # type: ignore[arg-type]
+                started_next = True
+            except Exception:
+                log.exception("starting the next action of process %s failed", live.process_id)
         await self._close(live, finalize=not started_next and live.run_reason != "devserver")
 
     async def _commit(self, live: LiveProcess) -> bool:
@@ -886,6 +937,11 @@ class ExecutionService:
     # ------------------------------------------------------------------------------------------
     # teardown
     # ------------------------------------------------------------------------------------------
+    async def project_deleted(self, project_id: uuid.UUID) -> None:
+        """A deleted project's warm containers go at once, not at the next idle reap."""
+        if self.warm_pool is not None:
+            await self.warm_pool.drop_project(str(project_id))
+
     async def cleanup_attempts_later(self, attempts: list[TaskAttempt], repo_path: str | None) -> None:
         """Schedule :meth:`cleanup_attempts` in the background; the caller answers at once."""
         if attempts:
