@@ -83,8 +83,8 @@ fi
 # --- lint, types, tests ------------------------------------------------------------------------
 log "ruff"
 "$PY" -m ruff check anyon tests bench
-log "mypy anyon/config"
-"$PY" -m mypy anyon/config
+log "mypy anyon (strict)"
+"$PY" -m mypy anyon
 log "pytest"
 set +e
 "$PY" -m pytest "$@"
