@@ -30,6 +30,10 @@ class AttemptService:
     def get(self, attempt_id: uuid.UUID) -> dict[str, Any]:
         return attempt_json(self.get_row(attempt_id))
 
+    def exists(self, attempt_id: uuid.UUID) -> bool:
+        with self._db.connection():
+            return TaskAttempt.select(TaskAttempt.id).where(TaskAttempt.id == attempt_id).exists()
+
     def container_info(self, container_ref: str) -> dict[str, Any]:
         """``GET /api/containers/info?ref=``: which attempt, task and project own a worktree path."""
         with self._db.connection():

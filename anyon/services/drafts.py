@@ -27,6 +27,13 @@ def check_type(value: str | None) -> str:
     return draft_type
 
 
+def stream_entry(
+    attempt_id: str, follow_up: dict[str, Any] | None = None, retry: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One attempt's record in the drafts stream; a missing follow-up draft is served empty."""
+    return {"follow_up": follow_up or empty_draft_json(attempt_id, "follow_up"), "retry": retry}
+
+
 class DraftService:
     def __init__(self, database: Database, bus: events.EventBus) -> None:
         self._db = database
@@ -55,19 +62,26 @@ class DraftService:
         return draft_json(row) if row is not None else empty_draft_json(attempt_id, draft_type)
 
     def project_snapshot(self, project_id: uuid.UUID) -> dict[str, Any]:
-        """``{attempt_id: {"follow_up": Draft|null, "retry": Draft|null}}`` for the drafts stream."""
+        """``{attempt_id: {"follow_up": Draft, "retry": Draft|null}}`` of every attempt of the project.
+
+        The drafts stream's document: an attempt without a follow-up row gets the empty follow-up draft,
+        so the composer always has something to bind to.
+        """
         with self._db.connection():
-            rows = list(
-                Draft.select()
-                .join(TaskAttempt, on=(Draft.task_attempt == TaskAttempt.id))
+            attempts = [
+                str(a.id)
+                for a in TaskAttempt.select(TaskAttempt.id)
                 .join(Task, on=(TaskAttempt.task == Task.id))
                 .where(Task.project == project_id)
-            )
-        snapshot: dict[str, Any] = {}
-        for row in rows:
-            entry = snapshot.setdefault(str(row.task_attempt_id), {"follow_up": None, "retry": None})
-            entry[row.draft_type] = draft_row_json(row)
-        return snapshot
+            ]
+            found: dict[str, dict[str, dict[str, Any]]] = {}
+            if attempts:
+                for d in Draft.select().where(Draft.task_attempt.in_(attempts)):
+                    found.setdefault(str(d.task_attempt_id), {})[d.draft_type] = draft_row_json(d)
+        return {
+            a: stream_entry(a, found.get(a, {}).get("follow_up"), found.get(a, {}).get("retry"))
+            for a in attempts
+        }
 
     def save(self, attempt_id: uuid.UUID, draft_type: str, body: dict[str, Any]) -> dict[str, Any]:
         if draft_type == "retry" and not body.get("retry_process_id"):

@@ -69,6 +69,10 @@ class ProjectService:
     def get(self, project_id: uuid.UUID) -> dict[str, Any]:
         return project_json(self.get_row(project_id))
 
+    def exists(self, project_id: uuid.UUID) -> bool:
+        with self._db.connection():
+            return Project.select(Project.id).where(Project.id == project_id).exists()
+
     # -- path rules ------------------------------------------------------------------------------
     def _workspace(self) -> str:
         if self._user_workspace_dir is not None:

@@ -22,15 +22,14 @@ from typing import Any
 
 import falcon.asgi
 
+from anyon.api.envelope import ApiError
 from anyon.api.http import run_sync
 from anyon.api.streams.ws import StreamSender, deny, serve
 from anyon.api.validation import query_bool
 from anyon.services import events as ev
 from anyon.services import jsonpatch as jp
 from anyon.services.container import Services
-from anyon.services.db import queries
-from anyon.services.db.models import Draft, Project, Task, TaskAttempt
-from anyon.services.db.serialize import draft_row_json, empty_draft_json, process_json
+from anyon.services.drafts import stream_entry
 from anyon.services.jsonpatch import Op
 
 JsonDict = dict[str, Any]
@@ -127,19 +126,14 @@ class TasksStream:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    def _project_exists(self, project_id: uuid.UUID) -> bool:
-        with self._services.database.connection():
-            return Project.get_or_none(Project.id == project_id) is not None
-
     def _snapshot(self, project_id: uuid.UUID) -> JsonDict:
-        with self._services.database.connection():
-            return {t["id"]: t for t in queries.tasks_with_status(project_id)}
+        return {t["id"]: t for t in self._services.tasks.list_for_project(project_id)}
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         project_id = _uuid_param(req, "project_id")
         if isinstance(project_id, str):
             return await deny(req, ws, 400, project_id)
-        if not await run_sync(self._project_exists, project_id):
+        if not await run_sync(self._services.projects.exists, project_id):
             return await deny(req, ws, 404, f"Project {project_id} not found")
         sub = self._services.events.subscribe(ev.tasks_topic(str(project_id)))
         await serve(
@@ -157,14 +151,8 @@ class ProcessesStream:
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    def _attempt_exists(self, attempt_id: uuid.UUID) -> bool:
-        with self._services.database.connection():
-            return TaskAttempt.get_or_none(TaskAttempt.id == attempt_id) is not None
-
     def _snapshot(self, attempt_id: uuid.UUID, show_soft_deleted: bool) -> JsonDict:
-        with self._services.database.connection():
-            rows = queries.processes_for_attempt(attempt_id, show_soft_deleted)
-            return {str(p.id): process_json(p) for p in rows}
+        return {p["id"]: p for p in self._services.processes.list(attempt_id, show_soft_deleted)}
 
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         attempt_id = _uuid_param(req, "task_attempt_id")
@@ -172,9 +160,9 @@ class ProcessesStream:
             return await deny(req, ws, 400, attempt_id)
         try:
             show = query_bool(req.get_param("show_soft_deleted"), "show_soft_deleted")
-        except Exception as exc:  # ApiError with the field named
-            return await deny(req, ws, 400, str(getattr(exc, "message", exc)))
-        if not await run_sync(self._attempt_exists, attempt_id):
+        except ApiError as exc:
+            return await deny(req, ws, exc.status, exc.message)
+        if not await run_sync(self._services.attempts.exists, attempt_id):
             return await deny(req, ws, 404, f"Task attempt {attempt_id} not found")
 
         def hide_dropped(op: Op, ident: str) -> Op | None:
@@ -202,47 +190,22 @@ class ProcessesStream:
         sub.close()
 
 
-def _drafts_entry(attempt_id: str, follow_up: JsonDict | None, retry: JsonDict | None) -> JsonDict:
-    return {"follow_up": follow_up or empty_draft_json(attempt_id, "follow_up"), "retry": retry}
-
-
 class DraftsStream:
     """``GET /api/drafts/stream/ws?project_id=``: ``{drafts:{attempt_id:{follow_up, retry}}}``."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
 
-    def _project_exists(self, project_id: uuid.UUID) -> bool:
-        with self._services.database.connection():
-            return Project.get_or_none(Project.id == project_id) is not None
-
-    def _snapshot(self, project_id: uuid.UUID) -> JsonDict:
-        with self._services.database.connection():
-            attempts = [
-                str(a.id)
-                for a in TaskAttempt.select(TaskAttempt.id)
-                .join(Task, on=(TaskAttempt.task == Task.id))
-                .where(Task.project == project_id)
-            ]
-            found: dict[str, dict[str, JsonDict]] = {}
-            if attempts:
-                for d in Draft.select().where(Draft.task_attempt.in_(attempts)):
-                    found.setdefault(str(d.task_attempt_id), {})[d.draft_type] = draft_row_json(d)
-        return {
-            a: _drafts_entry(a, found.get(a, {}).get("follow_up"), found.get(a, {}).get("retry"))
-            for a in attempts
-        }
-
     async def on_websocket(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
         project_id = _uuid_param(req, "project_id")
         if isinstance(project_id, str):
             return await deny(req, ws, 400, project_id)
-        if not await run_sync(self._project_exists, project_id):
+        if not await run_sync(self._services.projects.exists, project_id):
             return await deny(req, ws, 404, f"Project {project_id} not found")
-        tracker = CollectionTracker("drafts", lambda attempt: _drafts_entry(attempt, None, None))
-
+        tracker = CollectionTracker("drafts", stream_entry)
         sub = self._services.events.subscribe(ev.drafts_topic(str(project_id)))
+        drafts = self._services.drafts
         await serve(
-            ws, lambda sender: _follow(sender, sub, lambda: self._snapshot(project_id), tracker, None)
+            ws, lambda sender: _follow(sender, sub, lambda: drafts.project_snapshot(project_id), tracker)
         )
         sub.close()
