@@ -354,7 +354,6 @@ def test_diff_stream_initial_then_live_add_and_remove(server: LiveServer, tmp_pa
         )
         (worktree / "sub" / "new~file.txt").unlink()
         doc = follow(conn, doc, lambda d: "sub/new~file.txt" not in d["entries"])
-        (worktree / ".git").exists()
     with ws(server, f"/api/task-attempts/{attempt['id']}/diff/ws?stats_only=true") as conn:
         frame = ops_of(recv(conn))
         assert frame[0]["path"] == "/entries/agent.txt"
@@ -409,6 +408,25 @@ def test_diff_stream_of_a_missing_worktree_is_not_a_crash(server: LiveServer, tm
         assert frame[0]["path"] == "/entries/agent.txt"
         with pytest.raises(TimeoutError):
             conn.recv(timeout=0.5)
+
+
+def test_diff_stream_of_a_merged_attempt_serves_the_merge_commit_until_the_worktree_changes(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    project = new_project(server, tmp_path)
+    _task, attempt = new_attempt(server, project, "write agent file")
+    wait_done(server, attempt["id"], 1)
+    assert server.ok("POST", f"/api/task-attempts/{attempt['id']}/merge") is None
+    with ws(server, f"/api/task-attempts/{attempt['id']}/diff/ws") as conn:
+        doc, _frames = read_to_finished(conn, {"entries": {}})
+    assert set(doc["entries"]) == {"agent.txt"}
+    assert doc["entries"]["agent.txt"]["content"]["change"] == "added"
+    worktree = Path(server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"])
+    (worktree / "later.txt").write_text("after the merge\n")
+    with ws(server, f"/api/task-attempts/{attempt['id']}/diff/ws") as conn:
+        doc = follow(conn, {"entries": {}}, lambda d: "later.txt" in d["entries"])
+        with pytest.raises(TimeoutError):
+            conn.recv(timeout=0.5)  # live mode: no "finished"
 
 
 # --- drafts and SSE ---------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ rows, task status) around the stateless :class:`~anyon.services.git.GitService`.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import uuid
 from typing import Any
 
@@ -10,9 +12,11 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.db.models import Merge, Project, Task, TaskAttempt, utc_now
 from anyon.services.db.serialize import attempt_json, merge_json, task_json
+from anyon.services.diffstream import DiffTarget
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.file_search import FileSearch
 from anyon.services.git import GitService
+from anyon.services.git.errors import GitServiceError
 from anyon.services.worktrees import WorktreeManager
 
 
@@ -55,6 +59,38 @@ class AttemptGitService:
             with self._db.connection():
                 TaskAttempt.update(container_ref=path).where(TaskAttempt.id == attempt.id).execute()
         return path
+
+    def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
+        """What the attempt's diff stream shows: its target, plus the merge commit when it is merged.
+
+        Merged: the newest merge recorded a commit, the worktree is clean and the branch has no commit
+        newer than that merge. The worktree is not recreated here: a diff only reads what is there.
+        """
+        attempt, task, project = self._rows(attempt_id)
+        with self._db.connection():
+            merge = (
+                Merge.select()
+                .where(Merge.task_attempt == attempt_id)
+                .order_by(Merge.created_at.desc())
+                .first()
+            )
+        worktree = attempt.container_ref or self._worktrees.worktree_path(attempt.id, task.title)
+        target = DiffTarget(project.git_repo_path, worktree, attempt.branch, attempt.target_branch)
+        if merge is None or merge.merge_commit is None or merge.created_at is None:
+            return target, None
+        return target, (merge.merge_commit if self._unchanged_since(target, merge.created_at) else None)
+
+    def _unchanged_since(self, target: DiffTarget, merged_at: dt.datetime) -> bool:
+        try:
+            worktree = target.worktree_path
+            if worktree and os.path.isdir(worktree) and not self._git.is_clean(worktree):
+                return False
+            tip_time = self._git.branch_commit_time(target.repo_path, target.branch)
+        except GitServiceError:
+            return True  # the branch is gone (cleaned up after the merge): the merge commit is the answer
+        if tip_time is None:
+            return True
+        return tip_time <= (merged_at if merged_at.tzinfo else merged_at.replace(tzinfo=dt.UTC))
 
     # -- project level --------------------------------------------------------------------------
     def branches(self, project_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ git CLI (see :meth:`GitService.rebase` for why).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
@@ -189,6 +190,14 @@ class GitService:
         except (BranchNotFound, GitServiceError):
             return False
         return True
+
+    def branch_commit_time(self, repo_path: str, name: str) -> dt.datetime | None:
+        """When the tip of the local branch ``name`` was committed (UTC); None when there is none."""
+        try:
+            tip = self._resolve(open_repo(repo_path), name, local_only=True)
+        except BranchNotFound:
+            return None
+        return dt.datetime.fromtimestamp(tip.commit_time, dt.UTC)
 
     def current_branch(self, repo_path: str) -> str | None:
         repo = open_repo(repo_path)
