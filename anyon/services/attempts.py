@@ -61,3 +61,12 @@ class ProcessService:
 
     def get(self, process_id: uuid.UUID) -> dict[str, Any]:
         return process_json(self.get_row(process_id))
+
+    def get_row_and_worktree(self, process_id: uuid.UUID) -> tuple[ExecutionProcess, str | None]:
+        """The process and its attempt's worktree (the log normaliser resolves file paths against it)."""
+        with self._db.connection():
+            process = ExecutionProcess.get_or_none(ExecutionProcess.id == process_id)
+            if process is None:
+                raise NotFound(f"Execution process {process_id} not found")
+            attempt = TaskAttempt.get_or_none(TaskAttempt.id == process.task_attempt_id)
+        return process, (attempt.container_ref if attempt is not None else None)

@@ -25,7 +25,8 @@ from anyon.api.http import run_sync
 from anyon.api.streams.ws import StreamSender, deny, serve
 from anyon.services import jsonpatch as jp
 from anyon.services.container import Services
-from anyon.services.db.models import ExecutionProcess, TaskAttempt
+from anyon.services.db.models import ExecutionProcess
+from anyon.services.errors import NotFound
 from anyon.services.logstore import LogChunk
 from anyon.services.msgstore import RAW_KINDS, LogMsg, LogsEvicted, MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for
@@ -48,16 +49,7 @@ class _LogStream:
         self._services = services
 
     def _store(self, process_id: uuid.UUID) -> MsgStore | None:
-        executions = getattr(self._services, "executions", None)
-        return executions.store_for(process_id) if executions is not None else None
-
-    def _row(self, process_id: uuid.UUID) -> tuple[ExecutionProcess, str | None] | None:
-        with self._services.database.connection():
-            row = ExecutionProcess.get_or_none(ExecutionProcess.id == process_id)
-            if row is None:
-                return None
-            attempt = TaskAttempt.get_or_none(TaskAttempt.id == row.task_attempt_id)
-            return row, (attempt.container_ref if attempt is not None else None)
+        return self._services.executions.store_for(process_id)
 
     def _read(self, process_id: uuid.UUID, after_seq: int, limit: int = PAGE) -> list[LogChunk]:
         with self._services.database.connection():
@@ -76,11 +68,11 @@ class _LogStream:
         except ValueError:
             await deny(req, ws, 400, f"BadRequest: process id is not a valid UUID: {process_id!r}")
             return None
-        found = await run_sync(self._row, pid)
-        if found is None:
-            await deny(req, ws, 404, f"Execution process {pid} not found")
+        try:
+            row, worktree = await run_sync(self._services.processes.get_row_and_worktree, pid)
+        except NotFound as exc:
+            await deny(req, ws, 404, exc.message)
             return None
-        row, worktree = found
         store = self._store(pid)
         if store is None and row.status == "running":
             deadline = asyncio.get_running_loop().time() + STORE_APPEAR_SECONDS
