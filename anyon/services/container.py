@@ -100,17 +100,12 @@ def instance_id(config: AnyonConfig) -> str:
     return hashlib.sha256(os.path.realpath(config.paths.data_dir).encode()).hexdigest()[:16]
 
 
-def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, database: Database) -> Any:
+def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService) -> Any:
     """Cloud mode: started containers kept ready per recently active project (runners/warm.py)."""
-    from anyon.services.db.models import Project
     from anyon.services.runners.warm import WarmPool
 
-    def exists(project_id: str) -> bool:
-        with database.connection():
-            return Project.get_or_none(Project.id == uuid.UUID(project_id)) is not None
-
     async def project_exists(project_id: str) -> bool:
-        return await asyncio.to_thread(exists, project_id)
+        return await asyncio.to_thread(projects.exists, uuid.UUID(project_id))
 
     settings = docker_runner.settings
     return WarmPool(
@@ -150,6 +145,14 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
     file_search = FileSearch()
     drafts = DraftService(database, bus)
+    projects = ProjectService(
+        database,
+        changes,
+        git,
+        workspace_dir=config.paths.workspace_dir,
+        project_roots=config.paths.project_roots,
+        user_workspace_dir=user_workspace,
+    )
     runner, docker_runner = _runner_for(config)
     executions = ExecutionService(
         database,
@@ -163,7 +166,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config,
         provisioner=docker_runner,
         drafts=drafts,
-        warm_pool=_warm_pool_for(docker_runner, worktrees, database) if docker_runner is not None else None,
+        warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
     )
     services = Services(
         config=config,
@@ -172,14 +175,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         changes=changes,
         user_config=user_config,
         profiles=profiles,
-        projects=ProjectService(
-            database,
-            changes,
-            git,
-            workspace_dir=config.paths.workspace_dir,
-            project_roots=config.paths.project_roots,
-            user_workspace_dir=user_workspace,
-        ),
+        projects=projects,
         tasks=TaskService(database, changes),
         attempts=AttemptService(database),
         processes=ProcessService(database),
