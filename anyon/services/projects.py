@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class ProjectService:
         *,
         workspace_dir: str,
         project_roots: tuple[str, ...] = (),
-        user_workspace_dir: Any = None,
+        user_workspace_dir: Callable[[], str | None] | None = None,
     ) -> None:
         self._db = database
         self._changes = changes
@@ -78,7 +79,7 @@ class ProjectService:
         if self._user_workspace_dir is not None:
             chosen = self._user_workspace_dir()
             if chosen:
-                return str(os.path.expanduser(chosen))
+                return os.path.expanduser(chosen)
         return self._workspace_dir
 
     def resolve_path(self, raw: str, name: str) -> str:
