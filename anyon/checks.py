@@ -91,8 +91,10 @@ def configured_directories(config: AnyonConfig) -> list[tuple[str, str]]:
         found.append(("paths.log_file", os.path.dirname(paths.log_file)))
     if not config.database.url:
         found.append(("database.file", os.path.dirname(config.database.file)))
-    seen: set[str] = set()
-    return [(k, p) for k, p in found if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    first_key: dict[str, str] = {}
+    for key, path in found:
+        first_key.setdefault(path, key)
+    return [(key, path) for path, key in first_key.items()]
 
 
 def check_directories(config: AnyonConfig, uid: int) -> list[CheckResult]:

@@ -46,7 +46,7 @@ from anyon.services.jsonpatch import (
 
 LogKind = Literal["stdout", "stderr", "json_patch", "session_id", "finished"]
 LOG_KINDS: Final[tuple[LogKind, ...]] = ("stdout", "stderr", "json_patch", "session_id", "finished")
-RAW_KINDS: Final = frozenset({"stdout", "stderr"})
+RAW_KINDS: Final[frozenset[LogKind]] = frozenset({"stdout", "stderr"})
 
 MESSAGE_OVERHEAD_BYTES: Final = 128
 """Estimated Python object overhead per message, added to its text length in the memory accounting."""

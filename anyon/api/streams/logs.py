@@ -138,7 +138,7 @@ class RawLogsStream(_LogStream):
         cursor = _Cursor()
         from_seq = 0
         while True:
-            reader = store.subscribe(kinds=RAW_KINDS, from_seq=from_seq)  # type: ignore[arg-type]
+            reader = store.subscribe(kinds=RAW_KINDS, from_seq=from_seq)
             try:
                 while True:
                     batch = await reader.next_batch()

@@ -679,10 +679,10 @@ class ExecutionService:
             committed = await self._commit(live)
         await self._record_exit(live, status, exit_code)
         started_next = False
-        run_next = next_action is not None and (live.run_reason != "codingagent" or committed)
-        if may_continue and run_next:
+        run_next = live.run_reason != "codingagent" or committed
+        if may_continue and next_action is not None and run_next:
             try:
-                await self._start_execution(live.context, next_action)  # type: ignore[arg-type]
+                await self._start_execution(live.context, next_action)
                 started_next = True
             except Exception:
                 log.exception("starting the next action of process %s failed", live.process_id)
@@ -759,7 +759,8 @@ class ExecutionService:
             try:
                 await asyncio.shield(live.supervisor)
             except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
                     raise
 
     async def stop_attempt(self, attempt_id: uuid.UUID) -> None:

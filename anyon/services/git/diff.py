@@ -134,12 +134,12 @@ def iter_diffs(
         status = delta.status
         if status in _SKIP:
             continue
-        old_path = delta.old_file.path
-        new_path = delta.new_file.path
+        old_path: str | None = delta.old_file.path
+        new_path: str | None = delta.new_file.path
         if status in (DeltaStatus.ADDED, DeltaStatus.UNTRACKED):
-            old_path = None  # type: ignore[assignment]
+            old_path = None
         elif status == DeltaStatus.DELETED:
-            new_path = None  # type: ignore[assignment]
+            new_path = None
         if only_path is not None and only_path not in (old_path, new_path):
             continue
         if delta.old_file.mode == FileMode.COMMIT or delta.new_file.mode == FileMode.COMMIT:
