@@ -256,6 +256,9 @@ def test_filesystem_directory(server: LiveServer, tmp_path: Path) -> None:
     assert soft_error(missing) == "Directory does not exist"
     not_dir = server.get("/api/filesystem/directory", params={"path": str(root / "a_file")})
     assert soft_error(not_dir) == "Path is not a directory"
+    too_long = str(root / ("x" * 300))
+    for route in ("/api/filesystem/directory", "/api/filesystem/git-repos"):
+        assert soft_error(server.get(route, params={"path": too_long})) == "Invalid path: File name too long"
 
 
 @pytest.mark.parametrize(

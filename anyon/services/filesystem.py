@@ -10,20 +10,31 @@ from typing import Any
 from anyon.services.errors import ServiceError
 
 
+def _existing_directory(raw: str) -> Path:
+    """``raw`` (``~`` expanded, made absolute) when it names a directory, else a soft error saying why.
+
+    A path the OS refuses to look up (a name too long, a NUL byte) is answered the same way, not with a 500.
+    """
+    if "\x00" in raw:
+        raise ServiceError("Directory does not exist")
+    target = Path(os.path.expanduser(raw)).absolute()
+    try:
+        if not target.exists():
+            raise ServiceError("Directory does not exist")
+        if not target.is_dir():
+            raise ServiceError("Path is not a directory")
+    except OSError as exc:
+        raise ServiceError(f"Invalid path: {exc.strerror}") from None
+    return target
+
+
 class FilesystemService:
     def __init__(self, home_dir: str | None = None) -> None:
         self._home = home_dir or str(Path.home())
 
     def list_directory(self, path: str | None) -> dict[str, Any]:
         """Entries of ``path`` (default: home), hidden ones skipped, directories first, then by name."""
-        target = Path(os.path.expanduser(path)) if path else Path(self._home)
-        if "\x00" in str(target):
-            raise ServiceError("Directory does not exist")
-        target = target.absolute()
-        if not target.exists():
-            raise ServiceError("Directory does not exist")
-        if not target.is_dir():
-            raise ServiceError("Path is not a directory")
+        target = _existing_directory(path or self._home)
         entries: list[dict[str, Any]] = []
         try:
             with os.scandir(target) as it:
@@ -55,12 +66,7 @@ class FilesystemService:
         the dialog. ``last_modified`` is the age in seconds, as the UI expects.
         """
         if path:
-            root = Path(os.path.expanduser(path)).absolute()
-            if not root.is_dir():
-                raise ServiceError(
-                    "Directory does not exist" if not root.exists() else "Path is not a directory"
-                )
-            roots, depth = [root], 3
+            roots, depth = [_existing_directory(path)], 3
         else:
             roots, depth = [Path(self._home)], 4
         deadline = time.monotonic() + time_budget
