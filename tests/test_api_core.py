@@ -141,7 +141,9 @@ def test_project_creation_rules(server: LiveServer, tmp_path: Path) -> None:
         )
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    for path, existing in [(a_file, True), (a_file, False), (tmp_path / "missing", True), (tmp_path, True)]:
+    too_long = tmp_path / ("x" * 300)
+    cases = [(a_file, True), (a_file, False), (tmp_path / "missing", True), (tmp_path, True)]
+    for path, existing in [*cases, (too_long, True), (too_long, False)]:
         soft_error(
             server.post(
                 "/api/projects", json={"name": "p", "git_repo_path": str(path), "use_existing_repo": existing}

@@ -103,8 +103,30 @@ class ProjectService:
         with self._db.connection():
             if queries.project_path_in_use(path):
                 raise ServiceError(DUPLICATE_PATH)
+        try:
+            self._prepare_repository(path, bool(body["use_existing_repo"]))
+        except OSError as exc:  # a path the OS refuses to look up (e.g. a name too long)
+            raise ServiceError(f"Invalid git repository path {path}: {exc.strerror}") from None
+        with self._db.connection(), self._db.atomic():
+            if queries.project_path_in_use(path):
+                raise ServiceError(DUPLICATE_PATH)
+            try:
+                project = Project.create(
+                    name=name,
+                    git_repo_path=path,
+                    setup_script=body.get("setup_script"),
+                    dev_script=body.get("dev_script"),
+                    cleanup_script=body.get("cleanup_script"),
+                    copy_files=body.get("copy_files"),
+                )
+            except pw.IntegrityError:
+                raise ServiceError(DUPLICATE_PATH) from None
+        return project_json(project)
+
+    def _prepare_repository(self, path: str, use_existing: bool) -> None:
+        """Check the existing repository at ``path``, or create the folder and its repository there."""
         target = Path(path)
-        if body["use_existing_repo"]:
+        if use_existing:
             if not target.exists():
                 raise ServiceError("The specified path does not exist")
             if not target.is_dir():
@@ -122,21 +144,6 @@ class ProjectService:
             if not (target / ".git").exists():
                 self._git.init_repo(path)
                 self._git.ensure_initial_commit(path)
-        with self._db.connection(), self._db.atomic():
-            if queries.project_path_in_use(path):
-                raise ServiceError(DUPLICATE_PATH)
-            try:
-                project = Project.create(
-                    name=name,
-                    git_repo_path=path,
-                    setup_script=body.get("setup_script"),
-                    dev_script=body.get("dev_script"),
-                    cleanup_script=body.get("cleanup_script"),
-                    copy_files=body.get("copy_files"),
-                )
-            except pw.IntegrityError:
-                raise ServiceError(DUPLICATE_PATH) from None
-        return project_json(project)
 
     def update(self, project_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
         project = self.get_row(project_id)
