@@ -363,3 +363,31 @@ def test_peripheral_routes_answer_soft_errors(server: LiveServer, method: str, p
 def test_container_info(server: LiveServer) -> None:
     hard_error(server.get("/api/containers/info", params={"ref": "/nowhere"}), 404)
     hard_error(server.get("/api/containers/info"), 400)
+
+
+def test_concurrent_creates_of_one_path_keep_one_project_and_its_repository(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    import concurrent.futures
+
+    body = {"name": "race", "git_repo_path": str(tmp_path / "race"), "use_existing_repo": False}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: server.post("/api/projects", json=body).json(), range(4)))
+    assert sum(r["success"] for r in responses) == 1
+    assert all(
+        r["message"] == "A project with this git repository path already exists"
+        for r in responses
+        if not r["success"]
+    )
+    assert pygit2.Repository(str(tmp_path / "race")).head.shorthand == "main"
+    assert len(server.ok("GET", "/api/projects")) == 1
+
+
+def test_project_update_refuses_a_path_that_is_not_a_repository(server: LiveServer, tmp_path: Path) -> None:
+    project = new_project(server, tmp_path)
+    body = {"git_repo_path": str(tmp_path / "nowhere"), "setup_script": None, "dev_script": None}
+    assert "not a git repository" in soft_error(server.put(f"/api/projects/{project['id']}", json=body))
+    other = new_project(server, tmp_path, "other")
+    taken = server.put(f"/api/projects/{project['id']}", json={"git_repo_path": other["git_repo_path"]})
+    assert soft_error(taken) == "A project with this git repository path already exists"
+    assert server.ok("GET", f"/api/projects/{project['id']}")["git_repo_path"] == project["git_repo_path"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,12 @@ from anyon.services.git import GitService
 _FORBIDDEN_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 _SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 DUPLICATE_PATH = "A project with this git repository path already exists"
+
+
+def _undo(created: str | None) -> None:
+    """Remove what project creation made on disk (never anything that existed before it)."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def validate_project_name(raw: str) -> str:
@@ -49,6 +57,7 @@ class ProjectService:
         self._db = database
         self._changes = changes
         self._git = git
+        self._create_lock = threading.Lock()
         self._workspace_dir = workspace_dir
         self._roots = tuple(os.path.realpath(r) for r in project_roots)
         # a callable returning the UI config's workspace_dir (None when unset); local mode honours it
@@ -103,15 +112,25 @@ class ProjectService:
         with self._db.connection():
             if queries.project_path_in_use(path):
                 raise ServiceError(DUPLICATE_PATH)
-        try:
-            self._prepare_repository(path, bool(body["use_existing_repo"]))
-        except OSError as exc:  # a path the OS refuses to look up (e.g. a name too long)
-            raise ServiceError(f"Invalid git repository path {path}: {exc.strerror}") from None
+        # one creation at a time: what the undo below removes is then surely this call's own work
+        with self._create_lock:
+            try:
+                created = self._prepare_repository(path, bool(body["use_existing_repo"]))
+            except OSError as exc:  # a path the OS refuses to look up (e.g. a name too long)
+                raise ServiceError(f"Invalid git repository path {path}: {exc.strerror}") from None
+            try:
+                project = self._insert(name, path, body)
+            except BaseException:
+                _undo(created)  # a refused project leaves no folder or repository of ours behind
+                raise
+        return project_json(project)
+
+    def _insert(self, name: str, path: str, body: dict[str, Any]) -> Project:
         with self._db.connection(), self._db.atomic():
             if queries.project_path_in_use(path):
                 raise ServiceError(DUPLICATE_PATH)
             try:
-                project = Project.create(
+                return Project.create(
                     name=name,
                     git_repo_path=path,
                     setup_script=body.get("setup_script"),
@@ -121,10 +140,13 @@ class ProjectService:
                 )
             except pw.IntegrityError:
                 raise ServiceError(DUPLICATE_PATH) from None
-        return project_json(project)
 
-    def _prepare_repository(self, path: str, use_existing: bool) -> None:
-        """Check the existing repository at ``path``, or create the folder and its repository there."""
+    def _prepare_repository(self, path: str, use_existing: bool) -> str | None:
+        """Check the existing repository at ``path``, or create the folder and its repository there.
+
+        Returns what this call created — the topmost new directory, or the new ``.git`` inside an existing
+        folder — so that a later failure can remove exactly that and nothing the user had.
+        """
         target = Path(path)
         if use_existing:
             if not target.exists():
@@ -134,16 +156,27 @@ class ProjectService:
             if not (target / ".git").exists():
                 raise ServiceError("The specified directory is not a git repository")
             self._git.ensure_initial_commit(path)
-        else:
-            if target.exists() and not target.is_dir():
-                raise ServiceError("The specified path is not a directory")
+            return None
+        if target.exists() and not target.is_dir():
+            raise ServiceError("The specified path is not a directory")
+        created: str | None = None
+        if not target.exists():
+            created = str(target)
+            while not Path(created).parent.exists():
+                created = str(Path(created).parent)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServiceError(f"Failed to create directory {path}: {exc.strerror}") from None
+        if not (target / ".git").exists():
+            created = created or str(target / ".git")
             try:
-                target.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ServiceError(f"Failed to create directory {path}: {exc.strerror}") from None
-            if not (target / ".git").exists():
                 self._git.init_repo(path)
                 self._git.ensure_initial_commit(path)
+            except BaseException:
+                _undo(created)
+                raise
+        return created
 
     def update(self, project_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
         project = self.get_row(project_id)
@@ -151,6 +184,8 @@ class ProjectService:
         path = project.git_repo_path
         if body.get("git_repo_path") is not None:
             path = self.resolve_path(body["git_repo_path"], name)
+            if path != project.git_repo_path and not self._git.is_repository(path):
+                raise ServiceError(f"{path} is not a git repository")
         with self._db.connection(), self._db.atomic():
             if path != project.git_repo_path and queries.project_path_in_use(path, exclude_id=project.id):
                 raise ServiceError(DUPLICATE_PATH)
