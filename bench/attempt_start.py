@@ -91,6 +91,31 @@ def run_attempt(server: LiveServer, project_id: str, title: str) -> dict[str, fl
     return {step: (at - t0) * 1000 for step, at in marks.items()}
 
 
+def open_like_the_ui(server: LiveServer, project_id: str, think: float) -> None:
+    """What the web UI does before the first attempt of a project: open its board, then the user writes
+    the task (``think`` seconds). Cloud mode warms a container for the project meanwhile."""
+    server.services.database.bind()
+    server.ok("GET", f"/api/projects/{project_id}")
+    server.ok("GET", f"/api/projects/{project_id}/branches")
+    time.sleep(think)
+
+
+def immediate_cold(server: LiveServer, repo: Path, files: int, mode: str) -> dict[str, float]:
+    """The worst case: a project created and its first attempt started at once (nothing warmed yet)."""
+    make_repo(repo, files)
+    server.services.database.bind()
+    project = server.ok(
+        "POST",
+        "/api/projects",
+        json={"name": f"{mode}-now", "git_repo_path": str(repo), "use_existing_repo": True},
+    )
+    result = run_attempt(server, project["id"], "immediate cold start")
+    for task in server.ok("GET", f"/api/tasks?project_id={project['id']}"):
+        server.delete(f"/api/tasks/{task['id']}")
+    server.delete(f"/api/projects/{project['id']}")
+    return result
+
+
 @contextlib.contextmanager
 def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServer, str]]:
     """A live server of ``mode`` with its project on a fresh repository; tears everything down after."""
@@ -158,17 +183,27 @@ def wait_quiet(server: LiveServer, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def measure(workdir: Path, files: int, attempts: int, settle: float, modes: list[str]) -> dict[str, Any]:
-    """Cold attempt of each mode, then ``attempts`` rounds; each round runs one attempt per mode.
+def measure(
+    workdir: Path, files: int, attempts: int, settle: float, modes: list[str], think: float
+) -> dict[str, Any]:
+    """Cold attempts of each mode, then ``attempts`` rounds; each round runs one attempt per mode.
+
+    Cold is measured twice: as the UI reaches it (the project opened ``think`` seconds before the first
+    attempt) and at once after the project's creation (the worst case).
 
     Both servers live at once and the order inside a round alternates, so a slow moment of the shared
     disk (which dominates the worktree checkout) falls on both modes alike instead of on whichever ran
     second. Each attempt ends (task ``inreview``) and ``settle`` seconds pass before the next starts.
     """
-    results: dict[str, Any] = {m: {"cold": None, "runs": [], "exec": None} for m in modes}
+    results: dict[str, Any] = {m: {"cold": None, "cold_now": None, "runs": [], "exec": None} for m in modes}
     with contextlib.ExitStack() as stack:
         servers = {m: stack.enter_context(mode_server(m, workdir / m, files)) for m in modes}
         for m in modes:
+            results[m]["cold_now"] = immediate_cold(servers[m][0], workdir / m / "repo-now", files, m)
+            wait_quiet(servers[m][0])
+            time.sleep(settle)
+        for m in modes:
+            open_like_the_ui(*servers[m], think)
             results[m]["cold"] = run_attempt(*servers[m], "cold start")
             wait_quiet(servers[m][0])
             time.sleep(settle)
@@ -241,13 +276,24 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, float]:
     firsts = [r["first_byte"] for r in result["runs"]]
     p50, p95 = statistics.median(firsts), pct(firsts, 0.95)
     breakdown = {s: statistics.median(r.get(s, float("nan")) for r in result["runs"]) for s in STEPS}
-    print(f"{name:6s} cold first byte {result['cold']['first_byte']:8.1f} ms")
+    print(
+        f"{name:6s} cold first byte {result['cold']['first_byte']:8.1f} ms (project opened in the UI first)"
+    )
+    print(
+        f"{name:6s} cold first byte {result['cold_now']['first_byte']:8.1f} ms (attempt right after creation)"
+    )
     print(f"{name:6s} sequence of {len(firsts)}: p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
     print(
         f"{name:6s} median breakdown (ms since POST): "
         + ", ".join(f"{s} {v:.1f}" for s, v in breakdown.items())
     )
-    return {"p50": p50, "p95": p95, "cold": result["cold"]["first_byte"], **breakdown}
+    return {
+        "p50": p50,
+        "p95": p95,
+        "cold": result["cold"]["first_byte"],
+        "cold_now": result["cold_now"]["first_byte"],
+        **breakdown,
+    }
 
 
 def main() -> int:
@@ -256,11 +302,14 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--settle", type=float, default=0.3, help="seconds between attempts")
     parser.add_argument("--local-only", action="store_true")
+    parser.add_argument(
+        "--think", type=float, default=2.0, help="seconds between opening a project and its first attempt"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     modes = ["local"] if args.local_only else ["local", "cloud"]
     with tempfile.TemporaryDirectory(prefix="anyon-bench-") as tmp:
-        results = measure(Path(tmp), args.files, args.attempts, args.settle, modes)
+        results = measure(Path(tmp), args.files, args.attempts, args.settle, modes, args.think)
     local = summarize("local", results["local"])
     figures: dict[str, Any] = {"local": local}
     if "cloud" in results:
@@ -269,7 +318,9 @@ def main() -> int:
         print(
             f"ratio cloud/local: p50 {cloud['p50'] / local['p50']:.2f}x   "
             f"p95 {cloud['p95'] / local['p95']:.2f}x   "
-            f"cold {cloud['cold'] / local['cold']:.2f}x   (targets: p50 <= 1.05x, p95 <= 1.10x, cold < 1.5x)"
+            f"cold {cloud['cold'] / local['cold']:.2f}x   "
+            f"cold right after creation {cloud['cold_now'] / local['cold_now']:.2f}x   "
+            "(targets: p50 <= 1.05x, p95 <= 1.10x, cold < 1.5x)"
         )
         e = results["cloud"]["exec"]
         figures["exec"] = e

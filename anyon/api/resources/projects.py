@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import falcon.asgi
 
 from anyon.api.http import json_body, respond, run_sync
@@ -44,13 +46,16 @@ UPDATE_TASK = {
 class ProjectCollection:
     def __init__(self, services: Services) -> None:
         self._projects = services.projects
+        self._executions = services.executions
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         respond(resp, await run_sync(self._projects.list))
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_PROJECT)
-        respond(resp, await run_sync(self._projects.create, body))
+        project = await run_sync(self._projects.create, body)
+        self._executions.project_active(uuid.UUID(project["id"]))
+        respond(resp, project)
 
 
 class ProjectItem:
@@ -59,7 +64,10 @@ class ProjectItem:
         self._executions = services.executions
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
-        respond(resp, await run_sync(self._projects.get, parse_uuid(project_id, "project id")))
+        pid = parse_uuid(project_id, "project id")
+        project = await run_sync(self._projects.get, pid)
+        self._executions.project_active(pid)  # the UI opens the board before an attempt is started
+        respond(resp, project)
 
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         pid = parse_uuid(project_id, "project id")
@@ -76,6 +84,7 @@ class ProjectItem:
 class TaskCollection:
     def __init__(self, services: Services) -> None:
         self._tasks = services.tasks
+        self._executions = services.executions
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         raw = req.get_param("project_id", required=True)
@@ -83,7 +92,9 @@ class TaskCollection:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_TASK)
-        respond(resp, await run_sync(self._tasks.create, body))
+        task = await run_sync(self._tasks.create, body)
+        self._executions.project_active(uuid.UUID(task["project_id"]))
+        respond(resp, task)
 
 
 class TaskItem:

@@ -938,6 +938,31 @@ class ExecutionService:
     # ------------------------------------------------------------------------------------------
     # teardown
     # ------------------------------------------------------------------------------------------
+    def project_active(self, project_id: uuid.UUID) -> None:
+        """The project was just created, opened or given a task: warm a container for its next attempt.
+
+        Fire and forget (the caller answers at once); a no-op without a warm pool. This is what makes
+        the first attempt of a project as quick as the later ones: the UI opens the project and the user
+        writes the task before an attempt is started.
+        """
+        if self.warm_pool is None:
+            return
+        pool = self.warm_pool
+
+        async def warm() -> None:
+            def lookup() -> tuple[str, str] | None:
+                with self._db.connection():
+                    project = Project.get_or_none(Project.id == project_id)
+                if project is None or not self._git.is_repository(project.git_repo_path):
+                    return None
+                return project.git_repo_path, gitops.git_dir(project.git_repo_path)
+
+            found = await asyncio.to_thread(lookup)
+            if found is not None:
+                pool.wanted(str(project_id), *found)
+
+        self._spawn_background(warm(), f"warm-project:{project_id}")
+
     async def project_deleted(self, project_id: uuid.UUID) -> None:
         """A deleted project's warm containers go at once, not at the next idle reap."""
         if self.warm_pool is not None:
