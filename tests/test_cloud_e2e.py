@@ -20,8 +20,15 @@ from anyon.services import jsonpatch as jp
 from anyon.services.container import instance_id
 from tests.live_server import LiveServer, live_server
 from tests.test_auth import CANARY, bearer, reachable_config
-from tests.test_executions_cloud import IMAGE, _containers, _project_with_agent, _remove, require_test_image
-from tests.test_executions_local import wait_processes, wait_task_status
+from tests.test_executions_cloud import (
+    IMAGE,
+    SHELL_AGENT,
+    _containers,
+    _project_with_agent,
+    remove_instance_containers,
+    require_test_image,
+)
+from tests.test_executions_local import use_fake_agent, wait_processes, wait_task_status
 
 pytestmark = pytest.mark.docker
 
@@ -42,16 +49,11 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServe
     try:
         with live_server(config) as server:
             server.client.headers.update(bearer())
-            profiles = {
-                "executors": {
-                    "CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": "sh ./.agent.sh"}}}
-                }
-            }
-            server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+            use_fake_agent(server, SHELL_AGENT)
             server.instance = instance  # type: ignore[attr-defined]
             yield server
     finally:
-        _remove(instance)
+        remove_instance_containers(instance)
 
 
 def _stream(server: LiveServer, path: str, timeout: float = 60.0) -> Any:

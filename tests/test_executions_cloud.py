@@ -4,7 +4,6 @@ attempt branch on the host (path identity)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -18,12 +17,14 @@ import pytest
 from anyon.services.container import instance_id
 from tests.conftest import IN_CI, make_config, require_docker
 from tests.live_server import LiveServer, live_server
-from tests.test_executions_local import branch_files, start, wait_processes, wait_task_status
+from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes, wait_task_status
 
 pytestmark = pytest.mark.docker
 
 IMAGE = os.environ.get("ANYON_TEST_IMAGE", "anyon-test-runner:latest")
 AGENT = Path(__file__).parent / "agents" / "fake_agent.sh"
+# the project commits AGENT as .agent.sh, so it runs inside the container at the worktree path
+SHELL_AGENT = "sh ./.agent.sh"
 
 
 def _api() -> Any:
@@ -40,7 +41,7 @@ def _containers(instance: str) -> list[dict[str, Any]]:
         api.close()
 
 
-def _remove(instance: str) -> None:
+def remove_instance_containers(instance: str) -> None:
     api = _api()
     try:
         for info in api.containers(all=True, filters={"label": f"anyon.instance={instance}"}):
@@ -83,16 +84,11 @@ def cloud(tmp_path: Path) -> Iterator[LiveServer]:
     instance = instance_id(config)
     try:
         with live_server(config) as server:
-            profiles = {
-                "executors": {
-                    "CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": "sh ./.agent.sh"}}}
-                }
-            }
-            server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+            use_fake_agent(server, SHELL_AGENT)
             server.instance = instance  # type: ignore[attr-defined]
             yield server
     finally:
-        _remove(instance)
+        remove_instance_containers(instance)
 
 
 def _project_with_agent(server: LiveServer, tmp_path: Path) -> dict[str, Any]:

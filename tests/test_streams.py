@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,7 @@ from anyon.services import events as ev
 from anyon.services import jsonpatch as jp
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
-
-AGENT = Path(__file__).parent / "agents" / "fake_claude.py"
-
+from tests.test_executions_local import use_fake_agent
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -74,14 +71,6 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> 
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def use_fake_agent(server: LiveServer) -> None:
-    override = f"{sys.executable} {AGENT}"
-    profiles = {
-        "executors": {"CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": override}}}}
-    }
-    server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
 
 
 def new_project(server: LiveServer, tmp_path: Path, name: str = "proj", **scripts: str) -> dict[str, Any]:

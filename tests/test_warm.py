@@ -5,7 +5,6 @@ reaches them, and nothing of them keeps running once their attempt or project is
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import time
@@ -28,7 +27,8 @@ from tests.test_docker_runner import (  # noqa: F401 - fixtures
     docker_engine,
     make_runner,
 )
-from tests.test_executions_local import branch_files, start, wait_processes, wait_task_status
+from tests.test_executions_cloud import SHELL_AGENT, remove_instance_containers
+from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes, wait_task_status
 
 pytestmark = pytest.mark.docker
 
@@ -178,19 +178,11 @@ def warm_cloud(tmp_path: Path) -> Iterator[LiveServer]:
     instance = instance_id(config)
     try:
         with live_server(config) as server:
-            profiles = {
-                "executors": {
-                    "CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": "sh ./.agent.sh"}}}
-                }
-            }
-            server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+            use_fake_agent(server, SHELL_AGENT)
             server.instance = instance  # type: ignore[attr-defined]
             yield server
     finally:
-        api = _api()
-        for info in api.containers(all=True, filters={"label": f"anyon.instance={instance}"}):
-            api.remove_container(info["Id"], force=True, v=True)
-        api.close()
+        remove_instance_containers(instance)
 
 
 def _project(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
