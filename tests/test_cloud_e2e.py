@@ -28,7 +28,7 @@ from tests.test_executions_cloud import (
     remove_instance_containers,
     require_test_image,
 )
-from tests.test_executions_local import use_fake_agent, wait_processes, wait_task_status
+from tests.test_executions_local import start, use_fake_agent, wait_processes, wait_task_status
 
 pytestmark = pytest.mark.docker
 
@@ -76,16 +76,7 @@ def test_token_protected_cloud_round_trip(cloud: LiveServer, tmp_path: Path) -> 
     anonymous = cloud.client.get("/api/projects", headers={"Authorization": ""})
     assert anonymous.status_code == 401 and CANARY not in anonymous.text
     project = _project_with_agent(cloud, tmp_path)
-    task = cloud.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "Cloud round trip"})
-    attempt = cloud.ok(
-        "POST",
-        "/api/task-attempts",
-        json={
-            "task_id": task["id"],
-            "executor_profile_id": {"executor": "CLAUDE_CODE"},
-            "base_branch": "main",
-        },
-    )
+    task, attempt = start(cloud, project, "Cloud round trip")
     processes = wait_processes(cloud, attempt["id"], 3, timeout=120)
     assert [p["status"] for p in processes] == ["completed"] * 3
     wait_task_status(cloud, task["id"], "inreview")

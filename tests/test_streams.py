@@ -17,7 +17,7 @@ from anyon.services import events as ev
 from anyon.services import jsonpatch as jp
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
-from tests.test_executions_local import use_fake_agent
+from tests.test_executions_local import start, use_fake_agent
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -76,22 +76,6 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> 
 def new_project(server: LiveServer, tmp_path: Path, name: str = "proj", **scripts: str) -> dict[str, Any]:
     body = {"name": name, "git_repo_path": str(tmp_path / name), "use_existing_repo": False, **scripts}
     return server.ok("POST", "/api/projects", json=body)  # type: ignore[no-any-return]
-
-
-def new_attempt(
-    server: LiveServer, project: dict[str, Any], title: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": title})
-    attempt = server.ok(
-        "POST",
-        "/api/task-attempts",
-        json={
-            "task_id": task["id"],
-            "executor_profile_id": {"executor": "CLAUDE_CODE"},
-            "base_branch": "main",
-        },
-    )
-    return task, attempt
 
 
 def processes(server: LiveServer, attempt_id: str) -> list[dict[str, Any]]:
@@ -219,7 +203,7 @@ def test_slow_consumer_is_resynchronised_with_a_snapshot(server: LiveServer, tmp
 
 def test_processes_stream_and_dropped_filter(server: LiveServer, tmp_path: Path) -> None:
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "noop")
+    _task, attempt = start(server, project, "noop")
     with ws(server, f"/api/execution-processes/stream/ws?task_attempt_id={attempt['id']}") as conn:
         first = ops_of(recv(conn))
         assert first[0]["op"] == "replace" and first[0]["path"] == "/execution_processes"
@@ -260,7 +244,7 @@ def drop(server: LiveServer, process_id: str) -> None:
 
 def dev_server_process(server: LiveServer, tmp_path: Path, script: str) -> str:
     project = new_project(server, tmp_path, dev_script=script)
-    _task, attempt = new_attempt(server, project, "noop")
+    _task, attempt = start(server, project, "noop")
     wait_done(server, attempt["id"], 1)
     server.ok("POST", f"/api/task-attempts/{attempt['id']}/start-dev-server")
     dev = [p for p in processes(server, attempt["id"]) if p["run_reason"] == "devserver"]
@@ -301,7 +285,7 @@ def _uuid(value: str) -> Any:
 
 def test_normalized_logs_live_and_historic(server: LiveServer, tmp_path: Path) -> None:
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "write something")
+    _task, attempt = start(server, project, "write something")
     wait_for(lambda: bool(processes(server, attempt["id"])), 15, "the agent process")
     pid = processes(server, attempt["id"])[0]["id"]
     with ws(server, f"/api/execution-processes/{pid}/normalized-logs/ws") as conn:
@@ -325,7 +309,7 @@ def test_normalized_logs_live_and_historic(server: LiveServer, tmp_path: Path) -
 
 def test_diff_stream_initial_then_live_add_and_remove(server: LiveServer, tmp_path: Path) -> None:
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "write agent file")
+    _task, attempt = start(server, project, "write agent file")
     wait_done(server, attempt["id"], 1)
     worktree = Path(server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"])
     with ws(server, f"/api/task-attempts/{attempt['id']}/diff/ws") as conn:
@@ -372,7 +356,7 @@ def test_diff_stream_escapes_paths_and_releases_the_watcher(
 
     monkeypatch.setattr(diff, "AttemptDiffStream", Recorded)
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "noop")
+    _task, attempt = start(server, project, "noop")
     wait_done(server, attempt["id"], 1)
     worktree = Path(server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"])
     (worktree / "a").mkdir()
@@ -387,7 +371,7 @@ def test_diff_stream_of_a_missing_worktree_is_not_a_crash(server: LiveServer, tm
     import shutil
 
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "write agent file")
+    _task, attempt = start(server, project, "write agent file")
     wait_done(server, attempt["id"], 1)
     worktree = server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"]
     shutil.rmtree(worktree)
@@ -403,7 +387,7 @@ def test_diff_stream_of_a_merged_attempt_serves_the_merge_commit_until_the_workt
     server: LiveServer, tmp_path: Path
 ) -> None:
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "write agent file")
+    _task, attempt = start(server, project, "write agent file")
     wait_done(server, attempt["id"], 1)
     assert server.ok("POST", f"/api/task-attempts/{attempt['id']}/merge") is None
     with ws(server, f"/api/task-attempts/{attempt['id']}/diff/ws") as conn:
@@ -423,7 +407,7 @@ def test_diff_stream_of_a_merged_attempt_serves_the_merge_commit_until_the_workt
 
 def test_drafts_stream_snapshot_and_live(server: LiveServer, tmp_path: Path) -> None:
     project = new_project(server, tmp_path)
-    _task, attempt = new_attempt(server, project, "noop")
+    _task, attempt = start(server, project, "noop")
     with ws(server, f"/api/drafts/stream/ws?project_id={project['id']}") as conn:
         first = ops_of(recv(conn))
         assert first[0]["path"] == "/drafts"
