@@ -120,12 +120,13 @@ def test_attempt_start_hook_feeds_the_histogram() -> None:
 
 
 def test_a_real_attempt_feeds_the_attempt_start_histogram(tmp_path: Path) -> None:
-    from tests.test_streams import new_attempt, new_project, use_fake_agent
+    from tests.test_executions_local import start, use_fake_agent
+    from tests.test_streams import new_project
 
     with live_server(make_config(tmp_path)) as server:
         use_fake_agent(server)
         project = new_project(server, tmp_path)
-        new_attempt(server, project, "fix the typo")
+        start(server, project, "fix the typo")
         deadline = time.monotonic() + 30
         while value(scrape(server), "anyon_attempt_start_seconds_count", deployment="local") < 1:
             assert time.monotonic() < deadline, "the engine never reported the attempt's start"
