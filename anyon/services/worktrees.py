@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from anyon.services.git.errors import (
     NotARepository,
     WorktreeError,
 )
+from anyon.services.git.isolation import isolate_checkout, view_dir
 from anyon.services.git.locks import PathLocks
 from anyon.services.git.repo import (
     check_lookup_name,
@@ -103,13 +105,86 @@ def _add_worktree(repo: pygit2.Repository, name: str, path: str, branch: pygit2.
     )
 
 
+def _copy_into(src: str, worktree: str, rel: str) -> None:
+    """Copy ``src`` (a file or a directory tree) to ``worktree/rel`` without following any link there.
+
+    A symlink committed on the branch (or planted in the worktree) where a copied file or folder goes is
+    refused, never written through: each target is opened relative to its parent directory's descriptor
+    with ``O_NOFOLLOW``, and the parents are created and entered the same way (THREAT-MODEL rule 3).
+    Links inside ``src`` itself are copied as links.
+    """
+    parts = [p for p in rel.split(os.sep) if p]
+    root = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        parent = root
+        for part in parts[:-1]:
+            parent = _enter_dir(parent, part, close_parent=parent != root)
+        _copy_entry(src, parent, parts[-1])
+        if parent != root:
+            os.close(parent)
+    finally:
+        os.close(root)
+
+
+def _enter_dir(parent: int, name: str, *, close_parent: bool) -> int:
+    """Open (creating it) the directory ``name`` under ``parent``; a link there is refused."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o755, dir_fd=parent)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        raise InvalidPath(f"'{name}' in the worktree is a link or not a directory") from exc
+    finally:
+        if close_parent:
+            os.close(parent)
+    return fd
+
+
+def _copy_entry(src: str, parent: int, name: str) -> None:
+    if os.path.islink(src):
+        if _is_link_at(parent, name):
+            os.unlink(name, dir_fd=parent)
+        os.symlink(os.readlink(src), name, dir_fd=parent)
+    elif os.path.isdir(src):
+        fd = _enter_dir(parent, name, close_parent=False)
+        try:
+            for entry in os.scandir(src):
+                _copy_entry(entry.path, fd, entry.name)
+        finally:
+            os.close(fd)
+    else:
+        if _is_link_at(parent, name):
+            raise InvalidPath(f"'{name}' in the worktree is a symbolic link; not writing through it")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        out = os.open(name, flags, os.stat(src).st_mode & 0o777, dir_fd=parent)
+        with open(src, "rb") as reader, os.fdopen(out, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+
+
+def _is_link_at(parent: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def _same(a: str, b: str) -> bool:
     return os.path.normpath(os.path.realpath(a)) == os.path.normpath(os.path.realpath(b))
 
 
 class WorktreeManager:
-    def __init__(self, base_dir: str) -> None:
+    """Attempt worktrees; with ``isolated`` (cloud mode) each one also gets a repository of its own.
+
+    Isolated: ``git worktree add`` still makes the checkout and the host's metadata in
+    ``<repo>/.git/worktrees/<name>`` (the *view* the server reads the attempt through), then the
+    worktree's ``.git`` pointer file is replaced by a repository of the attempt's own (see
+    :func:`isolate_checkout`). The agent's container mounts that worktree and the project's object store
+    read-only; nothing it can write is read by git on the host as configuration.
+    """
+
+    def __init__(self, base_dir: str, *, isolated: bool = False) -> None:
         self.base_dir = os.path.normpath(os.path.abspath(os.path.expanduser(base_dir)))
+        self.isolated = isolated
         self._path_locks = PathLocks()
         self._repo_locks = PathLocks()
 
@@ -128,6 +203,18 @@ class WorktreeManager:
 
     def worktree_path(self, attempt_id: str | uuid.UUID, task_title: str) -> str:
         return os.path.join(self.base_dir, self.folder_name(attempt_id, task_title))
+
+    def view(self, repo_path: str, worktree_path: str) -> str:
+        """Where the server opens an attempt's checkout with libgit2.
+
+        Local: the worktree itself. Isolated: the host-owned metadata directory of the linked worktree
+        (its HEAD, index and ``gitdir`` are the server's; refs and objects are the project's), never the
+        worktree's ``.git``, which belongs to the agent. Decided by the mode, never by what is on disk.
+        """
+        if not self.isolated:
+            return worktree_path
+        name = os.path.basename(os.path.normpath(worktree_path))
+        return view_dir(open_repo(repo_path), name)
 
     # ------------------------------------------------------------------------------------------ guards
 
@@ -231,13 +318,18 @@ class WorktreeManager:
                 raise WorktreeError(f"Cannot create the worktree directory '{self.base_dir}': {exc}") from exc
             created = repo.branches.local.create(branch, base.peel(pygit2.Commit))
             try:
-                _add_worktree(repo, name, path, created)
+                self._add(repo, name, path, created)
             except (pygit2.GitError, OSError, ValueError, GitCommandFailed) as exc:
                 self._teardown(repo, name, path)
                 created.delete()
                 raise WorktreeError(f"Cannot create worktree '{path}' for '{branch}': {exc}") from exc
         log.info("created worktree %s on branch %s from %s", path, branch, base_branch)
         return path
+
+    def _add(self, repo: pygit2.Repository, name: str, path: str, branch: pygit2.Branch) -> None:
+        _add_worktree(repo, name, path, branch)
+        if self.isolated:
+            isolate_checkout(repo, name, path, branch.branch_name)
 
     def is_healthy(self, repo_path: str, worktree_path: str) -> bool:
         """The folder exists, is a worktree, and the repository's metadata of that name points at it."""
@@ -248,7 +340,10 @@ class WorktreeManager:
         return self._healthy(repo, os.path.basename(os.path.normpath(worktree_path)), worktree_path)
 
     def _healthy(self, repo: pygit2.Repository, name: str, path: str) -> bool:
-        if os.path.islink(path) or not os.path.isfile(os.path.join(path, ".git")):
+        dotgit = os.path.join(path, ".git")
+        if os.path.islink(path) or os.path.islink(dotgit):
+            return False
+        if not (os.path.isdir(dotgit) if self.isolated else os.path.isfile(dotgit)):
             return False
         try:
             wt = repo.lookup_worktree(name)
@@ -256,8 +351,8 @@ class WorktreeManager:
             return False
         if wt is None or wt.is_prunable or not _same(wt.path, path):
             return False
-        try:
-            open_repo(path)
+        try:  # isolated: the host's view, never the agent's .git
+            open_repo(self._metadata_dir(repo, name) if self.isolated else path)
         except NotARepository:
             return False
         return True
@@ -273,6 +368,8 @@ class WorktreeManager:
         repo = open_repo(repo_path)
         name = os.path.basename(path)
         with self.lock(path), self._repo_lock(repo):
+            if self.isolated and self._migrate(repo, name, path, branch):
+                return False
             if self._healthy(repo, name, path):
                 return False
             ref = repo.lookup_branch(branch)
@@ -283,12 +380,28 @@ class WorktreeManager:
             for _ in range(2):
                 self._teardown(repo, name, path)
                 try:
-                    _add_worktree(repo, name, path, ref)
+                    self._add(repo, name, path, ref)
                     return True
                 except (pygit2.GitError, OSError, ValueError, GitCommandFailed) as exc:
                     last = exc
             self._teardown(repo, name, path)
             raise WorktreeError(f"Cannot recreate worktree '{path}' for '{branch}': {last}")
+
+    def _migrate(self, repo: pygit2.Repository, name: str, path: str, branch: str) -> bool:
+        """A worktree made before isolation (``.git`` a pointer file): give it its own repository in place.
+
+        Uncommitted work stays; only a pointer that leads back to this repository's metadata of the same
+        name is converted. Returns True when it converted one.
+        """
+        dotgit = os.path.join(path, ".git")
+        if os.path.islink(dotgit) or not os.path.isfile(dotgit):
+            return False
+        gitdir = _read_gitdir_file(dotgit)
+        if gitdir is None or not _same(gitdir, self._metadata_dir(repo, name)):
+            return False
+        log.info("giving worktree %s a repository of its own (made before attempt isolation)", path)
+        isolate_checkout(repo, name, path, branch)
+        return True
 
     # -------------------------------------------------------------------------------------------- remove
 
@@ -420,19 +533,18 @@ class WorktreeManager:
                 matches = [rel]
             for item in matches:
                 src = os.path.join(repo_root, item)
-                dst = os.path.join(path, item)
                 if item.split(os.sep)[0] == ".git" or not os.path.lexists(src):
                     if not any(c in rel for c in "*?["):
                         log.warning("copy_files: %s does not exist in %s", item, repo_root)
                     continue
-                if not is_within(src, repo_root) or not is_within(os.path.dirname(dst), path):
+                if not is_within(src, repo_root):
                     log.warning("copy_files: skipping %s: it resolves outside the repository", item)
                     continue
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                if os.path.isdir(src) and not os.path.islink(src):
-                    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(src, dst, follow_symlinks=False)
+                try:
+                    _copy_into(src, path, item)
+                except (OSError, InvalidPath) as exc:
+                    log.warning("copy_files: skipping %s: %s", item, exc)
+                    continue
                 copied.append(item.replace(os.sep, "/"))
         return copied
 

@@ -109,21 +109,31 @@ def run_git(
     check: bool = True,
     timeout: float = 300.0,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the git CLI with an argv list (never a shell), no prompts, no editor, a C locale.
+    """Run the git CLI with an argv list (never a shell), no prompts, no editor, no hooks, a C locale.
 
-    The fallback identity is passed with ``-c`` only when the repository has none, so configured users
-    keep authoring their own commits.
+    Only the repository's own configuration is read (no system or global file), so the user's global
+    filters or hooks never run on the server either.
+
+    With ``repo``, the identity libgit2 resolves for it (repository, then the user's global config, then
+    the fallback) is passed with ``-c``, so configured users keep authoring their own commits.
     """
     argv = ["git"]
     if repo is not None:
-        try:
-            _ = repo.default_signature
-        except (KeyError, pygit2.GitError):
-            argv += ["-c", f"user.name={FALLBACK_NAME}", "-c", f"user.email={FALLBACK_EMAIL}"]
+        sig = signature(repo)  # the CLI reads no global config: the identity libgit2 found is passed on
+        argv += ["-c", f"user.name={sig.name}", "-c", f"user.email={sig.email}"]
     argv += list(args)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in ("GIT_CONFIG_NOSYSTEM",)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(
         {
+            # no system or global configuration, hooks or prompts: only the repository's own config,
+            # and the CLI only ever runs in repositories no agent can write (THREAT-MODEL rule 2)
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "core.hooksPath",
+            "GIT_CONFIG_VALUE_0": os.devnull,
+            "GIT_ASKPASS": "true",
+            "SSH_ASKPASS": "true",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_EDITOR": "true",
             "GIT_SEQUENCE_EDITOR": "true",
