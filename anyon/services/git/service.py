@@ -68,6 +68,16 @@ class NothingToMerge(GitServiceError):
     kind = "NothingToMerge"
 
 
+def rebase_conflicts(branch: str, new_base_branch: str, files: list[str]) -> MergeConflicts:
+    names = ", ".join(files) if files else "(see git status)"
+    return MergeConflicts(
+        "rebase",
+        f"Rebase of '{branch}' onto '{new_base_branch}' stopped on conflicts in {names}. "
+        "Resolve them and continue the rebase, or abort it.",
+        files,
+    )
+
+
 def _conflict_op(wrepo: pygit2.Repository) -> str | None:
     """The operation that left this worktree mid-way, read from git's own state files."""
     gitdir = Path(wrepo.path)
@@ -514,34 +524,42 @@ class GitService:
 
     # -------------------------------------------------------------------------------------------- merge
 
-    def _checkout_of(self, repo: pygit2.Repository, branch: str) -> str | None:
-        """The working directory (main checkout or a linked worktree) that has ``branch`` checked out."""
+    def _checkout_of(self, repo: pygit2.Repository, branch: str, linked: bool = True) -> str | None:
+        """Where ``branch`` is checked out: the main checkout's workdir, or a linked worktree's metadata
+        directory (libgit2 opens it as that worktree). ``linked=False`` looks at the main checkout only.
+        """
         ref = f"refs/heads/{branch}"
         if not repo.is_bare and not repo.head_is_detached:
             head = repo.lookup_reference("HEAD")
             if str(head.target) == ref:
                 return str(repo.workdir)
+        if not linked:
+            return None
         for name in repo.list_worktrees():
             try:
                 wt = repo.lookup_worktree(name)
                 if wt.is_prunable:
                     continue
-                wrepo = open_repo(wt.path)
-            except (pygit2.GitError, NotARepository, KeyError):
+                # the HEAD in the worktree's metadata (host-owned), not through the worktree's .git
+                with open(os.path.join(repo.path, "worktrees", name, "HEAD"), encoding="utf-8") as fh:
+                    linked_head = fh.read(4096).strip()
+            except (pygit2.GitError, KeyError, OSError, UnicodeDecodeError):
                 continue
-            head = wrepo.lookup_reference("HEAD")
-            if head.type == pygit2.enums.ReferenceType.SYMBOLIC and str(head.target) == ref:
-                return str(wt.path)
+            if linked_head == f"ref: {ref}":
+                return os.path.join(repo.path, "worktrees", name)
         return None
 
-    def squash_merge(self, repo_path: str, branch: str, target_branch: str, message: str) -> str:
+    def squash_merge(
+        self, repo_path: str, branch: str, target_branch: str, message: str, *, update_linked: bool = True
+    ) -> str:
         """Squash ``branch`` into the local ``target_branch``; returns the new commit sha.
 
         Refused with BranchesDiverged when the target has commits the branch lacks (rebase first), so the
-        squash commit's tree is exactly the branch tip's tree. When the target is checked out somewhere,
-        that checkout is updated in place: staged changes there, or local changes to files the merge
-        touches, raise WorktreeDirty before anything moves. Afterwards the task branch ref is moved to the
-        squash commit (spec §1.5) so the attempt is "merged, not ahead".
+        squash commit's tree is exactly the branch tip's tree. When the target is checked out somewhere
+        (``update_linked=False``: only the main checkout counts; an isolated attempt's worktree is the
+        agent's, and follows in its container), that checkout is updated in place: staged changes there,
+        or local changes to files the merge touches, raise WorktreeDirty before anything moves. Afterwards
+        the task branch ref is moved to the squash commit (spec §1.5) so the attempt is "merged, not ahead".
         """
         check_lookup_name(branch)
         check_lookup_name(target_branch)
@@ -563,7 +581,7 @@ class GitService:
             if not ahead:
                 raise NothingToMerge(f"'{branch}' has no commits that are not already in '{target_branch}'")
             sig = signature(repo)
-            checkout = self._checkout_of(repo, target_branch)
+            checkout = self._checkout_of(repo, target_branch, linked=update_linked)
             if checkout is None:
                 new_oid = repo.create_commit(target_ref.name, sig, sig, message, tip.tree_id, [target.id])
             else:
@@ -631,6 +649,36 @@ class GitService:
         On conflicts the worktree is left in git's normal, abortable rebase state and MergeConflicts
         (op ``rebase``) is raised; nothing in the main checkout is touched.
         """
+        new_base, old_base = self.rebase_bases(
+            repo_path, worktree_path, branch, new_base_branch, old_base_branch
+        )
+        with self.locks.hold(worktree_path):
+            wrepo = open_repo(worktree_path)
+            argv = ["rebase", "--onto", new_base, old_base]
+            proc = run_git(argv, cwd=worktree_path, repo=wrepo, check=False)
+            wrepo = open_repo(worktree_path)
+            if proc.returncode != 0:
+                if _conflict_op(wrepo) == "rebase":
+                    raise rebase_conflicts(branch, new_base_branch, _conflicted_files(wrepo))
+                detail = (proc.stderr or proc.stdout).strip().splitlines()
+                raise GitCommandFailed(
+                    f"Rebase of '{branch}' onto '{new_base_branch}' failed: {detail[-1] if detail else ''}"
+                )
+            return str(wrepo.head.target)
+
+    def rebase_bases(
+        self,
+        repo_path: str,
+        worktree_path: str,
+        branch: str,
+        new_base_branch: str,
+        old_base_branch: str | None = None,
+    ) -> tuple[str, str]:
+        """Check that ``worktree_path`` can be rebased; the (new, old) base commit ids to pass to git.
+
+        Shared by the host rebase above and the in-container one of isolated attempts (whose
+        ``worktree_path`` is the host's view of the checkout).
+        """
         check_lookup_name(branch)
         repo = open_repo(repo_path)
         new_base = self._resolve(repo, new_base_branch)
@@ -648,29 +696,7 @@ class GitService:
             raise WorktreeDirty(
                 f"The worktree has {uncommitted} uncommitted change(s); commit them before rebasing"
             )
-        with self.locks.hold(worktree_path):
-            proc = run_git(
-                ["rebase", "--onto", str(new_base.id), str(old_base.id)],
-                cwd=worktree_path,
-                repo=wrepo,
-                check=False,
-            )
-            wrepo = open_repo(worktree_path)
-            if proc.returncode != 0:
-                if _conflict_op(wrepo) == "rebase":
-                    files = _conflicted_files(wrepo)
-                    names = ", ".join(files) if files else "(see git status)"
-                    raise MergeConflicts(
-                        "rebase",
-                        f"Rebase of '{branch}' onto '{new_base_branch}' stopped on conflicts in {names}. "
-                        "Resolve them and continue the rebase, or abort it.",
-                        files,
-                    )
-                detail = (proc.stderr or proc.stdout).strip().splitlines()
-                raise GitCommandFailed(
-                    f"Rebase of '{branch}' onto '{new_base_branch}' failed: {detail[-1] if detail else ''}"
-                )
-            return str(wrepo.head.target)
+        return str(new_base.id), str(old_base.id)
 
     def abort_conflicts(self, worktree_path: str) -> None:
         """Abort whatever rebase, merge, cherry-pick or revert is in progress (no-op when none is)."""

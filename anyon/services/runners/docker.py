@@ -2,8 +2,10 @@
 
 Design notes (spec §4.4 and §8, ARCHITECTURE decisions 3, 4, 7):
 
-* **Path identity** — the worktree and the main repository's ``.git`` directory are bind-mounted at
-  their host paths, so git inside the container works on the attempt's worktree unchanged.
+* **Path identity, nothing shared writable** — the worktree (with the attempt's own repository in its
+  ``.git``) is bind-mounted read-write and the project's object store read-only, each at its host path, so
+  git inside the container works unchanged while nothing it writes is read by the host's git as
+  configuration (THREAT-MODEL rules 1-2; :mod:`anyon.services.git.isolation`).
 * **Hardening** — the container runs as ``docker.user`` (resolved on the host), with every capability
   dropped, ``no-new-privileges``, a read-only root filesystem, tmpfs ``/tmp`` and HOME, an init process,
   memory/swap/CPU/pids limits, the configured network (``none`` allowed), only allow-listed variables
@@ -439,14 +441,17 @@ class DockerRunner:
         )
         return result
 
-    async def ensure_container(self, attempt_id: str, worktree_path: str, repo_git_dir: str) -> str:
-        """Return the id of the attempt's running container, creating or restarting it as needed."""
+    async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str:
+        """Return the id of the attempt's running container, creating or restarting it as needed.
+
+        ``objects_dir`` is the project's object store, mounted read-only (the attempt borrows from it).
+        """
         import docker
 
         check_attempt_id(attempt_id)
         worktree = os.path.realpath(worktree_path)
-        git_dir = os.path.realpath(repo_git_dir)
-        for label, path in (("worktree", worktree), ("repository .git directory", git_dir)):
+        git_dir = os.path.realpath(objects_dir)
+        for label, path in (("worktree", worktree), ("project object store", git_dir)):
             if not os.path.isdir(path):
                 raise RunnerError(f"the attempt's {label} {path!r} does not exist")
         async with self._lock(attempt_id):
@@ -493,8 +498,13 @@ class DockerRunner:
 
     @staticmethod
     def _mounts_match(state: dict[str, Any], worktree: str, git_dir: str) -> bool:
-        mounts = {m.get("Destination"): m.get("Source") for m in state.get("Mounts", [])}
-        return mounts.get(worktree) == worktree and mounts.get(git_dir) == git_dir
+        mounts = {m.get("Destination"): m for m in state.get("Mounts", [])}
+        shared = mounts.get(git_dir) or {}
+        return (
+            (mounts.get(worktree) or {}).get("Source") == worktree
+            and shared.get("Source") == git_dir
+            and not shared.get("RW", True)
+        )
 
     def _base_env(self, attempt_id: str, worktree: str) -> dict[str, str]:
         return {
@@ -514,7 +524,7 @@ class DockerRunner:
         kwargs: dict[str, Any] = {
             "mounts": [
                 Mount(target=worktree, source=worktree, type="bind", read_only=False),
-                Mount(target=git_dir, source=git_dir, type="bind", read_only=False),
+                Mount(target=git_dir, source=git_dir, type="bind", read_only=True),
                 Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
             ],
             "tmpfs": {
@@ -820,6 +830,59 @@ class DockerRunner:
         finally:
             with contextlib.suppress(OSError, RuntimeError):
                 writer.close()
+
+    async def run_captured(
+        self,
+        attempt_id: str,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str] | None = None,
+        *,
+        timeout: float = 300.0,
+        limit: int = 64 * 1024 * 1024,
+    ) -> tuple[int, bytes, bytes]:
+        """Run a command in the attempt's container to completion: (exit code, stdout, stderr).
+
+        For the server's own git work on the attempt's repository, which runs where the agent runs
+        (THREAT-MODEL rule 2). Output beyond ``limit`` bytes fails the call rather than filling memory.
+        """
+        import docker
+
+        container = await self._find(check_attempt_id(attempt_id))
+        if container is None:
+            raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
+        try:
+            created = await self._call(
+                lambda: self.api.exec_create(container.id, argv, environment=env or {}, workdir=cwd)
+            )
+        except docker.errors.NotFound as exc:
+            self._containers.pop(attempt_id, None)
+            raise RunnerError(f"the container of attempt {attempt_id} no longer exists") from exc
+        except docker.errors.APIError as exc:
+            raise RunnerError(
+                f"could not run {argv[0]!r} in attempt {attempt_id}: {exc.explanation}"
+            ) from exc
+        exec_id = str(created["Id"])
+        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        out, err = bytearray(), bytearray()
+
+        async def drain() -> None:
+            while (frame := await read_frame(reader)) is not None:
+                target = err if frame[0] == STDERR else out
+                target += frame[1]
+                if len(out) + len(err) > limit:
+                    raise RunnerError(f"{argv[0]!r} in attempt {attempt_id} printed more than {limit} bytes")
+
+        try:
+            await asyncio.wait_for(drain(), timeout)
+        except TimeoutError as exc:
+            raise RunnerError(f"{argv[0]!r} in attempt {attempt_id} timed out after {timeout:.0f}s") from exc
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
+        info = await self._call(self.api.exec_inspect, exec_id)
+        code = info.get("ExitCode")
+        return (code if isinstance(code, int) else -1), bytes(out), bytes(err)
 
     async def _kill_container(self, container_id: str) -> None:
         with contextlib.suppress(Exception):

@@ -114,14 +114,14 @@ class WarmSlot:
     project_id: str
     attempt_id: uuid.UUID
     folder: str
-    git_dir: str
+    objects_dir: str
     inode: int
 
 
 @dataclass
 class _ProjectPool:
     repo_path: str
-    git_dir: str
+    objects_dir: str
     slots: list[WarmSlot] = field(default_factory=list)
     last_active: float = field(default_factory=time.monotonic)
     filling: asyncio.Task[None] | None = None
@@ -204,17 +204,17 @@ class WarmPool:
             return False
         return stat.S_ISDIR(st.st_mode) and st.st_ino == slot.inode and empty
 
-    def wanted(self, project_id: str, repo_path: str, git_dir: str) -> None:
+    def wanted(self, project_id: str, repo_path: str, objects_dir: str) -> None:
         """The project is active: (re)fill its slots in the background."""
         if not self.enabled or self._closed:
             return
         evicted: list[_ProjectPool] = []
         with self._lock:
             pool = self._pools.get(project_id)
-            if pool is None or (pool.repo_path, pool.git_dir) != (repo_path, git_dir):
+            if pool is None or (pool.repo_path, pool.objects_dir) != (repo_path, objects_dir):
                 if pool is not None:
                     evicted.append(self._pools.pop(project_id))
-                pool = self._pools[project_id] = _ProjectPool(repo_path, git_dir)
+                pool = self._pools[project_id] = _ProjectPool(repo_path, objects_dir)
             pool.last_active = time.monotonic()
             while len(self._pools) > self.max_projects:
                 oldest = min(
@@ -263,10 +263,10 @@ class WarmPool:
             break
         else:
             raise RuntimeError("no free worktree folder name for a warm slot")
-        slot = WarmSlot(project_id, attempt_id, folder, pool.git_dir, os.stat(folder).st_ino)
+        slot = WarmSlot(project_id, attempt_id, folder, pool.objects_dir, os.stat(folder).st_ino)
         self._runner.reserved_ids.add(str(attempt_id))
         try:
-            await self._runner.ensure_container(str(attempt_id), folder, pool.git_dir)
+            await self._runner.ensure_container(str(attempt_id), folder, pool.objects_dir)
         except BaseException:
             await self.discard(slot)
             raise
