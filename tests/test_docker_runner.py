@@ -20,6 +20,7 @@ import pytest
 
 from anyon.config.model import DockerSettings
 from anyon.services.runners import ExecutableNotFound, RunnerError, RunningProcess
+from anyon.services.worktrees import WorktreeManager
 from tests.conftest import IN_CI, require_docker
 
 pytestmark = pytest.mark.docker
@@ -101,15 +102,15 @@ def make_runner(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         asyncio.run(runner.close())
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, check: bool = True) -> str:
     return subprocess.run(
-        ["git", "-c", "safe.directory=*", *args], cwd=cwd, check=True, capture_output=True, text=True
+        ["git", "-c", "safe.directory=*", *args], cwd=cwd, check=check, capture_output=True, text=True
     ).stdout
 
 
 @pytest.fixture
 def attempt_repo(tmp_path: Path) -> tuple[Path, Path]:
-    """A repository with one commit and an attempt worktree made by ``git worktree add``."""
+    """A repository with one commit and an isolated attempt worktree (its own repository, as in cloud mode)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -119,7 +120,9 @@ def attempt_repo(tmp_path: Path) -> tuple[Path, Path]:
     git(repo, "add", "README.md")
     git(repo, "commit", "-q", "-m", "initial")
     worktree = tmp_path / "worktrees" / "attempt-1"
-    git(repo, "worktree", "add", "-q", "-b", "anyon/attempt-1", str(worktree))
+    WorktreeManager(str(worktree.parent), isolated=True).create(
+        str(repo), "anyon/attempt-1", str(worktree), "main"
+    )
     if os.geteuid() == 0:
         for path in (repo, worktree):
             subprocess.run(["chown", "-R", f"{UID}:{GID}", str(path)], check=True)
@@ -141,7 +144,7 @@ def test_container_is_hardened_and_mounts_only_what_it_needs(
     runner = make_runner(host_env={"LANG": "C.UTF-8", "SERVER_SECRET": "must-not-leak"})
 
     async def main() -> tuple[dict[str, Any], bytes]:
-        cid = await runner.ensure_container("att-1", str(worktree), str(repo / ".git"))
+        cid = await runner.ensure_container("att-1", str(worktree), str(repo / ".git" / "objects"))
         inspect = await asyncio.to_thread(runner.api.inspect_container, cid)
         proc = await runner.spawn(
             [
@@ -173,9 +176,10 @@ def test_container_is_hardened_and_mounts_only_what_it_needs(
     assert host["NanoCpus"] == 1_000_000_000
     assert set(host["Tmpfs"]) == {"/tmp", "/home/anyon"}
     mounts = {m["Destination"]: m for m in inspect["Mounts"]}
-    assert set(mounts) == {str(worktree), str(repo / ".git"), "/tmp/anyon-secrets"}
+    assert set(mounts) == {str(worktree), str(repo / ".git" / "objects"), "/tmp/anyon-secrets"}
     assert mounts[str(worktree)]["Source"] == str(worktree) and mounts[str(worktree)]["RW"]
-    assert mounts[str(repo / ".git")]["Source"] == str(repo / ".git")
+    assert mounts[str(repo / ".git" / "objects")]["Source"] == str(repo / ".git" / "objects")
+    assert not mounts[str(repo / ".git" / "objects")]["RW"]
     assert not mounts["/tmp/anyon-secrets"]["RW"]
     assert not any("docker.sock" in m["Source"] for m in inspect["Mounts"])
     text = out.decode()
@@ -197,17 +201,20 @@ def test_path_identity_git_status_and_commit_inside_the_container(
     )
 
     async def main() -> tuple[bytes, bytes, int]:
-        await runner.ensure_container("att-git", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-git", str(worktree), str(repo / ".git" / "objects"))
         return await collect(
             await runner.spawn(["sh", "-c", script], str(worktree), {}, attempt_id="att-git")
         )
 
+    before = git(repo, "rev-parse", "anyon/attempt-1").strip()
     out, err, code = asyncio.run(main())
     assert code == 0, err
     lines = out.decode().split()
     assert lines[:2] == ["??", "agent.txt"]
-    assert git(repo, "rev-parse", "anyon/attempt-1").strip() == lines[-1]
-    assert git(repo, "log", "-1", "--format=%s", "anyon/attempt-1").strip() == "agent commit"
+    # the commit is the attempt's own; the project's branch moves only when the server imports it
+    assert git(worktree, "log", "-1", "--format=%s").strip() == "agent commit"
+    assert git(repo, "rev-parse", "anyon/attempt-1").strip() == before != lines[-1]
+    assert git(repo, "cat-file", "-t", lines[-1], check=False) == ""
     assert (worktree / "agent.txt").stat().st_uid == UID
     assert (worktree / "agent.txt").stat().st_gid == GID
 
@@ -223,7 +230,7 @@ def test_streams_stdin_env_cwd_and_exit_code(
     )
 
     async def main() -> tuple[bytes, bytes, int, int]:
-        await runner.ensure_container("att-io", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-io", str(worktree), str(repo / ".git" / "objects"))
         proc = await runner.spawn(
             ["sh", "-c", script], str(worktree), {"GREETING": "hi"}, stdin=payload, attempt_id="att-io"
         )
@@ -244,7 +251,7 @@ def test_large_output_streams_in_bounded_chunks(
     runner = make_runner()
 
     async def main() -> tuple[int, int, int, int]:
-        await runner.ensure_container("att-big", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-big", str(worktree), str(repo / ".git" / "objects"))
         proc = await runner.spawn(
             ["sh", "-c", "head -c 20000000 /dev/zero; head -c 3000000 /dev/zero >&2"],
             str(worktree),
@@ -273,7 +280,7 @@ def test_missing_executable_or_cwd_and_unknown_attempt_are_clear_errors(
     runner = make_runner()
 
     async def main() -> None:
-        await runner.ensure_container("att-err", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-err", str(worktree), str(repo / ".git" / "objects"))
         with pytest.raises(ExecutableNotFound, match="claude-not-installed"):
             await runner.spawn(["claude-not-installed", "-p"], str(worktree), {}, attempt_id="att-err")
         with pytest.raises(RunnerError, match="no such file or directory"):
@@ -283,7 +290,7 @@ def test_missing_executable_or_cwd_and_unknown_attempt_are_clear_errors(
         with pytest.raises(RunnerError, match="needs the attempt id"):
             await runner.spawn(["true"], str(worktree), {})
         with pytest.raises(RunnerError, match="invalid attempt id"):
-            await runner.ensure_container("../escape", str(worktree), str(repo / ".git"))
+            await runner.ensure_container("../escape", str(worktree), str(repo / ".git" / "objects"))
 
     asyncio.run(main())
 
@@ -299,7 +306,7 @@ def test_stop_kills_a_tree_that_ignores_int_and_term_inside_the_container(
     )
 
     async def main() -> tuple[int, bool, list[str], list[str]]:
-        cid = await runner.ensure_container("att-stop", str(worktree), str(repo / ".git"))
+        cid = await runner.ensure_container("att-stop", str(worktree), str(repo / ".git" / "objects"))
         proc = await runner.spawn(["sh", "-c", agent], str(worktree), {}, attempt_id="att-stop")
         assert await proc.stdout.__anext__() == b"ready\n"
         before = [" ".join(p) for p in (await asyncio.to_thread(runner.api.top, cid))["Processes"]]
@@ -323,7 +330,7 @@ def test_cooperative_process_stops_on_sigint(
     runner = make_runner()
 
     async def main() -> int:
-        await runner.ensure_container("att-int", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-int", str(worktree), str(repo / ".git" / "objects"))
         proc = await runner.spawn(["sleep", "60"], str(worktree), {}, attempt_id="att-int")
         return await proc.stop(escalation_seconds=5)
 
@@ -337,7 +344,7 @@ def test_memory_limit_kill_is_reported_as_oom(
     runner = make_runner(memory=48 * 1024**2, memory_swap=48 * 1024**2)
 
     async def main() -> tuple[int, bool, int, bool]:
-        await runner.ensure_container("att-oom", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-oom", str(worktree), str(repo / ".git" / "objects"))
         hog = await runner.spawn(
             ["sh", "-c", "x=aaaaaaaa; while :; do x=$x$x; done"], str(worktree), {}, attempt_id="att-oom"
         )
@@ -358,7 +365,7 @@ def test_secrets_directory_is_private_read_only_and_configures_git(
     runner = make_runner()
 
     async def main() -> tuple[bytes, bytes]:
-        await runner.ensure_container("att-sec", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-sec", str(worktree), str(repo / ".git" / "objects"))
         runner.write_secrets("att-sec", github_token="ghp_example", claude_credentials='{"token": "c"}')
         proc = await runner.spawn(
             [
@@ -397,9 +404,9 @@ def test_ensure_container_reuses_and_remove_tears_down(
     git(repo, "worktree", "add", "-q", "-b", "anyon/attempt-2", str(other))
 
     async def main() -> None:
-        first = await runner.ensure_container("att-re", str(worktree), str(repo / ".git"))
-        assert await runner.ensure_container("att-re", str(worktree), str(repo / ".git")) == first
-        moved = await runner.ensure_container("att-re", str(other), str(repo / ".git"))
+        first = await runner.ensure_container("att-re", str(worktree), str(repo / ".git" / "objects"))
+        assert await runner.ensure_container("att-re", str(worktree), str(repo / ".git" / "objects")) == first
+        moved = await runner.ensure_container("att-re", str(other), str(repo / ".git" / "objects"))
         assert moved != first  # a different worktree needs a different mount
         assert {c["Id"] for c in await runner._list("att-re")} == {moved}
         assert runner.secrets.path("att-re").is_dir()
@@ -420,10 +427,10 @@ def test_reconcile_adopts_live_attempts_and_removes_orphans(
     bystander = make_runner()  # another server on the same daemon: never touched
 
     async def main() -> None:
-        live = await before_restart.ensure_container("live", str(worktree), str(repo / ".git"))
-        await before_restart.ensure_container("gone", str(worktree), str(repo / ".git"))
+        live = await before_restart.ensure_container("live", str(worktree), str(repo / ".git" / "objects"))
+        await before_restart.ensure_container("gone", str(worktree), str(repo / ".git" / "objects"))
         before_restart.write_secrets("stale-secrets-only", "tok", None)
-        foreign = await bystander.ensure_container("gone", str(worktree), str(repo / ".git"))
+        foreign = await bystander.ensure_container("gone", str(worktree), str(repo / ".git" / "objects"))
 
         after_restart = make_runner(instance=instance)
         result = await after_restart.reconcile({"live"})
@@ -451,7 +458,7 @@ def test_daemon_down_is_a_clear_error_and_leaves_nothing(
         with pytest.raises(DockerUnavailable, match="does not answer"):
             await runner.ping()
         with pytest.raises(DockerUnavailable, match=r"no-daemon\.sock"):
-            await runner.ensure_container("att-down", str(worktree), str(repo / ".git"))
+            await runner.ensure_container("att-down", str(worktree), str(repo / ".git" / "objects"))
 
     asyncio.run(main())
     assert not runner.secrets.path("att-down").exists()
@@ -469,7 +476,7 @@ def test_missing_image_names_it_and_how_to_build_it(
         with pytest.raises(ImageMissing, match=r"anyon-no-such-image:never.*build-test-image\.sh"):
             await runner.check_image()
         with pytest.raises(ImageMissing, match="deploy/image/Dockerfile"):
-            await runner.ensure_container("att-img", str(worktree), str(repo / ".git"))
+            await runner.ensure_container("att-img", str(worktree), str(repo / ".git" / "objects"))
         assert await runner._list() == []
 
     asyncio.run(main())
@@ -483,7 +490,7 @@ def test_an_unread_stream_blocks_the_process_instead_of_filling_memory(
     runner = make_runner()
 
     async def main() -> tuple[bool, int, int]:
-        await runner.ensure_container("att-bp", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-bp", str(worktree), str(repo / ".git" / "objects"))
         proc = await runner.spawn(
             ["head", "-c", "100000000", "/dev/zero"], str(worktree), {}, attempt_id="att-bp"
         )

@@ -83,7 +83,7 @@ def test_prestarted_exec_behaves_like_a_fresh_one(
     payload = b"z" * 100_000
 
     async def run(runner: Any, attempt: str) -> tuple[bytes, bytes, int, str, str | None]:
-        await runner.ensure_container(attempt, str(worktree), str(repo / ".git"))
+        await runner.ensure_container(attempt, str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)  # the launcher is started in the background
         pre = runner._prestarted.get(attempt)
         proc = await runner.spawn(argv, str(sub), env, stdin=payload, attempt_id=attempt)
@@ -114,7 +114,7 @@ def test_prestarted_exec_is_stopped_refilled_and_removed_with_its_container(
     runner = make_runner()
 
     async def main() -> tuple[int, str, str, bool | None]:
-        await runner.ensure_container("att-st", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-st", str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)
         first = runner._prestarted["att-st"].exec_id
         assert _exec_running(first)
@@ -143,7 +143,7 @@ def test_closing_the_runner_ends_waiting_launchers(
     runner = make_runner()
 
     async def main() -> str:
-        await runner.ensure_container("att-close", str(worktree), str(repo / ".git"))
+        await runner.ensure_container("att-close", str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)
         exec_id = str(runner._prestarted["att-close"].exec_id)
         await runner.close()

@@ -1,13 +1,21 @@
 """Git operations on an attempt (spec §1.5): the database side (attempt → task → project, merges
-rows, task status) around the stateless :class:`~anyon.services.git.GitService`."""
+rows, task status) around the stateless :class:`~anyon.services.git.GitService`.
+
+The attempt's checkout is reached through :class:`~anyon.services.attempt_repos.AttemptRepos`: in cloud
+mode its commits are imported first (:meth:`sync`) and writes to it run in its container; the server only
+ever reads it through its host-owned view.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import os
 import uuid
 from typing import Any
 
+from anyon.services.attempt_repos import AttemptRepos, Checkout
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.db.models import Merge, Project, Task, TaskAttempt, utc_now
@@ -19,6 +27,8 @@ from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.worktrees import WorktreeManager
 
+log = logging.getLogger(__name__)
+
 
 class AttemptGitService:
     def __init__(
@@ -28,12 +38,14 @@ class AttemptGitService:
         git: GitService,
         worktrees: WorktreeManager,
         file_search: FileSearch,
+        repos: AttemptRepos,
     ) -> None:
         self._db = database
         self._changes = changes
         self._git = git
         self._worktrees = worktrees
         self._search = file_search
+        self._repos = repos
 
     # -- lookups --------------------------------------------------------------------------------
     def _rows(self, attempt_id: uuid.UUID) -> tuple[TaskAttempt, Task, Project]:
@@ -60,13 +72,38 @@ class AttemptGitService:
                 TaskAttempt.update(container_ref=path).where(TaskAttempt.id == attempt.id).execute()
         return path
 
-    def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
+    async def _checkout(self, attempt_id: uuid.UUID, *, sync: bool = True) -> tuple[Checkout, Task, Project]:
+        """The attempt's checkout (recreated if it vanished), its commits brought to the project first."""
+
+        def load() -> tuple[Checkout, Task, Project]:
+            attempt, task, project = self._rows(attempt_id)
+            worktree = self._worktree(attempt, task, project)
+            return Checkout(attempt.id, project.git_repo_path, worktree, attempt.branch), task, project
+
+        checkout, task, project = await asyncio.to_thread(load)
+        if sync:
+            await self._repos.sync(checkout)
+        return checkout, task, project
+
+    async def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
         """What the attempt's diff stream shows: its target, plus the merge commit when it is merged.
 
         Merged: the newest merge recorded a commit, the worktree is clean and the branch has no commit
         newer than that merge. The worktree is not recreated here: a diff only reads what is there.
         """
-        attempt, task, project = self._rows(attempt_id)
+        attempt, task, project = await asyncio.to_thread(self._rows, attempt_id)
+        worktree = attempt.container_ref or self._worktrees.worktree_path(attempt.id, task.title)
+        if os.path.isdir(worktree):
+            try:
+                await self._repos.sync(Checkout(attempt.id, project.git_repo_path, worktree, attempt.branch))
+            except GitServiceError as exc:
+                log.warning("attempt %s: its commits could not be read for the diff: %s", attempt.id, exc)
+        return await asyncio.to_thread(self._diff_source, attempt, task, project, worktree)
+
+    def _diff_source(
+        self, attempt: TaskAttempt, task: Task, project: Project, worktree: str
+    ) -> tuple[DiffTarget, str | None]:
+        attempt_id = attempt.id
         with self._db.connection():
             merge = (
                 Merge.select()
@@ -74,16 +111,16 @@ class AttemptGitService:
                 .order_by(Merge.created_at.desc())
                 .first()
             )
-        worktree = attempt.container_ref or self._worktrees.worktree_path(attempt.id, task.title)
-        target = DiffTarget(project.git_repo_path, worktree, attempt.branch, attempt.target_branch)
+        view = self._worktrees.view(project.git_repo_path, worktree)
+        target = DiffTarget(project.git_repo_path, worktree, attempt.branch, attempt.target_branch, view)
         if merge is None or merge.merge_commit is None or merge.created_at is None:
             return target, None
         return target, (merge.merge_commit if self._unchanged_since(target, merge.created_at) else None)
 
     def _unchanged_since(self, target: DiffTarget, merged_at: dt.datetime) -> bool:
         try:
-            worktree = target.worktree_path
-            if worktree and os.path.isdir(worktree) and not self._git.is_clean(worktree):
+            worktree, view = target.worktree_path, target.view
+            if worktree and view and os.path.isdir(worktree) and not self._git.is_clean(view):
                 return False
             tip_time = self._git.branch_commit_time(target.repo_path, target.branch)
         except GitServiceError:
@@ -100,46 +137,67 @@ class AttemptGitService:
         return self._search.search(self._project(project_id).git_repo_path, q, mode)
 
     # -- attempt level --------------------------------------------------------------------------
-    def branch_status(self, attempt_id: uuid.UUID) -> dict[str, Any]:
-        attempt, task, project = self._rows(attempt_id)
-        worktree = self._worktree(attempt, task, project)
-        status = self._git.branch_status(
-            project.git_repo_path, worktree, attempt.branch, attempt.target_branch
+    async def branch_status(self, attempt_id: uuid.UUID) -> dict[str, Any]:
+        checkout, _task, project = await self._checkout(attempt_id)
+        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
+        view = await asyncio.to_thread(self._repos.view, checkout)
+        status: dict[str, Any] = await asyncio.to_thread(
+            self._git.branch_status, project.git_repo_path, view, attempt.branch, attempt.target_branch
         )
-        with self._db.connection():
-            merges = list(
-                Merge.select().where(Merge.task_attempt == attempt.id).order_by(Merge.created_at.desc())
-            )
-        status["merges"] = [merge_json(m) for m in merges]
+        if self._repos.isolated:  # rebases and merges in progress live in the attempt's own repository
+            status.update(await self._repos.conflict_state(checkout))
+
+        def merges() -> list[dict[str, Any]]:
+            with self._db.connection():
+                rows = Merge.select().where(Merge.task_attempt == attempt.id)
+                return [merge_json(m) for m in rows.order_by(Merge.created_at.desc())]
+
+        status["merges"] = await asyncio.to_thread(merges)
         return status
 
-    def merge(self, attempt_id: uuid.UUID) -> None:
+    async def merge(self, attempt_id: uuid.UUID) -> None:
         """Squash-merge into the target, record a ``direct`` merge, set the task ``done``."""
-        attempt, task, project = self._rows(attempt_id)
-        self._worktree(attempt, task, project)
+        checkout, task, project = await self._checkout(attempt_id)
+        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
         message = f"{task.title} (anyon {str(task.id).replace('-', '')[:8]})"
         if task.description and task.description.strip():
             message += f"\n\n{task.description}"
-        sha = self._git.squash_merge(project.git_repo_path, attempt.branch, attempt.target_branch, message)
-        with self._db.connection(), self._db.atomic():
-            Merge.create(
-                task_attempt=attempt.id,
-                merge_type="direct",
-                merge_commit=sha,
-                target_branch_name=attempt.target_branch,
+        sha = await asyncio.to_thread(
+            lambda: self._git.squash_merge(
+                project.git_repo_path,
+                attempt.branch,
+                attempt.target_branch,
+                message,
+                update_linked=not self._repos.isolated,
             )
-            Task.update(status="done", updated_at=utc_now()).where(Task.id == task.id).execute()
-        self._changes.task_changed(task.id)
+        )
 
-    def rebase(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> None:
-        attempt, task, project = self._rows(attempt_id)
-        worktree = self._worktree(attempt, task, project)
+        def record() -> None:
+            with self._db.connection(), self._db.atomic():
+                Merge.create(
+                    task_attempt=attempt.id,
+                    merge_type="direct",
+                    merge_commit=sha,
+                    target_branch_name=attempt.target_branch,
+                )
+                Task.update(status="done", updated_at=utc_now()).where(Task.id == task.id).execute()
+            self._changes.task_changed(task.id)
+
+        await asyncio.to_thread(record)
+        try:  # the attempt's own repository follows its branch to the squash commit
+            await self._repos.sync(checkout)
+        except GitServiceError as exc:
+            log.warning("attempt %s: its repository could not follow the merge: %s", attempt_id, exc)
+
+    async def rebase(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> None:
+        checkout, _task, project = await self._checkout(attempt_id, sync=False)
+        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
         new_base = body.get("new_base_branch") or attempt.target_branch
         old_base = body.get("old_base_branch") or attempt.target_branch
-        if not self._git.branch_exists(project.git_repo_path, new_base):
+        if not await asyncio.to_thread(self._git.branch_exists, project.git_repo_path, new_base):
             raise ServiceError(f"Branch '{new_base}' does not exist")
-        self._git.rebase(project.git_repo_path, worktree, attempt.branch, new_base, old_base)
-        self._set_target(attempt.id, new_base)
+        await self._repos.rebase(checkout, new_base, old_base)
+        await asyncio.to_thread(self._set_target, attempt.id, new_base)
 
     def _set_target(self, attempt_id: uuid.UUID, target: str) -> None:
         with self._db.connection():
@@ -147,9 +205,9 @@ class AttemptGitService:
                 TaskAttempt.id == attempt_id
             ).execute()
 
-    def abort_conflicts(self, attempt_id: uuid.UUID) -> None:
-        attempt, task, project = self._rows(attempt_id)
-        self._git.abort_conflicts(self._worktree(attempt, task, project))
+    async def abort_conflicts(self, attempt_id: uuid.UUID) -> None:
+        checkout, _task, _project = await self._checkout(attempt_id, sync=False)
+        await self._repos.abort_conflicts(checkout)
 
     def change_target_branch(self, attempt_id: uuid.UUID, new_target: str) -> dict[str, Any]:
         attempt, _task, project = self._rows(attempt_id)
@@ -159,38 +217,43 @@ class AttemptGitService:
         ahead, behind = self._git.ahead_behind(project.git_repo_path, attempt.branch, new_target)
         return {"new_target_branch": new_target, "status": [ahead, behind]}
 
-    def rename_branch(self, attempt_id: uuid.UUID, new_name: str) -> dict[str, Any]:
-        attempt, task, project = self._rows(attempt_id)
+    async def rename_branch(self, attempt_id: uuid.UUID, new_name: str) -> dict[str, Any]:
         name = new_name.strip()
         if not name:
             raise ServiceError("Branch name cannot be empty")
-        worktree = self._worktree(attempt, task, project)
-        if self._git.conflict_state(worktree).get("is_rebase_in_progress"):
+        checkout, _task, project = await self._checkout(attempt_id, sync=False)
+        if (await self._repos.conflict_state(checkout)).get("is_rebase_in_progress"):
             raise ServiceError("Cannot rename the branch while a rebase is in progress")
-        if self._git.branch_exists(project.git_repo_path, name):
+        if await asyncio.to_thread(self._git.branch_exists, project.git_repo_path, name):
             raise ServiceError(f"A branch named '{name}' already exists")
-        self._git.rename_branch(project.git_repo_path, attempt.branch, name, worktree)
-        with self._db.connection(), self._db.atomic():
-            TaskAttempt.update(branch=name, updated_at=utc_now()).where(
-                TaskAttempt.id == attempt.id
-            ).execute()
-            # child attempts that targeted the old name follow it
-            TaskAttempt.update(target_branch=name).where(
-                TaskAttempt.target_branch == attempt.branch
-            ).execute()
+        await self._repos.rename_branch(checkout, name)
+
+        def record() -> None:
+            with self._db.connection(), self._db.atomic():
+                TaskAttempt.update(branch=name, updated_at=utc_now()).where(
+                    TaskAttempt.id == checkout.attempt_id
+                ).execute()
+                # child attempts that targeted the old name follow it
+                TaskAttempt.update(target_branch=name).where(
+                    TaskAttempt.target_branch == checkout.branch
+                ).execute()
+
+        await asyncio.to_thread(record)
         return {"branch": name}
 
     def commit_info(self, attempt_id: uuid.UUID, sha: str) -> dict[str, str]:
         _attempt, _task, project = self._rows(attempt_id)
         return self._git.commit_info(project.git_repo_path, sha)
 
-    def commit_compare(self, attempt_id: uuid.UUID, sha: str) -> dict[str, Any]:
-        attempt, task, project = self._rows(attempt_id)
-        return self._git.commit_compare(self._worktree(attempt, task, project), sha)
+    async def commit_compare(self, attempt_id: uuid.UUID, sha: str) -> dict[str, Any]:
+        checkout, _task, _project = await self._checkout(attempt_id)
+        view = await asyncio.to_thread(self._repos.view, checkout)
+        result: dict[str, Any] = await asyncio.to_thread(self._git.commit_compare, view, sha)
+        return result
 
-    def delete_file(self, attempt_id: uuid.UUID, file_path: str) -> None:
-        attempt, task, project = self._rows(attempt_id)
-        self._git.delete_file(self._worktree(attempt, task, project), file_path)
+    async def delete_file(self, attempt_id: uuid.UUID, file_path: str) -> None:
+        checkout, _task, _project = await self._checkout(attempt_id, sync=False)
+        await self._repos.delete_file(checkout, file_path)
 
     def children(self, attempt_id: uuid.UUID) -> dict[str, Any]:
         attempt, task, _project = self._rows(attempt_id)

@@ -17,6 +17,7 @@ from typing import Any
 
 from anyon.config.model import AnyonConfig
 from anyon.services.attempt_git import AttemptGitService
+from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
@@ -140,7 +141,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         return None if config.is_cloud else user_config.get().get("workspace_dir")
 
     git = GitService()
-    worktrees = WorktreeManager(config.paths.worktree_dir)
+    worktrees = WorktreeManager(config.paths.worktree_dir, isolated=config.is_cloud)
     logstore = LogStore(database)
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
     file_search = FileSearch()
@@ -154,6 +155,11 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_workspace_dir=user_workspace,
     )
     runner, docker_runner = _runner_for(config)
+    repos = (
+        IsolatedAttemptRepos(git, worktrees, docker_runner)
+        if docker_runner is not None
+        else SharedAttemptRepos(git, worktrees)
+    )
     executions = ExecutionService(
         database,
         changes,
@@ -167,6 +173,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         provisioner=docker_runner,
         drafts=drafts,
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
+        repos=repos,
     )
     services = Services(
         config=config,
@@ -186,7 +193,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         worktrees=worktrees,
         logstore=logstore,
         executions=executions,
-        attempt_git=AttemptGitService(database, changes, git, worktrees, file_search),
+        attempt_git=AttemptGitService(database, changes, git, worktrees, file_search, repos),
         file_search=file_search,
         drafts=drafts,
         maintenance=Maintenance(database, worktrees, file_search, config.retention, containers=docker_runner),

@@ -46,6 +46,12 @@ class DiffTarget:
     worktree_path: str | None
     branch: str
     target_branch: str
+    view_path: str | None = None
+    """Where libgit2 opens the checkout (the host's view of an isolated attempt); the worktree if unset."""
+
+    @property
+    def view(self) -> str | None:
+        return self.view_path or self.worktree_path
 
 
 def _fingerprint(diff: Diff) -> str:
@@ -98,13 +104,13 @@ class AttemptDiffStream:
     def _full(self) -> list[Diff]:
         t = self.target
         return self._git.diff(
-            t.repo_path, t.worktree_path, t.branch, t.target_branch, self.stats_only, self._budget
+            t.repo_path, t.view, t.branch, t.target_branch, self.stats_only, self._budget
         )
 
     def _one(self, path: str) -> Diff | None:
         t = self.target
         return self._git.diff_path(
-            t.repo_path, t.worktree_path, t.branch, t.target_branch, path, self.stats_only, self._budget
+            t.repo_path, t.view, t.branch, t.target_branch, path, self.stats_only, self._budget
         )
 
     # --- live ------------------------------------------------------------------------------------

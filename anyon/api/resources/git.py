@@ -47,12 +47,12 @@ class _AttemptAction:
 
 class BranchStatus(_AttemptAction):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
-        respond(resp, await run_sync(self._git.branch_status, parse_uuid(attempt_id, "attempt id")))
+        respond(resp, await self._git.branch_status(parse_uuid(attempt_id, "attempt id")))
 
 
 class Merge(_AttemptAction):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
-        await run_sync(self._git.merge, parse_uuid(attempt_id, "attempt id"))
+        await self._git.merge(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
 
 
@@ -60,13 +60,13 @@ class Rebase(_AttemptAction):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, REBASE) if req.content_length else {}
-        await run_sync(self._git.rebase, aid, body)
+        await self._git.rebase(aid, body)
         respond(resp, None)
 
 
 class AbortConflicts(_AttemptAction):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
-        await run_sync(self._git.abort_conflicts, parse_uuid(attempt_id, "attempt id"))
+        await self._git.abort_conflicts(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
 
 
@@ -81,7 +81,7 @@ class RenameBranch(_AttemptAction):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, RENAME)
-        respond(resp, await run_sync(self._git.rename_branch, aid, body["new_branch_name"]))
+        respond(resp, await self._git.rename_branch(aid, body["new_branch_name"]))
 
 
 class CommitInfo(_AttemptAction):
@@ -93,13 +93,13 @@ class CommitInfo(_AttemptAction):
 class CommitCompare(_AttemptAction):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
-        respond(resp, await run_sync(self._git.commit_compare, aid, req.get_param("sha", required=True)))
+        respond(resp, await self._git.commit_compare(aid, req.get_param("sha", required=True)))
 
 
 class DeleteFile(_AttemptAction):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
-        await run_sync(self._git.delete_file, aid, req.get_param("file_path", required=True))
+        await self._git.delete_file(aid, req.get_param("file_path", required=True))
         respond(resp, None)
 
 

@@ -42,7 +42,7 @@ class DiffStream:
         except ApiError as exc:
             return await deny(req, ws, exc.status, exc.message)
         try:
-            target, merge_commit = await run_sync(self._services.attempt_git.diff_source, aid)
+            target, merge_commit = await self._services.attempt_git.diff_source(aid)
         except NotFound as exc:
             return await deny(req, ws, 404, exc.message)
         if merge_commit is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from anyon.config.model import ExecutionSettings
+from anyon.services.attempt_repos import AttemptRepos, Checkout, SharedAttemptRepos
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
@@ -30,12 +31,13 @@ from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project,
 from anyon.services.db.serialize import attempt_json, process_json
 from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
-from anyon.services.executions import actions, gitops
+from anyon.services.executions import actions
 from anyon.services.executions.slots import ExecutionSlots
 from anyon.services.executions.timings import StartTimings
 from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, ProfileError
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
+from anyon.services.git.isolation import objects_dir
 from anyon.services.logstore import LogStore
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
@@ -58,7 +60,7 @@ _LOG_FLUSH_BYTES = 256 * 1024
 class ContainerProvisioner(Protocol):
     """Cloud mode: makes sure an attempt's container exists before a command runs in it."""
 
-    async def ensure_container(self, attempt_id: str, worktree_path: str, repo_git_dir: str) -> str: ...
+    async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str: ...
 
     async def remove_container(self, attempt_id: str) -> bool: ...
 
@@ -71,7 +73,7 @@ class _WorktreePlan:
     task: Task
     project: Project
     worktree: str
-    git_dir: str
+    objects_dir: str
 
 
 @dataclass
@@ -86,6 +88,10 @@ class AttemptContext:
     branch: str
     cleanup_script: str | None
     task_title: str
+
+    @property
+    def checkout(self) -> Checkout:
+        return Checkout(self.attempt_id, self.repo_path, self.worktree, self.branch)
 
 
 @dataclass
@@ -122,8 +128,10 @@ class ExecutionService:
         drafts: DraftService | None = None,
         shell: str | None = None,
         warm_pool: WarmPool | None = None,
+        repos: AttemptRepos | None = None,
     ) -> None:
         self._db = database
+        self._repos = repos or SharedAttemptRepos(git, worktrees)
         self._changes = changes
         self._logstore = logstore
         self._profiles = profiles
@@ -291,13 +299,13 @@ class ExecutionService:
             attempt = TaskAttempt.get_by_id(attempt_id)
             task = Task.get_by_id(attempt.task_id)
             project = Project.get_by_id(task.project_id)
-        git_dir = gitops.git_dir(project.git_repo_path) if reserve or slot else ""
-        if slot is not None and slot.git_dir == git_dir:
-            return _WorktreePlan(attempt, task, project, slot.folder, git_dir)
+        shared = objects_dir(project.git_repo_path) if reserve or slot else ""
+        if slot is not None and slot.objects_dir == shared:
+            return _WorktreePlan(attempt, task, project, slot.folder, shared)
         worktree = self._worktrees.worktree_path(attempt.id, task.title)
         if reserve:
             self._worktrees.reserve(worktree)
-        return _WorktreePlan(attempt, task, project, worktree, git_dir)
+        return _WorktreePlan(attempt, task, project, worktree, shared)
 
     def _prepare_worktree(
         self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None
@@ -390,7 +398,8 @@ class ExecutionService:
 
         The empty folder is created first so the container's bind mount has its source; git then checks
         out into that same directory, which the container sees fill up. Path identity is unchanged: the
-        container mounts exactly the attempt's worktree and the repository's ``.git`` at their host paths.
+        container mounts exactly the attempt's worktree and the project's object store (read-only) at
+        their host paths.
         If the worktree fails, the container is removed again; if the container fails, the worktree stays
         (as when they were made one after the other) and the start fails with the container's error.
 
@@ -422,7 +431,7 @@ class ExecutionService:
             return result
 
         async def container() -> None:
-            await provisioner.ensure_container(str(attempt_id), plan.worktree, plan.git_dir)
+            await provisioner.ensure_container(str(attempt_id), plan.worktree, plan.objects_dir)
             self.timings.mark(attempt_id, "container_ready")
 
         prepared, provisioned = await asyncio.gather(worktree(), container(), return_exceptions=True)
@@ -447,15 +456,15 @@ class ExecutionService:
                 pass
             finally:
                 self._first_output.pop(attempt_id, None)
-            pool.wanted(str(plan.project.id), plan.project.git_repo_path, plan.git_dir)
+            pool.wanted(str(plan.project.id), plan.project.git_repo_path, plan.objects_dir)
 
         self._spawn_background(refill(), f"warm-refill:{attempt_id}")
 
     async def _ensure_container(self, context: AttemptContext) -> None:
         if self._provisioner is None:
             return
-        git_dir = await asyncio.to_thread(gitops.git_dir, context.repo_path)
-        await self._provisioner.ensure_container(str(context.attempt_id), context.worktree, git_dir)
+        shared = await asyncio.to_thread(objects_dir, context.repo_path)
+        await self._provisioner.ensure_container(str(context.attempt_id), context.worktree, shared)
 
     async def ensure_worktree(self, attempt_id: uuid.UUID) -> AttemptContext:
         """Recreate the worktree if it vanished (spec §6 "recreate on demand"), and its container."""
@@ -466,16 +475,16 @@ class ExecutionService:
     # ------------------------------------------------------------------------------------------
     # one execution process
     # ------------------------------------------------------------------------------------------
-    def _head_or_none(self, worktree: str) -> str | None:
+    def _head_or_none(self, context: AttemptContext) -> str | None:
         try:
-            return self._git.head_oid(worktree)
+            return self._git.head_oid(self._repos.view(context.checkout))
         except GitServiceError:
             return None
 
     def _insert_process(
         self, context: AttemptContext, action: dict[str, Any], run_reason: str
     ) -> ExecutionProcess:
-        before = self._head_or_none(context.worktree)
+        before = self._head_or_none(context)
         with self._db.connection(), self._db.atomic():
             if run_reason != "devserver":
                 Task.update(status="inprogress", updated_at=utc_now()).where(
@@ -697,7 +706,7 @@ class ExecutionService:
         else:
             message = f"Cleanup script changes for task attempt {live.context.attempt_id}"
         try:
-            sha = await asyncio.to_thread(self._git.commit_all, live.context.worktree, message)
+            sha = await self._repos.commit_all(live.context.checkout, message)
         except GitServiceError as exc:
             self._emit(live, "stderr", f"Failed to commit changes: {exc}\n")
             await self._flush_logs(live)
@@ -708,7 +717,7 @@ class ExecutionService:
         """after_head_commit, task status, then end the live stream and forget the process."""
 
         def close_rows() -> None:
-            after = self._head_or_none(live.context.worktree)
+            after = self._head_or_none(live.context)
             with self._db.connection(), self._db.atomic():
                 ExecutionProcess.update(after_head_commit=after).where(
                     ExecutionProcess.id == live.process_id
@@ -879,12 +888,14 @@ class ExecutionService:
             )
         )
         oid = process.before_head_commit
-        reset_needed = bool(oid) and await asyncio.to_thread(self._git.head_oid, context.worktree) != oid
+        await self._repos.sync(context.checkout)
+        view = self._repos.view(context.checkout)
+        reset_needed = bool(oid) and await asyncio.to_thread(self._git.head_oid, view) != oid
         applied = False
-        if reset_needed and body.get("perform_git_reset") is not False:
-            dirty = not await asyncio.to_thread(self._git.is_clean, context.worktree)
+        if oid and reset_needed and body.get("perform_git_reset") is not False:
+            dirty = not await asyncio.to_thread(self._git.is_clean, view)
             if not dirty or body.get("force_when_dirty"):
-                await asyncio.to_thread(gitops.reset_hard, context.worktree, oid)
+                await self._repos.reset_hard(context.checkout, oid)
                 applied = True
 
         def drop() -> int:
@@ -955,7 +966,7 @@ class ExecutionService:
                     project = Project.get_or_none(Project.id == project_id)
                 if project is None or not self._git.is_repository(project.git_repo_path):
                     return None
-                return project.git_repo_path, gitops.git_dir(project.git_repo_path)
+                return project.git_repo_path, objects_dir(project.git_repo_path)
 
             found = await asyncio.to_thread(lookup)
             if found is not None:

@@ -25,7 +25,7 @@ import pygit2
 from pygit2.enums import ObjectType
 
 from .errors import GitServiceError
-from .repo import open_repo
+from .repo import open_repo, signature
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def isolate_checkout(repo: pygit2.Repository, name: str, worktree: str, branch: 
         for sub in ("objects/info", "objects/pack", "refs/tags", os.path.dirname(f"refs/heads/{branch}")):
             os.makedirs(os.path.join(tmp, sub), exist_ok=True)
         _write_new(os.path.join(tmp, "HEAD"), f"ref: refs/heads/{branch}\n")
-        _write_new(os.path.join(tmp, "config"), _CONFIG)
+        _write_new(os.path.join(tmp, "config"), _CONFIG + _identity_section(repo))
         _write_new(os.path.join(tmp, "objects/info/alternates"), objects_dir(str(repo.path)) + "\n")
         _write_new(os.path.join(tmp, "refs/heads", branch), tip + "\n")
         index = os.path.join(view, "index")
@@ -112,6 +112,17 @@ def isolate_checkout(repo: pygit2.Repository, name: str, worktree: str, branch: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     mark_synced(view, tip)
+
+
+def _identity_section(repo: pygit2.Repository) -> str:
+    """The project's commit identity, so commits the agent makes itself are authored as the project's."""
+    sig = signature(repo)
+
+    def quoted(value: str) -> str:
+        clean = "".join(c for c in value if c >= " " and c != "\x7f")
+        return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return f"[user]\n\tname = {quoted(sig.name)}\n\temail = {quoted(sig.email)}\n"
 
 
 def _write_new(path: str, text: str) -> None:

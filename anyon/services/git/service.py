@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
-from pygit2.enums import BranchType, CheckoutStrategy, FileStatus, RepositoryInitFlag, RepositoryState
+from pygit2.enums import (
+    BranchType,
+    CheckoutStrategy,
+    FileStatus,
+    RepositoryInitFlag,
+    RepositoryState,
+    ResetMode,
+)
 
 from .diff import ContentBudget, iter_diffs, tree_diff, worktree_diff
 from .errors import (
@@ -265,6 +272,13 @@ class GitService:
     def head_oid(self, worktree_path: str) -> str | None:
         wrepo = open_repo(worktree_path)
         return None if wrepo.head_is_unborn else str(wrepo.head.target)
+
+    def reset_hard(self, worktree_path: str, oid: str) -> None:
+        """``git reset --hard <oid>`` in the worktree (a retry goes back to before the retried process)."""
+        try:
+            open_repo(worktree_path).reset(pygit2.Oid(hex=oid), ResetMode.HARD)
+        except (pygit2.GitError, ValueError, KeyError) as exc:
+            raise GitServiceError(f"Cannot reset {worktree_path} to {oid}: {exc}") from None
 
     def is_clean(self, worktree_path: str, include_untracked: bool = True) -> bool:
         uncommitted, untracked = _status_counts(open_repo(worktree_path))
