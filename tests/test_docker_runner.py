@@ -110,7 +110,7 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
 
 @pytest.fixture
 def attempt_repo(tmp_path: Path) -> tuple[Path, Path]:
-    """A repository with one commit and an isolated attempt worktree (its own repository, as in cloud mode)."""
+    """A repository with one commit and an isolated attempt worktree (its own repository, as in cloud)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")

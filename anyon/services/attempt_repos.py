@@ -120,7 +120,7 @@ fi
 
 _CONFLICT_STATE = _CONFLICT_OP + r"""
 echo "${op:-none}"
-git diff --name-only --diff-filter=U -z
+git ls-files -u -z
 """
 
 _COMMIT_ALL = _CONFLICT_OP + r"""
@@ -327,7 +327,9 @@ class IsolatedAttemptRepos(SharedAttemptRepos):
         first, _, rest = out.partition("\n")
         found = first.strip()
         op = found if found in ("rebase", "merge", "cherry_pick", "revert") else None
-        files = sorted({f for f in rest.split("\0") if f})
+        # `git ls-files -u` (the index only: no filter or hook of the agent's config runs) lists each
+        # unmerged stage as "<mode> <sha> <stage>\t<path>"
+        files = sorted({entry.partition("\t")[2] for entry in rest.split("\0") if "\t" in entry})
         return {"is_rebase_in_progress": op == "rebase", "conflict_op": op, "conflicted_files": files}
 
     async def rename_branch(self, checkout: Checkout, new_name: str) -> None:
