@@ -21,11 +21,13 @@ import pygit2
 import pytest
 from websockets.sync.client import connect
 
+from tests import test_executions_cloud
 from tests.live_server import LiveServer
-from tests.test_executions_cloud import cloud as cloud_fixture  # noqa: F401  (provides `cloud`)
 from tests.test_executions_local import branch_files, start, wait_processes
 
 pytestmark = pytest.mark.docker
+
+cloud = test_executions_cloud.cloud  # the cloud-mode server fixture
 
 ATTACKER = Path(__file__).parent / "agents" / "attacker_agent.sh"
 
