@@ -261,7 +261,7 @@ def semantic_checks(
             err(
                 "server.cors_allowed_origins",
                 'origins such as "https://board.example.com"',
-                detail=f"expected origins such as \"https://board.example.com\" (scheme://host[:port], no "
+                detail=f'expected origins such as "https://board.example.com" (scheme://host[:port], no '
                 f"path), found {show_value(origin_value)}",
             )
             break

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import falcon
 import falcon.asgi
@@ -25,17 +25,23 @@ from anyon.security.auth import SESSION_COOKIE, AccessGuard, Verdict
 FORM = "application/x-www-form-urlencoded"
 
 
+def _local_path(path: str) -> bool:
+    return path.startswith("/") and not path.startswith("//") and "\\" not in path
+
+
 def safe_next(target: str | None) -> str:
     r"""Where to go after logging in: a path on this server, else ``/``.
 
     Only printable ASCII without spaces, starting with exactly one ``/``: never ``//evil.example`` or
     ``/\evil.example`` (browsers read both as another host), ``https://…`` or ``javascript:``, and no
     tab, CR, LF or other control character (browsers drop tabs and newlines from URLs, so ``/<TAB>/x``
-    becomes ``//x``; CR/LF in a ``Location`` header would split the response).
+    becomes ``//x``; CR/LF in a ``Location`` header would split the response). The same holds once
+    percent-decoded (``/%2F%2Fevil.example``, ``/%0d%0aSet-Cookie:…``), for whatever decodes it next.
     """
-    if not target or not target.startswith("/") or target.startswith("//"):
+    if not target or not _local_path(target) or any(not ("!" <= c <= "~") for c in target):
         return "/"
-    if "\\" in target or any(not ("!" <= c <= "~") for c in target):
+    decoded = unquote(target)
+    if not _local_path(decoded) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
         return "/"
     return target
 
