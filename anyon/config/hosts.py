@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -35,6 +36,7 @@ def _valid_host(host: str) -> bool:
         return bool(_HOSTNAME.match(host))
 
 
+@lru_cache(maxsize=256)  # a server sees a handful of distinct Host values; results are immutable
 def parse_host_port(text: str) -> HostPort | None:
     """``name[:port]``, ``1.2.3.4[:port]``, ``[::1][:port]`` or a bare IPv6 address; None if malformed.
 
@@ -106,6 +108,7 @@ class Origin:
         return f"{self.scheme}://{host}:{self.port}"
 
 
+@lru_cache(maxsize=256)
 def parse_origin(text: str) -> Origin | None:
     """``https://board.example.com[:port]`` (a trailing ``/`` allowed); None for anything else (``null``)."""
     try:
