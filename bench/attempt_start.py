@@ -138,7 +138,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
                 "CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": "sh ./.agent.sh"}}}
             }
         }
-        server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+        server.ok("PUT", "/api/profiles", json=profiles)
         project = server.ok(
             "POST",
             "/api/projects",

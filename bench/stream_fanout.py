@@ -140,7 +140,7 @@ def prepare(base: str, tmp: Path, lines: int, delay: float) -> str:
         profiles = {
             "executors": {"CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": override}}}}
         }
-        ok(c, "PUT", "/api/profiles", content=json.dumps(profiles))
+        ok(c, "PUT", "/api/profiles", json=profiles)
         script = f"{shlex.quote(sys.executable)} -c {shlex.quote(PRINTER.format(lines=lines, delay=delay))}"
         project = ok(
             c,

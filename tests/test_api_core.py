@@ -306,14 +306,18 @@ def test_oversized_body_is_refused(tmp_path: Path) -> None:
 
 
 def test_ui_headers_and_cors(server: LiveServer) -> None:
-    response = server.get(
-        "/api/health", headers={"sentry-trace": "abc-def-1", "baggage": "k=v", "Origin": "http://x"}
-    )
-    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
+    own = server.base_url
+    ui_headers = {"sentry-trace": "abc-def-1", "baggage": "k=v", "Origin": own}
+    response = server.get("/api/health", headers=ui_headers)
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers  # same-origin: no CORS needed, none given
+    foreign = server.get("/api/health", headers={"Origin": "http://x"})
+    assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
     preflight = server.client.options(
         "/api/projects", headers={"Origin": "http://x", "Access-Control-Request-Method": "POST"}
     )
-    assert preflight.status_code == 204
+    assert preflight.status_code == 403
+    assert not any(h.startswith("access-control-") for h in preflight.headers)
 
 
 def test_cors_allow_list(tmp_path: Path) -> None:
@@ -323,7 +327,7 @@ def test_cors_allow_list(tmp_path: Path) -> None:
         assert allowed.headers["access-control-allow-origin"] == "http://ok.example"
         assert allowed.headers["access-control-allow-credentials"] == "true"
         denied = server.get("/api/health", headers={"Origin": "http://evil.example"})
-        assert "access-control-allow-origin" not in denied.headers
+        assert denied.status_code == 403 and "access-control-allow-origin" not in denied.headers
 
 
 def test_frontend_spa_fallback(tmp_path: Path) -> None:

@@ -198,6 +198,43 @@ def test_semantic_checks(tmp_path: Path) -> None:
     assert "***" in errors["database.url"].found
 
 
+def test_browser_boundary_settings_name_the_bad_entry_and_its_layer(tmp_path: Path) -> None:
+    env = env_for(
+        tmp_path,
+        '[server]\ncors_allowed_origins = ["*"]\npublic_hosts = ["anyon.example.com", "https://x.example/"]\n',
+        ANYON_SERVER__TRUSTED_PROXIES="10.0.0.0/8, not-an-ip",
+    )
+    errors = {e.key: e for e in errors_of(env)}
+    assert set(errors) == {"server.cors_allowed_origins", "server.public_hosts", "server.trusted_proxies"}
+    star = errors["server.cors_allowed_origins"]
+    assert star.origin.endswith("settings.toml:2") and "every web page" in star.message
+    public = errors["server.public_hosts"]
+    assert public.origin.endswith("settings.toml:3") and '"https://x.example/"' in public.message
+    proxies = errors["server.trusted_proxies"]
+    assert proxies.origin == "env ANYON_SERVER__TRUSTED_PROXIES" and '"not-an-ip"' in proxies.message
+
+
+def test_browser_boundary_settings_accept_hosts_ports_and_networks(tmp_path: Path) -> None:
+    env = env_for(
+        tmp_path,
+        "[server]\n"
+        'public_hosts = ["Anyon.Example.com", "10.0.0.5:8080", "[2001:db8::1]:8443", "2001:db8::2"]\n'
+        'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8"]\n'
+        'cors_allowed_origins = ["https://board.example.com", "http://localhost:3000/"]\n',
+    )
+    server = load_config(environ=env).server
+    assert server.public_hosts[1] == "10.0.0.5:8080" and len(server.trusted_proxies) == 4
+
+
+def test_wildcard_listener_without_public_hosts_warns(tmp_path: Path) -> None:
+    env = env_for(tmp_path, '[server]\nhost = "0.0.0.0"\n', ANYON_API_TOKEN="x")
+    assert any("server.public_hosts" in w for w in load_config(environ=env).warnings)
+    env["ANYON_SERVER__PUBLIC_HOSTS"] = "anyon.example.com"
+    config = load_config(environ=env)
+    assert config.server.public_hosts == ("anyon.example.com",)
+    assert not any("server.public_hosts" in w for w in config.warnings)
+
+
 def test_bad_placeholder_and_cycle(tmp_path: Path) -> None:
     env = env_for(
         tmp_path,

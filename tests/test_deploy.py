@@ -105,7 +105,8 @@ def test_example_settings_load_as_a_valid_cloud_config(tmp_path: Path) -> None:
     assert config.paths.data_dir == "/var/opt/anyon/data"
     assert config.database.file == "/var/opt/anyon/data/anyon.db"
     assert config.docker.network == "none" and config.logging.format == "json"
-    assert not config.warnings, config.warnings
+    # the one thing ops must fill in: the name users reach the VM by (the example cannot know it)
+    assert [w for w in config.warnings if "server.public_hosts" not in w] == [], config.warnings
 
 
 def test_env_example_names_only_variables_the_loader_knows() -> None:

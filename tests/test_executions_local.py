@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ def use_fake_agent(server: LiveServer, command: str | None = None) -> None:
     profiles = {
         "executors": {"CLAUDE_CODE": {"DEFAULT": {"CLAUDE_CODE": {"base_command_override": override}}}}
     }
-    server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+    server.ok("PUT", "/api/profiles", json=profiles)
 
 
 @pytest.fixture

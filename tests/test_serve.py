@@ -3,7 +3,6 @@ it started, even with an endless SSE stream open; the next start finds consisten
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -72,7 +71,7 @@ def test_sigterm_stops_running_attempts_and_restart_is_consistent(tmp_path: Path
             }
         }
     }
-    _ok(client.put("/api/profiles", content=json.dumps(profiles)))
+    _ok(client.put("/api/profiles", json=profiles))
     project = _ok(
         client.post("/api/projects", json={"name": "p", "git_repo_path": "", "use_existing_repo": False})
     )

@@ -16,9 +16,11 @@ import falcon.asgi
 
 from anyon.api import routes
 from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
+from anyon.api.boundary import BoundaryMiddleware
 from anyon.api.envelope import ApiError, soft_error, typed_error
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
+from anyon.api.streams.ws import deny
 from anyon.deployment.base import Deployment
 from anyon.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from anyon.observability.metrics import Metrics, services_collector
@@ -49,8 +51,8 @@ async def _handle_api_error(
     ws: Any = None,
 ) -> None:
     if resp is None:
-        if ws is not None:
-            await ws.close(4000 + ex.status if ex.status < 1000 else 1011)
+        if ws is not None:  # before the handshake: an enveloped HTTP refusal (401, 403, ...)
+            await deny(req, ws, ex.status, ex.message)
         return
     resp.status = ex.status
     resp.media = soft_error(ex.message)
@@ -79,14 +81,14 @@ async def _handle_http_error(
     params: dict[str, Any],
     ws: Any = None,
 ) -> None:
-    if resp is None:
-        if ws is not None:
-            await ws.close(4000 + ex.status_code if ex.status_code < 1000 else 1011)
-        return
-    resp.status = ex.status
     message = ex.title or "Error"
     if ex.description:
         message = f"{message}: {ex.description}"
+    if resp is None:
+        if ws is not None:
+            await deny(req, ws, ex.status_code, message)
+        return
+    resp.status = ex.status
     resp.media = soft_error(message)
     headers = ex.headers or {}
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
@@ -145,13 +147,21 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     metrics.add_collector(services_collector(config.deployment.mode, deployment.services))
     # attempt-start latency: the engine reports request -> first output byte of the agent
     deployment.services.executions.timings.on_first_byte = metrics.observe_attempt_start
+    server = config.server
     middleware: list[Any] = [
+        # first: a request from a foreign page or through a foreign Host goes no further (THREAT-MODEL rule 5)
+        BoundaryMiddleware(
+            listen_host=server.host,
+            public_hosts=server.public_hosts,
+            allowed_origins=server.cors_allowed_origins,
+            trusted_proxies=server.trusted_proxies,
+        ),
         MetricsMiddleware(metrics),
         CorsMiddleware(config.server.cors_allowed_origins),
         RequestContextMiddleware(config.server.max_body_bytes),
     ]
     if guard is not None:
-        middleware.append(AuthMiddleware(guard, config.server.cors_allowed_origins))
+        middleware.append(AuthMiddleware(guard))
     middleware.append(LifespanMiddleware(deployment))
     app = MeteredApp(middleware=middleware)
     app.metrics = metrics

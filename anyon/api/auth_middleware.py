@@ -4,7 +4,9 @@ When ``server.host`` is not loopback (the *configured* host decides, not the soc
 ``/api/health`` and the login step needs the API token: ``Authorization: Bearer <token>`` or the session
 cookie that ``POST /api/auth/token`` sets. A browser that asks for a page without one is sent to
 ``/login``; API clients get 401 in the usual envelope (the UI shows its ``message``). WebSocket upgrades
-are checked before routing, Origin first: a page on another site cannot ride on the user's cookie.
+are checked before routing and refused with the same HTTP status (401 without a valid credential). The
+Origin of every request, WebSockets included, is checked earlier by :mod:`anyon.api.boundary`, so a page
+on another site cannot ride on the user's cookie.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 import math
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import falcon
 import falcon.asgi
 
-from anyon.api.envelope import soft_error
+from anyon.api.boundary import client_address
+from anyon.api.envelope import ApiError, soft_error
 from anyon.config.checks import is_loopback
 from anyon.config.model import AnyonConfig
 from anyon.observability.metrics import Metrics
@@ -62,17 +65,6 @@ def build_guard(config: AnyonConfig, secrets: SecretProvider | None = None) -> A
     return AccessGuard(TokenChecker(token), FailureLimiter())
 
 
-def client_address(req: falcon.asgi.Request) -> str:
-    return req.remote_addr or "unknown"
-
-
-def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """An Origin listed in ``server.cors_allowed_origins``; with none listed, only the server's own."""
-    if allowed:
-        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
-    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
-
-
 def _wants_html(req: falcon.asgi.Request) -> bool:
     return (
         req.method in ("GET", "HEAD")
@@ -95,9 +87,8 @@ def refuse(resp: falcon.asgi.Response, decision: Decision) -> None:
 
 
 class AuthMiddleware:
-    def __init__(self, guard: AccessGuard, allowed_origins: tuple[str, ...]) -> None:
+    def __init__(self, guard: AccessGuard) -> None:
         self._guard = guard
-        self._allowed = allowed_origins
 
     def _decide(self, req: falcon.asgi.Request) -> Decision:
         return self._guard.decide(
@@ -124,17 +115,20 @@ class AuthMiddleware:
         refuse(resp, decision)
 
     async def process_request_ws(self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket) -> None:
-        origin = req.get_header("Origin")
-        if origin is not None and not origin_allowed(origin, req.get_header("Host"), self._allowed):
-            log.warning("refused a WebSocket to %s from origin %s", req.path, origin)
-            raise falcon.HTTPForbidden(title="Forbidden", description="origin not allowed")
+        """Refuse the handshake with the HTTP status a REST call would get (401, or 429 while limited).
+
+        The Origin was already checked by the boundary middleware, in both modes.
+        """
         decision = self._decide(req)
-        if not decision.ok:
-            if decision.verdict is not Verdict.MISSING:
-                log.warning(
-                    "refused a WebSocket to %s from %s: %s", req.path, client_address(req), decision.verdict
-                )
-            raise falcon.HTTPUnauthorized(title="Unauthorized", description="a valid API token is required")
+        if decision.ok:
+            return
+        if decision.verdict is Verdict.LIMITED:
+            raise ApiError(429, "TooManyRequests: too many failed authentication attempts; try again later")
+        if decision.verdict is not Verdict.MISSING:
+            log.warning(
+                "refused a WebSocket to %s from %s: %s", req.path, client_address(req), decision.verdict.value
+            )
+        raise ApiError(401, UNAUTHORIZED)
 
 
 class MetricsMiddleware:

@@ -1,30 +1,33 @@
-"""Cross-cutting HTTP concerns: CORS (spec §0.1) and per-request context."""
+"""Cross-cutting HTTP concerns: CORS (spec §0.1, narrowed: see ``CorsMiddleware``) and per-request context."""
 
 from __future__ import annotations
 
 import falcon
 import falcon.asgi
 
+from anyon.api.boundary import OriginAllowList
+
 
 class CorsMiddleware:
-    """CORS as the reference does it: an allow-list when configured (credentials allowed), else any origin.
+    """CORS for the origins listed in ``server.cors_allowed_origins``, and for nobody else.
 
+    A listed origin gets its own value echoed with credentials allowed (``*`` is never sent: with it any
+    page could read the answers). The UI served by this server is same-origin and needs no CORS at all.
+    Other origins never get here: :class:`~anyon.api.boundary.BoundaryMiddleware` refuses them first.
     Preflight requests are answered here, before routing, so every route supports them.
     """
 
     def __init__(self, allowed_origins: tuple[str, ...]) -> None:
-        self._allowed = frozenset(allowed_origins)
-
-    def _origin_allowed(self, origin: str) -> bool:
-        return not self._allowed or origin in self._allowed
+        self._allowed = OriginAllowList(allowed_origins)
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method"):
-            origin = req.get_header("Origin") or ""
-            if self._origin_allowed(origin):
+            origin = req.get_header("Origin")
+            if origin is not None and origin in self._allowed:
                 resp.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
                 requested = req.get_header("Access-Control-Request-Headers")
-                resp.set_header("Access-Control-Allow-Headers", requested or "*")
+                if requested:
+                    resp.set_header("Access-Control-Allow-Headers", requested)
                 resp.set_header("Access-Control-Max-Age", "600")
             resp.status = falcon.HTTP_204
             resp.complete = True
@@ -32,15 +35,12 @@ class CorsMiddleware:
     async def process_response(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
     ) -> None:
+        resp.append_header("Vary", "Origin")
         origin = req.get_header("Origin")
-        if not origin or not self._origin_allowed(origin):
+        if origin is None or origin not in self._allowed:
             return
-        if self._allowed:
-            resp.set_header("Access-Control-Allow-Origin", origin)
-            resp.set_header("Access-Control-Allow-Credentials", "true")
-            resp.append_header("Vary", "Origin")
-        else:
-            resp.set_header("Access-Control-Allow-Origin", "*")
+        resp.set_header("Access-Control-Allow-Origin", origin)
+        resp.set_header("Access-Control-Allow-Credentials", "true")
 
 
 class RequestContextMiddleware:

@@ -50,6 +50,9 @@ def build_server(deployment: BaseDeployment, *, log_config: dict[str, object] | 
         lifespan="on",
         log_config=log_config,
         access_log=False,
+        # the client address is the peer's; X-Forwarded-* is read by the app, and only from
+        # server.trusted_proxies (uvicorn would otherwise believe any local process that sends them)
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.server.shutdown_timeout_seconds),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from anyon.config.errors import ConfigIssue, make_issue
 from anyon.config.fields import FieldSpec
+from anyon.config.hosts import parse_host_port, parse_network, parse_origin
 from anyon.config.layers import Entry, show_value, type_name
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -248,11 +249,42 @@ def semantic_checks(
                 err("server.host", "an IP address or a host name")
     cors = values.get("server.cors_allowed_origins")
     for origin_value in cors if isinstance(cors, tuple) else ():
-        if origin_value != "*":
-            parts = urlsplit(str(origin_value))
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-                err("server.cors_allowed_origins", 'origins such as "https://board.example.com" or "*"')
-                break
+        if origin_value == "*":
+            err(
+                "server.cors_allowed_origins",
+                'origins such as "https://board.example.com"',
+                detail='"*" is not accepted: it would let every web page drive the server; list the '
+                'origins (scheme://host[:port]) the UI is served from, e.g. "https://board.example.com"',
+            )
+            break
+        if parse_origin(str(origin_value)) is None:
+            err(
+                "server.cors_allowed_origins",
+                'origins such as "https://board.example.com"',
+                detail=f'expected origins such as "https://board.example.com" (scheme://host[:port], no '
+                f"path), found {show_value(origin_value)}",
+            )
+            break
+    public = values.get("server.public_hosts")
+    for entry in public if isinstance(public, tuple) else ():
+        if parse_host_port(str(entry)) is None:
+            err(
+                "server.public_hosts",
+                'host names or host:port, such as "anyon.example.com" or "10.0.0.5:8080"',
+                detail='expected host names or host:port, such as "anyon.example.com" or "10.0.0.5:8080" '
+                f"(no scheme, no path), found {show_value(entry)}",
+            )
+            break
+    proxies = values.get("server.trusted_proxies")
+    for entry in proxies if isinstance(proxies, tuple) else ():
+        if parse_network(str(entry)) is None:
+            err(
+                "server.trusted_proxies",
+                'IP addresses or CIDR blocks, such as "127.0.0.1" or "10.0.0.0/8"',
+                detail='expected IP addresses or CIDR blocks, such as "127.0.0.1" or "10.0.0.0/8", '
+                f"found {show_value(entry)}",
+            )
+            break
     url = values.get("database.url")
     if isinstance(url, str):
         parts = urlsplit(url)
@@ -321,6 +353,12 @@ def semantic_checks(
             warn(
                 "paths.secrets_dir", "cloud mode passes secrets through per-attempt directories; none is set"
             )
+    if isinstance(host, str) and host.strip("[]") in ("0.0.0.0", "::") and not public:
+        warn(
+            "server.host",
+            "listening on every address, but server.public_hosts is empty: browsers and load balancers "
+            "must then reach the server as localhost/127.0.0.1, any other Host is refused (HTTP 403)",
+        )
     port = values.get("server.port")
     if isinstance(port, int) and 0 < port < 1024:
         warn("server.port", "ports below 1024 need extra privileges")

@@ -26,6 +26,10 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a random free port, written to <temp_dir>/anyon.port
     cors_allowed_origins: tuple[str, ...] = ()
+    # Host names (or host:port) browsers use to reach the server besides loopback and server.host
+    public_hosts: tuple[str, ...] = ()
+    # Peers (IPs or CIDRs) whose X-Forwarded-For names the client; empty = trust no proxy
+    trusted_proxies: tuple[str, ...] = ()
     frontend_dir: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_timeout_seconds: float = 10.0

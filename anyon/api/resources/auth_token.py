@@ -11,12 +11,12 @@ from __future__ import annotations
 import html
 import math
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import falcon
 import falcon.asgi
 
-from anyon.api.auth_middleware import client_address
+from anyon.api.boundary import client_address
 from anyon.api.envelope import ApiError, ok, soft_error
 from anyon.api.http import read_body
 from anyon.api.validation import decode_json
@@ -25,9 +25,23 @@ from anyon.security.auth import SESSION_COOKIE, AccessGuard, Verdict
 FORM = "application/x-www-form-urlencoded"
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site paths: ``/x`` but never ``//evil.example`` or ``https://…``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+def _local_path(path: str) -> bool:
+    return path.startswith("/") and not path.startswith("//") and "\\" not in path
+
+
+def safe_next(target: str | None) -> str:
+    r"""Where to go after logging in: a path on this server, else ``/``.
+
+    Only printable ASCII without spaces, starting with exactly one ``/``: never ``//evil.example`` or
+    ``/\evil.example`` (browsers read both as another host), ``https://…`` or ``javascript:``, and no
+    tab, CR, LF or other control character (browsers drop tabs and newlines from URLs, so ``/<TAB>/x``
+    becomes ``//x``; CR/LF in a ``Location`` header would split the response). The same holds once
+    percent-decoded (``/%2F%2Fevil.example``, ``/%0d%0aSet-Cookie:…``), for whatever decodes it next.
+    """
+    if not target or not _local_path(target) or any(not ("!" <= c <= "~") for c in target):
+        return "/"
+    decoded = unquote(target)
+    if not _local_path(decoded) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
         return "/"
     return target
 
@@ -47,7 +61,7 @@ class AuthToken:
         raw = await read_body(req, min(req.context.max_body_bytes, 64 * 1024))
         if is_form:
             fields = parse_qs(raw.decode("utf-8", "replace"))
-            token, target = fields.get("token", [""])[0], _safe_next(fields.get("next", ["/"])[0])
+            token, target = fields.get("token", [""])[0], safe_next(fields.get("next", ["/"])[0])
         else:
             body = decode_json(raw)
             if not isinstance(body, dict) or not isinstance(body.get("token"), str):
@@ -116,7 +130,7 @@ class LoginPage:
         resp.content_type = falcon.MEDIA_HTML
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Frame-Options", "DENY")
-        resp.text = _PAGE.format(error=error, next=html.escape(_safe_next(req.get_param("next")), quote=True))
+        resp.text = _PAGE.format(error=error, next=html.escape(safe_next(req.get_param("next")), quote=True))
 
 
 def register(app: falcon.asgi.App[Any, Any], guard: AccessGuard | None) -> None:
