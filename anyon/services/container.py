@@ -176,6 +176,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         provisioner=docker_runner,
         drafts=drafts,
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
+        paths=projects.paths,
     )
     services = Services(
         config=config,
@@ -188,7 +189,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         tasks=TaskService(database, changes),
         attempts=AttemptService(database),
         processes=ProcessService(database),
-        filesystem=FilesystemService(),
+        filesystem=FilesystemService(paths=projects.paths),
         tags=TagService(database),
         images=ImageService(database),
         git=git,
