@@ -180,9 +180,9 @@ def check_database(config: AnyonConfig) -> CheckResult:
     url = config.database_url
     if url.startswith("sqlite"):
         return ok("database", f"SQLite file {config.database.file if not config.database.url else url}")
-    from anyon.config.checks import mask_url
+    from anyon.config.redact import redact_text, redact_url, url_secrets
 
-    shown = mask_url(url)
+    shown = redact_url(url)
     try:
         import psycopg2
 
@@ -196,7 +196,8 @@ def check_database(config: AnyonConfig) -> CheckResult:
         finally:
             conn.close()
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = redact_text(str(exc), url_secrets(url)).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
         return fail(
             "database", f"PostgreSQL at {shown} does not answer: {message}", "start it or fix database.url"
         )

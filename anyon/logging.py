@@ -8,6 +8,7 @@ which reopens the file after logrotate moves it.
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -15,6 +16,7 @@ import sys
 
 from anyon.config.dirs import make_directory
 from anyon.config.model import AnyonConfig
+from anyon.config.redact import redact_text, url_secrets
 
 SERVICE = "anyon"
 _MARK = "_anyon_handler"
@@ -40,6 +42,21 @@ class _Tag(logging.Filter):
         record.deployment = self.deployment
         record.service = SERVICE
         return True
+
+
+class _Redacting(logging.Formatter):
+    """Wraps a formatter: the finished line (message, extras, traceback) passes through
+    :func:`anyon.config.redact.redact_text`, so no database password reaches a log, whatever logged it."""
+
+    def __init__(self, inner: logging.Formatter, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self._inner = inner
+        # a JSON line escapes some characters: look for each secret as written there too
+        escaped = (json.dumps(s)[1:-1] for s in secrets)
+        self._secrets = tuple(sorted({*secrets, *escaped}, key=len, reverse=True))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(self._inner.format(record), self._secrets)
 
 
 class TextFormatter(logging.Formatter):
@@ -78,7 +95,8 @@ def configure_logging(config: AnyonConfig) -> None:
         if getattr(handler, _MARK, False):
             root.removeHandler(handler)
             handler.close()
-    formatter = TextFormatter() if config.logging.format == "text" else _json_formatter()
+    inner = TextFormatter() if config.logging.format == "text" else _json_formatter()
+    formatter = _Redacting(inner, url_secrets(config.database_url))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.paths.log_file:
         make_directory("paths.log_file", os.path.dirname(config.paths.log_file))

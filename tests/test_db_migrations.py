@@ -9,9 +9,9 @@ import peewee as pw
 import pytest
 import test_db_support
 
+from anyon.config.redact import redact_url
 from anyon.services.db import Database, DatabaseConnectError, DatabaseUrlError
 from anyon.services.db import migrations as mig
-from anyon.services.db.database import redact_url
 from anyon.services.db.models import ALL_MODELS, Task
 
 # fixtures shared by every DB test module (SQLite and PostgreSQL)

@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from anyon.config.dirs import prepare_directories
+    from anyon.config.redact import redact_text, url_secrets
     from anyon.services.db.database import Database
 
     config = load_or_exit(args)
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         version = database.migrate()
         database.close()
     except Exception as exc:
-        print(f"anyon migrate: {exc}", file=sys.stderr)
+        print(f"anyon migrate: {redact_text(str(exc), url_secrets(config.database_url))}", file=sys.stderr)
         return 1
     print(f"database at schema version {version}")
     return 0

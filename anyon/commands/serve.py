@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from anyon.api.server import bind_socket, build_server
     from anyon.config.dirs import prepare_directories
+    from anyon.config.redact import redact_text, url_secrets
     from anyon.deployment.factory import build_deployment
     from anyon.logging import configure_logging
     from anyon.observability.sd_notify import SystemdNotifier
@@ -66,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         notifier.status("binding the listener")
         sock = bind_socket(config.server.host, config.server.port)
     except Exception as exc:
-        log.error("start-up failed: %s", exc)
-        print(f"anyon serve: start-up failed: {exc}", file=sys.stderr)
-        notifier.status(f"start-up failed: {exc}")
+        reason = redact_text(str(exc), url_secrets(config.database_url))
+        log.error("start-up failed: %s", reason)
+        print(f"anyon serve: start-up failed: {reason}", file=sys.stderr)
+        notifier.status(f"start-up failed: {reason}")
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

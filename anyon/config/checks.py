@@ -15,6 +15,7 @@ from anyon.config.errors import ConfigIssue, make_issue
 from anyon.config.fields import FieldSpec
 from anyon.config.hosts import parse_host_port, parse_network, parse_origin
 from anyon.config.layers import Entry, show_value, type_name
+from anyon.config.redact import redact_url
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -33,19 +34,9 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return url.replace(parts.netloc, f"{user}@{netloc[-1]}", 1)
-
-
 def display(spec: FieldSpec, value: object) -> str:
     if spec.is_secret and isinstance(value, str):
-        return show_value(mask_url(value))
+        return show_value(redact_url(value))
     return show_value(value)
 
 

@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Any
 
-from anyon.config.checks import mask_url
 from anyon.config.errors import ConfigIssue
 from anyon.config.fields import catalogue, section_classes
 from anyon.config.layers import suggestion
@@ -22,6 +21,7 @@ from anyon.config.loader import (
     effective_settings,
 )
 from anyon.config.model import AnyonConfig
+from anyon.config.redact import redact_url
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -193,7 +193,7 @@ def _select(result: EffectiveSettings, wanted: str | None) -> list[str] | None:
 def _public_value(result: EffectiveSettings, key: str) -> Any:
     value = result.values[key]
     if catalogue()[key].is_secret and isinstance(value, str):
-        return mask_url(value) if "://" in value else "***"
+        return redact_url(value) if "://" in value else "***"
     if isinstance(value, tuple):
         return list(value)
     return value

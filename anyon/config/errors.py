@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from anyon.config.redact import redact_text
+
 IssueKind = Literal["config", "environment", "warning"]
 
 
@@ -51,6 +53,8 @@ def make_issue(
     key: str, origin: str, expected: str, found: str, *, kind: IssueKind = "config", detail: str = ""
 ) -> ConfigIssue:
     """Build an issue whose message follows one sentence pattern everywhere."""
+    # a value or detail may quote a database URL (or a driver's message about one): never its password
+    found, detail = redact_text(found), redact_text(detail)
     where = f"{key} ({origin})" if key else origin
     message = f"{where}: {detail}" if detail else f"{where}: expected {expected}, found {found}"
     return ConfigIssue(key=key, origin=origin, expected=expected, found=found, message=message, kind=kind)

@@ -79,6 +79,56 @@ class ExecutionSettings:
     max_concurrent: int = 4
     stop_escalation_seconds: float = 2.0
     log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
+    # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);
+    # ANYON_*, PG*, DATABASE_URL and CREDENTIALS_DIRECTORY never pass, whatever this says
+    host_env_allowlist: tuple[str, ...] = (
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "LC_*",
+        "TZ",
+        "TERM",
+        "COLORTERM",
+        "TMPDIR",
+        "XDG_*",
+        "SSH_AUTH_SOCK",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "ANTHROPIC_*",
+        "CLAUDE_*",
+        "OPENAI_*",
+        "CODEX_*",
+        "GEMINI_*",
+        "GOOGLE_API_KEY",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "AMP_API_KEY",
+        "CURSOR_API_KEY",
+        "OPENROUTER_API_KEY",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    )
 
 
 @dataclass(frozen=True)

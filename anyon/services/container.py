@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyon.config.model import AnyonConfig
+from anyon.config.redact import url_secrets
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
@@ -33,6 +34,7 @@ from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
+from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
 from anyon.services.tags import ImageService, TagService
 from anyon.services.tasks import TaskService
@@ -120,13 +122,20 @@ def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: Pro
 
 
 def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
-    """Host processes locally; per-attempt containers in cloud mode (Docker imported only then)."""
+    """Host processes locally; per-attempt containers in cloud mode (Docker imported only then).
+
+    Either way the agent's environment is an allow-listed part of the server's, without the server's
+    own settings and credentials (``ANYON_*``, ``PG*``, the database password...).
+    """
+    secrets = url_secrets(config.database_url)
     if not config.is_cloud:
-        return HostRunner(), None
+        allowlist = config.executions.host_env_allowlist
+        return HostRunner(agent_environment(os.environ, allowlist, secrets=secrets)), None
     from anyon.services.runners.docker import DockerRunner
 
     secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
-    docker_runner = DockerRunner(config.docker, instance_id(config), secrets_root, host_env=dict(os.environ))
+    host_env = without_server_secrets(os.environ, secrets=secrets)
+    docker_runner = DockerRunner(config.docker, instance_id(config), secrets_root, host_env=host_env)
     return docker_runner, docker_runner
 
 
@@ -174,6 +183,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         drafts=drafts,
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
+        paths=projects.paths,
     )
     services = Services(
         config=config,
@@ -186,7 +196,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         tasks=TaskService(database, changes),
         attempts=AttemptService(database),
         processes=ProcessService(database),
-        filesystem=FilesystemService(),
+        filesystem=FilesystemService(paths=projects.paths),
         tags=TagService(database),
         images=ImageService(database),
         git=git,

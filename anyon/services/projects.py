@@ -20,10 +20,15 @@ from anyon.services.db.models import Project
 from anyon.services.db.serialize import project_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git import GitService
+from anyon.services.paths import PathPolicy
 
 _FORBIDDEN_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
-_SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 DUPLICATE_PATH = "A project with this git repository path already exists"
+NOT_EMPTY_NOT_GIT = (
+    "The specified directory already exists, is not empty and is not a git repository: choose a new or "
+    "empty folder, or run `git init` there yourself and add it as an existing repository "
+    "(use_existing_repo=true)"
+)
 
 
 def _undo(created: str | None) -> None:
@@ -59,7 +64,8 @@ class ProjectService:
         self._git = git
         self._create_lock = threading.Lock()
         self._workspace_dir = workspace_dir
-        self._roots = tuple(os.path.realpath(r) for r in project_roots)
+        #: the roots check every project path goes through (shared with the pickers and executions)
+        self.paths = PathPolicy(project_roots)
         # a callable returning the UI config's workspace_dir (None when unset); local mode honours it
         self._user_workspace_dir = user_workspace_dir
 
@@ -92,25 +98,35 @@ class ProjectService:
         return self._workspace_dir
 
     def resolve_path(self, raw: str, name: str) -> str:
-        if "\x00" in raw:
-            raise ServiceError("Invalid git repository path")
-        path = os.path.expanduser(raw.strip()) if raw.strip() else os.path.join(self._workspace(), name)
-        path = os.path.abspath(path)
-        real = os.path.realpath(path)
-        if any(real == r or real.startswith(r + os.sep) for r in _SYSTEM_ROOTS):
-            raise ServiceError(f"Path is not allowed for a project: {path}")
-        if self._roots and not any(real == r or real.startswith(r + os.sep) for r in self._roots):
-            raise ServiceError(
-                f"Path {path} is outside the permitted project roots: {', '.join(self._roots)}"
-            )
-        return path
+        """The canonical (resolved, checked) path a project at ``raw`` gets; empty = workspace/name."""
+        if raw.strip() or "\x00" in raw:
+            return self.paths.project_path(raw)
+        return self.paths.project_path(os.path.join(self._workspace(), name), "Workspace path")
+
+    def repository_path(self, project_id: uuid.UUID) -> str:
+        """The project's stored path, after checking it still resolves inside the roots (every use)."""
+        return self.paths.check_stored(self.get_row(project_id).git_repo_path)
+
+    def _path_taken(self, real: str, exclude_id: uuid.UUID | None = None) -> bool:
+        """Whether another project already has this repository, however its path was spelled.
+
+        Paths are stored resolved; rows written before that rule are compared by their resolved form.
+        """
+        if queries.project_path_in_use(real, exclude_id=exclude_id):
+            return True
+        rows = Project.select(Project.id, Project.git_repo_path)
+        return any(
+            os.path.realpath(row.git_repo_path) == real
+            for row in rows
+            if exclude_id is None or row.id != exclude_id
+        )
 
     # -- writes ----------------------------------------------------------------------------------
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         name = validate_project_name(body["name"])
         path = self.resolve_path(body["git_repo_path"], name)
         with self._db.connection():
-            if queries.project_path_in_use(path):
+            if self._path_taken(path):
                 raise ServiceError(DUPLICATE_PATH)
         # one creation at a time: what the undo below removes is then surely this call's own work
         with self._create_lock:
@@ -119,6 +135,9 @@ class ProjectService:
             except OSError as exc:  # a path the OS refuses to look up (e.g. a name too long)
                 raise ServiceError(f"Invalid git repository path {path}: {exc.strerror}") from None
             try:
+                # what was found or made must still be the path that was checked (no symlink swapped in)
+                if os.path.realpath(path) != path:
+                    raise ServiceError(f"The path {path} changed while the project was being created")
                 project = self._insert(name, path, body)
             except BaseException:
                 _undo(created)  # a refused project leaves no folder or repository of ours behind
@@ -127,7 +146,7 @@ class ProjectService:
 
     def _insert(self, name: str, path: str, body: dict[str, Any]) -> Project:
         with self._db.connection(), self._db.atomic():
-            if queries.project_path_in_use(path):
+            if self._path_taken(path):
                 raise ServiceError(DUPLICATE_PATH)
             try:
                 return Project.create(
@@ -159,6 +178,9 @@ class ProjectService:
             return None
         if target.exists() and not target.is_dir():
             raise ServiceError("The specified path is not a directory")
+        if target.is_dir() and not (target / ".git").exists() and any(target.iterdir()):
+            # asked for a new repository: never turn a folder of the user's files into one
+            raise ServiceError(NOT_EMPTY_NOT_GIT)
         created: str | None = None
         if not target.exists():
             created = str(target)
@@ -187,7 +209,7 @@ class ProjectService:
             if path != project.git_repo_path and not self._git.is_repository(path):
                 raise ServiceError(f"{path} is not a git repository")
         with self._db.connection(), self._db.atomic():
-            if path != project.git_repo_path and queries.project_path_in_use(path, exclude_id=project.id):
+            if path != project.git_repo_path and self._path_taken(path, exclude_id=project.id):
                 raise ServiceError(DUPLICATE_PATH)
             project.name = name
             project.git_repo_path = path

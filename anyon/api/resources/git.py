@@ -16,17 +16,22 @@ RENAME = {"new_branch_name": F("str", required=True, nullable=False)}
 class ProjectBranches:
     def __init__(self, services: Services) -> None:
         self._git = services.attempt_git
+        self._projects = services.projects
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
-        respond(resp, await run_sync(self._git.branches, parse_uuid(project_id, "project id")))
+        pid = parse_uuid(project_id, "project id")
+        await run_sync(self._projects.repository_path, pid)  # still inside the roots?
+        respond(resp, await run_sync(self._git.branches, pid))
 
 
 class ProjectSearch:
     def __init__(self, services: Services) -> None:
         self._git = services.attempt_git
+        self._projects = services.projects
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         pid = parse_uuid(project_id, "project id")
+        await run_sync(self._projects.repository_path, pid)  # still inside the roots?
         query = req.get_param("q") or ""
         mode = req.get_param("mode") or "taskform"
         respond(resp, await run_sync(self._git.search, pid, query, mode))

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee as pw
 
+from anyon.config.redact import redact_text, redact_url, url_secrets
 from anyon.services.db.models import ALL_MODELS
 
 # Column types the models use that SQLite spells differently.
@@ -82,13 +83,15 @@ class Database:
     @classmethod
     def _sqlite(cls, url: str, netloc: str, path: str, busy_timeout_ms: int) -> Database:
         if netloc:
-            raise DatabaseUrlError(f"SQLite URL {url!r} has a host part; write sqlite:///absolute/path.db")
+            raise DatabaseUrlError(
+                f"SQLite URL {redact_url(url)!r} has a host part; write sqlite:///absolute/path.db"
+            )
         # sqlite:///abs/path -> path "/abs/path"; sqlite:////abs/path (SQLAlchemy style) -> "//abs/path".
         if path.startswith("//"):
             path = path[1:]
         if not path or path == "/" or not Path(path).is_absolute():
             raise DatabaseUrlError(
-                f"SQLite URL {url!r} must name an absolute file path (sqlite:///abs/path.db)"
+                f"SQLite URL {redact_url(url)!r} must name an absolute file path (sqlite:///abs/path.db)"
             )
         file = Path(path)
         if file.is_dir():
@@ -169,7 +172,8 @@ class Database:
             self.db.connect(reuse_if_open=True)
             self._ensure_schema()
         except pw.OperationalError as exc:
-            raise DatabaseConnectError(f"cannot open the database {self.display_url}: {exc}") from exc
+            message = redact_text(str(exc), url_secrets(self.url))
+            raise DatabaseConnectError(f"cannot open the database {self.display_url}: {message}") from None
 
     def close(self) -> None:
         """Close this thread's connection (a no-op when it is not open)."""
@@ -216,8 +220,3 @@ class Database:
 
 class DatabaseConnectError(RuntimeError):
     """The database could not be opened (server down, bad credentials, unwritable file)."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)

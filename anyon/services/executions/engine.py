@@ -41,6 +41,7 @@ from anyon.services.git.isolation import objects_dir
 from anyon.services.logstore import LogStore
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
+from anyon.services.paths import PathPolicy
 from anyon.services.runners.base import ExecutableNotFound, Runner, RunnerError, RunningProcess
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
@@ -129,6 +130,7 @@ class ExecutionService:
         shell: str | None = None,
         warm_pool: WarmPool | None = None,
         repos: AttemptRepos | None = None,
+        paths: PathPolicy | None = None,
     ) -> None:
         self._db = database
         self._repos = repos or SharedAttemptRepos(git, worktrees)
@@ -142,6 +144,8 @@ class ExecutionService:
         self._user_config = user_config
         self._provisioner = provisioner
         self._drafts = drafts
+        # a project's stored path is checked against the roots again each time an attempt uses it
+        self._paths = paths or PathPolicy()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
         self._slots = ExecutionSlots(settings.max_concurrent)
@@ -213,6 +217,7 @@ class ExecutionService:
             if task is None:
                 raise ServiceError(f"Task {task_id} does not exist")
             project = Project.get_by_id(task.project_id)
+            self._paths.check_stored(project.git_repo_path)
             if not self._git.is_repository(project.git_repo_path):
                 raise ServiceError(f"Project path {project.git_repo_path} is no longer a git repository")
             if not self._git.branch_exists(project.git_repo_path, base_branch):
@@ -276,6 +281,7 @@ class ExecutionService:
             raise NotFound(f"Task attempt {attempt_id} not found")
         task = Task.get_by_id(attempt.task_id)
         project = Project.get_by_id(task.project_id)
+        self._paths.check_stored(project.git_repo_path)
         worktree = attempt.container_ref or self._worktrees.worktree_path(attempt.id, task.title)
         return AttemptContext(
             attempt_id=attempt.id,
@@ -299,6 +305,7 @@ class ExecutionService:
             attempt = TaskAttempt.get_by_id(attempt_id)
             task = Task.get_by_id(attempt.task_id)
             project = Project.get_by_id(task.project_id)
+        self._paths.check_stored(project.git_repo_path)
         shared = objects_dir(project.git_repo_path) if reserve or slot else ""
         if slot is not None and slot.objects_dir == shared:
             return _WorktreePlan(attempt, task, project, slot.folder, shared)

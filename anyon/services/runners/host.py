@@ -11,7 +11,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Mapping
 
+from anyon.config.model import ExecutionSettings
 from anyon.services.runners.base import (
     CHUNK_BYTES,
     ExecutableNotFound,
@@ -19,6 +21,7 @@ from anyon.services.runners.base import (
     RunningProcess,
     signal_exit_code,
 )
+from anyon.services.runners.environment import agent_environment
 
 _POLL_SECONDS = 0.02
 
@@ -110,7 +113,18 @@ class HostProcess(RunningProcess):
 
 
 class HostRunner:
-    """Runs commands as host processes in the attempt's worktree (spec §4.2, local column)."""
+    """Runs commands as host processes in the attempt's worktree (spec §4.2, local column).
+
+    ``base_env`` is the whole environment a process starts with (plus the per-command ``env``): the
+    allow-listed part of the server's own, built by :func:`~anyon.services.runners.environment.
+    agent_environment`, never ``os.environ`` itself, so the server's token and database credentials stay
+    with the server. ``None`` gives the default allow-list applied to ``os.environ`` (for tests and tools).
+    """
+
+    def __init__(self, base_env: Mapping[str, str] | None = None) -> None:
+        if base_env is None:
+            base_env = agent_environment(os.environ, ExecutionSettings().host_env_allowlist)
+        self._base_env = dict(base_env)
 
     async def spawn(
         self,
@@ -129,7 +143,7 @@ class HostRunner:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=cwd,
-                env={**os.environ, **env},
+                env={**self._base_env, **env},
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
