@@ -49,14 +49,15 @@ _EXTRA: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/events", "get"): {"data": "raw-sse"},
 }
 _RAW_TYPES = {"raw-html": "text/html", "raw-text": "text/plain", "raw-sse": "text/event-stream"}
+NO_NUL = "^[^\\x00]*$"  # every JSON body and query string is refused when a string holds NUL
 _SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
-    "str": {"type": "string"},
+    "str": {"type": "string", "pattern": NO_NUL},
     "branch": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _BRANCH_PATTERN},
     "bool": {"type": "boolean"},
     "int": {"type": "integer"},
     "uuid": {"type": "string", "format": "uuid"},
     "list[uuid]": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-    "list[str]": {"type": "array", "items": {"type": "string"}},
+    "list[str]": {"type": "array", "items": {"type": "string", "pattern": NO_NUL}},
     "object": {"type": "object"},
     "any": {},
 }
@@ -122,8 +123,6 @@ def _query_parameters(query: Mapping[str, F]) -> list[dict[str, Any]]:
     params = []
     for name, spec in query.items():
         schema = field_schema(F(spec.type, enum=spec.enum, nullable=False))
-        if spec.type in ("str", "branch") and spec.enum is None:
-            schema["pattern"] = "^[^\\x00]*$"  # NUL is refused in every parameter
         params.append({"name": name, "in": "query", "required": spec.required, "schema": schema})
     return params
 

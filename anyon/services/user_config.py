@@ -127,6 +127,9 @@ _REQUIRED_SUBFIELDS_OPTIONAL = {
 }
 
 
+_NO_NUL = "^[^\\x00]*$"  # the API refuses NUL in every string of a body
+
+
 def _json_schema(spec: tuple[str, Any, bool], where: str) -> dict[str, Any]:
     kind, extra, nullable = spec
     schema: dict[str, Any]
@@ -145,9 +148,11 @@ def _json_schema(spec: tuple[str, Any, bool], where: str) -> dict[str, Any]:
             ],
         }
     elif kind == "list[str]":
-        schema = {"type": "array", "items": {"type": "string"}}
+        schema = {"type": "array", "items": {"type": "string", "pattern": _NO_NUL}}
+    elif kind == "str":
+        schema = {"type": "string", "pattern": _NO_NUL}
     else:
-        schema = {"type": {"str": "string", "bool": "boolean"}[kind]}
+        schema = {"type": "boolean"}
     if nullable:
         schema["type"] = [schema["type"], "null"]
     return schema
