@@ -15,7 +15,6 @@ and PostgreSQL text cannot store one).
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +36,6 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "any": (object,),
 }
-# a JSON string literal, so brackets inside strings are not counted as nesting
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -66,53 +62,48 @@ def parse_uuid(value: str, what: str = "id") -> uuid.UUID:
         raise ApiError(400, f"BadRequest: {what} is not a valid UUID: {value!r}") from None
 
 
-def json_depth(text: str) -> int:
-    """How deeply ``text`` nests arrays and objects (strings skipped), without parsing it."""
-    depth = deepest = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
-
-def _find_nul(value: Any, where: str) -> str | None:
-    """The location of the first string (key or value) in ``value`` containing NUL, else None."""
-    stack: list[tuple[Any, str]] = [(value, where)]
+def _shape_problem(value: Any) -> str | None:
+    """Why a parsed body is refused (too deep, or a string holding NUL), else None; iterative."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
     while stack:
-        item, at = stack.pop()
+        item, at, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return at
-        elif isinstance(item, dict):
-            for key, sub in item.items():
-                if "\x00" in key:
-                    return f"{at} (a key)"
-                stack.append((sub, f"{at}.{key}" if at else key))
-        elif isinstance(item, list):
-            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+                return f"NUL characters are not allowed ({at or 'the body'})"
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(item, dict):
+                for key, sub in item.items():
+                    if "\x00" in key:
+                        return f"NUL characters are not allowed ({at or 'the body'}, a key)"
+                    stack.append((sub, f"{at}.{key}" if at else key, depth + 1))
+            else:
+                stack.extend((sub, f"{at}[{i}]", depth + 1) for i, sub in enumerate(item))
     return None
 
 
 def decode_json_text(raw: bytes) -> tuple[str, Any]:
-    """``(text, value)`` of a JSON body after the UTF-8, depth and NUL checks (400 when one fails)."""
+    """``(text, value)`` of a JSON body after the UTF-8, depth and NUL checks (400 when one fails).
+
+    The C parser stops with RecursionError long before the stack is at risk; anything it accepts is
+    then walked (iteratively) for the depth limit and NULs.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"BadRequest: the body is not valid UTF-8 (byte {exc.start})") from None
     if not text.strip():
         raise ApiError(400, "BadRequest: a JSON body is required")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise ApiError(400, f"BadRequest: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise ApiError(400, f"BadRequest: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
         raise ApiError(400, f"BadRequest: malformed JSON body: {exc}") from None
-    where = _find_nul(value, "")
-    if where is not None:
-        raise ApiError(400, f"BadRequest: NUL characters are not allowed ({where or 'the body'})")
+    problem = _shape_problem(value)
+    if problem is not None:
+        raise ApiError(400, f"BadRequest: {problem}")
     return text, value
 
 
