@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import falcon
@@ -42,9 +42,17 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def json_body(req: falcon.asgi.Request, fields: dict[str, F], *, what: str = "body") -> dict[str, Any]:
+async def json_body(
+    req: falcon.asgi.Request, fields: Mapping[str, F], *, what: str = "body", partial: bool = False
+) -> dict[str, Any]:
     limit: int = req.context.max_body_bytes
-    return check_body(decode_json(await read_body(req, limit)), fields, what=what)
+    return check_body(decode_json(await read_body(req, limit)), fields, what=what, partial=partial)
+
+
+async def optional_json_body(req: falcon.asgi.Request, fields: Mapping[str, F]) -> dict[str, Any]:
+    """A body that may be absent: read however it is framed (length, chunked or none); empty → all None."""
+    raw = await read_body(req, req.context.max_body_bytes)
+    return check_body(decode_json(raw) if raw.strip() else {}, fields)
 
 
 async def raw_json(req: falcon.asgi.Request) -> Any:

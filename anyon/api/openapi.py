@@ -1,4 +1,9 @@
-"""The OpenAPI document of the REST routes, derived from the route table.
+"""The OpenAPI document of the REST routes, derived from the route table and the validators.
+
+Each responder's ``api_operation`` mark names the very field declarations it validates its body and
+query string with; the request schemas are generated from those, and the response envelope's ``data``
+from ``anyon.api.schemas`` (spec/types.md), so a property-based fuzzer driven by this document sends
+inputs that reach the handlers.
 
 ``python -m anyon.api.openapi > schemas/openapi.json`` regenerates ``schemas/openapi.json``; a test
 fails when the committed document and the running app disagree on a path or a method, so the
@@ -7,17 +12,24 @@ document cannot silently drift from the server.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import falcon.asgi
 
+from anyon.api.schemas import SCHEMAS, data_schema
+from anyon.api.validation import F
+
 _RESPONDERS = ("get", "post", "put", "patch", "delete")
-_ENVELOPE = {
+# a subset of git's branch-name rules, so generated names are valid; the server checks the full rules
+_BRANCH_PATTERN = r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$"
+_ENVELOPE: dict[str, Any] = {
     "type": "object",
     "required": ["success", "data", "error_data", "message"],
     "properties": {
@@ -26,6 +38,28 @@ _ENVELOPE = {
         "error_data": {},
         "message": {"type": ["string", "null"]},
     },
+}
+# Routes whose responders live outside this package's annotated resources: the same description here.
+_TOKEN_BODY = {"token": F("str", required=True, nullable=False)}
+_EXTRA: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/auth/token", "post"): {"body": _TOKEN_BODY, "data": "AuthTokenResult"},
+    ("/api/auth/token", "delete"): {"data": "null"},
+    ("/login", "get"): {"data": "raw-html"},
+    ("/metrics", "get"): {"data": "raw-text"},
+    ("/api/events", "get"): {"data": "raw-sse"},
+}
+_RAW_TYPES = {"raw-html": "text/html", "raw-text": "text/plain", "raw-sse": "text/event-stream"}
+NO_NUL = "^[^\\x00]*$"  # every JSON body and query string is refused when a string holds NUL
+_SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "str": {"type": "string", "pattern": NO_NUL},
+    "branch": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _BRANCH_PATTERN},
+    "bool": {"type": "boolean"},
+    "int": {"type": "integer"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "list[uuid]": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    "list[str]": {"type": "array", "items": {"type": "string", "pattern": NO_NUL}},
+    "object": {"type": "object"},
+    "any": {},
 }
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
@@ -57,41 +91,120 @@ def _summary(fn: Any) -> str:
     return doc.split("\n", 1)[0]
 
 
+def field_schema(spec: F) -> dict[str, Any]:
+    """The JSON Schema of one request field, from the same :class:`F` the validator checks."""
+    schema: dict[str, Any]
+    if spec.type == "object" and spec.fields is not None:
+        schema = fields_schema(spec.fields)
+    else:
+        schema = dict(_SCALAR_SCHEMAS[spec.type])
+    if spec.enum is not None:
+        schema = {"type": "string", "enum": list(spec.enum)}
+    if spec.nullable and schema:
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+        schema["type"] = [schema["type"], "null"]
+    if spec.doc:
+        schema["description"] = spec.doc
+    return schema
+
+
+def fields_schema(fields: Mapping[str, F]) -> dict[str, Any]:
+    """A body (or nested object) as the validator sees it: declared keys only, the required ones listed."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: field_schema(spec) for name, spec in fields.items()},
+        "required": [name for name, spec in fields.items() if spec.required],
+    }
+
+
+def _query_parameters(query: Mapping[str, F]) -> list[dict[str, Any]]:
+    params = []
+    for name, spec in query.items():
+        schema = field_schema(F(spec.type, enum=spec.enum, nullable=False))
+        params.append({"name": name, "in": "query", "required": spec.required, "schema": schema})
+    return params
+
+
+def _envelope(data: dict[str, Any], error_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    envelope = copy.deepcopy(_ENVELOPE)
+    envelope["properties"]["data"] = {"anyOf": [data, {"type": "null"}]}
+    if error_data is not None:
+        envelope["properties"]["error_data"] = {"anyOf": [error_data, {"type": "null"}]}
+    return envelope
+
+
+def _responses(meta: dict[str, Any]) -> dict[str, Any]:
+    data = meta.get("data")
+    if data in _RAW_TYPES:
+        media = _RAW_TYPES[data]
+        return {
+            "200": {
+                "description": f"not enveloped: {media}",
+                "content": {media: {"schema": {"type": "string"}}},
+            }
+        }
+    if isinstance(data, str) and data.startswith("raw:"):
+        return {
+            "200": {
+                "description": "not enveloped",
+                "content": {"application/json": {"schema": data_schema(data[4:])}},
+            }
+        }
+    data_shape = data_schema(data) if data else {}
+    error_data = data_schema("GitOperationError") if meta.get("error_data") else None
+    ok = {
+        "description": "the envelope: `data` on success; soft errors are HTTP 200 with success=false",
+        "content": {"application/json": {"schema": _envelope(data_shape, error_data)}},
+    }
+    return {
+        str(meta.get("status", 200)): ok,
+        "default": {
+            "description": "hard error in the envelope (message `<Kind>: <detail>`)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+        },
+    }
+
+
+def _operation(template: str, method: str, fn: Any, path_params: list[dict[str, Any]]) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(
+        getattr(fn, "__api_operation__", None) or _EXTRA.get((template, method)) or {}
+    )
+    if template.endswith("/rebase"):
+        meta["error_data"] = True
+    operation: dict[str, Any] = {"summary": _summary(fn), "responses": _responses(meta)}
+    params = path_params + _query_parameters(meta.get("query") or {})
+    if params:
+        operation["parameters"] = params
+    body = meta.get("body")
+    if body is not None:
+        schema = data_schema(body) if isinstance(body, str) else fields_schema(body)
+        operation["requestBody"] = {
+            "required": bool(meta.get("body_required", True)),
+            "content": {"application/json": {"schema": schema}},
+        }
+    return operation
+
+
 def build_document(app: falcon.asgi.App[Any, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document: bodies and queries from the validators, ``data`` from ``schemas``."""
     paths: dict[str, Any] = {}
     for template, methods in sorted(app_routes(app).items()):
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        path_params = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"}
+                if name.endswith("_id") and name != "session_id"
+                else {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            }
             for name in re.findall(r"{(\w+)}", template)
         ]
-        operations: dict[str, Any] = {}
-        for method, fn in sorted(methods.items()):
-            operation: dict[str, Any] = {
-                "summary": _summary(fn),
-                "responses": {
-                    "200": {
-                        "description": "envelope (soft errors are 200 with success=false)",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}
-                        },
-                    },
-                    "default": {
-                        "description": "hard error in the envelope",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}
-                        },
-                    },
-                },
-            }
-            if params:
-                operation["parameters"] = params
-            if method in ("post", "put", "patch"):
-                operation["requestBody"] = {
-                    "required": False,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
-            operations[method] = operation
-        paths[template] = operations
+        paths[template] = {
+            method: _operation(template, method, fn, path_params) for method, fn in sorted(methods.items())
+        }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -100,7 +213,7 @@ def build_document(app: falcon.asgi.App[Any, Any]) -> dict[str, Any]:
             "description": "REST API of the Anyon task board server. Field-level shapes: spec/types.md.",
         },
         "paths": paths,
-        "components": {"schemas": {"Envelope": _ENVELOPE}},
+        "components": {"schemas": {"Envelope": _ENVELOPE, **SCHEMAS}},
     }
 
 

@@ -454,6 +454,9 @@ def parse_profiles_text(text: str) -> dict[str, dict[str, Any]]:
 def validate_profiles(data: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(data, Mapping) or not isinstance(data.get("executors"), Mapping):
         raise ProfileError('expected an object {"executors": {EXECUTOR: {VARIANT: {EXECUTOR: {options}}}}}')
+    unknown = sorted(str(key) for key in data if key != "executors")
+    if unknown:
+        raise ProfileError(f"unknown top-level key(s): {', '.join(unknown)}; only 'executors' is allowed")
     out: dict[str, dict[str, Any]] = {}
     for ex_name, variants in data["executors"].items():
         executor = canonical_executor(ex_name)

@@ -201,6 +201,12 @@ class ProjectService:
         return created
 
     def update(self, project_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /api/projects/{id}``: change only the fields ``body`` carries.
+
+        An absent field keeps its value; ``name``/``git_repo_path`` sent as null keep theirs too (they
+        cannot be empty); a script or ``copy_files`` sent as null is cleared. The web UI sends every
+        field, so for it this is the same as replacing the row.
+        """
         project = self.get_row(project_id)
         name = validate_project_name(body["name"]) if body.get("name") is not None else project.name
         path = project.git_repo_path
@@ -213,10 +219,9 @@ class ProjectService:
                 raise ServiceError(DUPLICATE_PATH)
             project.name = name
             project.git_repo_path = path
-            project.setup_script = body.get("setup_script")
-            project.dev_script = body.get("dev_script")
-            project.cleanup_script = body.get("cleanup_script")
-            project.copy_files = body.get("copy_files")
+            for key in ("setup_script", "dev_script", "cleanup_script", "copy_files"):
+                if key in body:  # absent: unchanged; null: cleared (see ``update``)
+                    setattr(project, key, body[key])
             try:
                 project.save()
             except pw.IntegrityError:

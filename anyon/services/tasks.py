@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
@@ -13,6 +14,7 @@ from anyon.services.db.serialize import task_json
 from anyon.services.errors import Conflict, NotFound, ServiceError
 
 TASK_STATUSES = ("todo", "inprogress", "inreview", "done", "cancelled")
+T = TypeVar("T")
 
 
 class TaskService:
@@ -45,6 +47,17 @@ class TaskService:
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         """Insert the task (and its image links) in one transaction, then publish it to the board."""
+        return self.create_with(body, None)[0]
+
+    def create_with(
+        self, body: dict[str, Any], within: Callable[[Task], T] | None
+    ) -> tuple[dict[str, Any], T | None]:
+        """``create``, running ``within(task)`` inside the same transaction before it commits.
+
+        Whatever ``within`` raises rolls the task back too: ``create-and-start`` inserts its attempt
+        there, so a refused branch or profile leaves no task behind. The board hears of the task only
+        after the commit.
+        """
         project_id = uuid.UUID(body["project_id"])
         title = body["title"].strip()
         if not title:
@@ -71,8 +84,9 @@ class TaskService:
             )
             for image_id in image_ids:
                 TaskImage.create(task=task.id, image=image_id)
+            extra = within(task) if within is not None else None
         self._changes.task_changed(task.id)
-        return task_json(task)
+        return task_json(task), extra
 
     def update(self, task_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
         status = body.get("status")

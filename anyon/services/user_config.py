@@ -127,6 +127,49 @@ _REQUIRED_SUBFIELDS_OPTIONAL = {
 }
 
 
+_NO_NUL = "^[^\\x00]*$"  # the API refuses NUL in every string of a body
+
+
+def _json_schema(spec: tuple[str, Any, bool], where: str) -> dict[str, Any]:
+    kind, extra, nullable = spec
+    schema: dict[str, Any]
+    if kind == "enum":
+        schema = {"enum": [*extra, None] if nullable else list(extra)}
+        return schema
+    if kind == "object":
+        schema = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: _json_schema(sub, f"{where}.{name}") for name, sub in extra.items()},
+            "required": [
+                name
+                for name, sub in extra.items()
+                if not sub[2] and (where, name) not in _REQUIRED_SUBFIELDS_OPTIONAL
+            ],
+        }
+    elif kind == "list[str]":
+        schema = {"type": "array", "items": {"type": "string", "pattern": _NO_NUL}}
+    elif kind == "str":
+        schema = {"type": "string", "pattern": _NO_NUL}
+    else:
+        schema = {"type": "boolean"}
+    if nullable:
+        schema["type"] = [schema["type"], "null"]
+    return schema
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a ``PUT /api/config`` body, derived from the table ``validate_config_body`` uses."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _json_schema(spec, name) for name, spec in _SCHEMA.items()},
+        "required": [
+            name for name, spec in _SCHEMA.items() if name not in _DEFAULTED_ON_INPUT and not spec[2]
+        ],
+    }
+
+
 def valid_branch_prefix(prefix: str) -> bool:
     return prefix == "" or ("/" not in prefix and not _BAD_REF.search(prefix))
 

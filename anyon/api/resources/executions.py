@@ -8,20 +8,21 @@ import falcon.asgi
 
 from anyon.api.http import json_body, respond, run_sync
 from anyon.api.resources.projects import CREATE_TASK
-from anyon.api.validation import F, check_body, parse_uuid
+from anyon.api.validation import F, api_operation, parse_uuid, query_params
 from anyon.services.container import Services
 
 PROFILE = {"executor": F("str", required=True, nullable=False), "variant": F("str")}
 CREATE_ATTEMPT = {
     "task_id": F("uuid", required=True, nullable=False),
-    "executor_profile_id": F("object", required=True, nullable=False),
-    "base_branch": F("str", required=True, nullable=False),
+    "executor_profile_id": F("object", required=True, nullable=False, fields=PROFILE),
+    "base_branch": F("branch", required=True, nullable=False),
 }
 CREATE_AND_START = {
-    "task": F("object", required=True, nullable=False),
-    "executor_profile_id": F("object", required=True, nullable=False),
-    "base_branch": F("str", required=True, nullable=False),
+    "task": F("object", required=True, nullable=False, fields=CREATE_TASK),
+    "executor_profile_id": F("object", required=True, nullable=False, fields=PROFILE),
+    "base_branch": F("branch", required=True, nullable=False),
 }
+LIST_ATTEMPTS = {"task_id": F("uuid")}
 FOLLOW_UP = {
     "prompt": F("str", required=True, nullable=False),
     "variant": F("str"),
@@ -45,16 +46,16 @@ class AttemptCollection:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(query=LIST_ATTEMPTS, data="TaskAttempt[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        raw = req.get_param("task_id")
-        task_id = parse_uuid(raw, "task_id") if raw else None
+        task_id = query_params(req, LIST_ATTEMPTS)["task_id"]
         respond(resp, await run_sync(self._services.attempts.list, task_id))
 
+    @api_operation(body=CREATE_ATTEMPT, data="TaskAttempt")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_ATTEMPT)
-        profile = check_body(body["executor_profile_id"], PROFILE, what="executor_profile_id")
         attempt = await self._services.executions.create_attempt(
-            uuid.UUID(body["task_id"]), profile, body["base_branch"]
+            uuid.UUID(body["task_id"]), body["executor_profile_id"], body["base_branch"]
         )
         respond(resp, attempt)
 
@@ -63,13 +64,11 @@ class CreateAndStart:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(body=CREATE_AND_START, data="TaskWithAttemptStatus")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_AND_START)
-        task_body = check_body(body["task"], CREATE_TASK, what="task")
-        profile = check_body(body["executor_profile_id"], PROFILE, what="executor_profile_id")
-        task = await run_sync(self._services.tasks.create, task_body)
         result = await self._services.executions.create_and_start(
-            uuid.UUID(task["id"]), profile, body["base_branch"]
+            self._services.tasks, body["task"], body["executor_profile_id"], body["base_branch"]
         )
         respond(resp, result)
 
@@ -78,6 +77,7 @@ class FollowUp:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(body=FOLLOW_UP, data="ExecutionProcess")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, FOLLOW_UP)
@@ -88,6 +88,7 @@ class ReplaceProcess:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(body=REPLACE_PROCESS, data="ReplaceProcessResult")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, REPLACE_PROCESS)
@@ -98,6 +99,7 @@ class AttemptStop:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="null", body_required=False)
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         await self._services.executions.stop_attempt(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
@@ -107,6 +109,7 @@ class DevServer:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="null", body_required=False)
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         await self._services.executions.start_dev_server(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
@@ -116,6 +119,7 @@ class ProcessStop:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="null", body_required=False)
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, process_id: str) -> None:
         await self._services.executions.stop_process(parse_uuid(process_id, "process id"))
         respond(resp, None)
@@ -127,5 +131,6 @@ class ExecutionStatus:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="ExecutionStatus")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         respond(resp, self._services.executions.status())

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from anyon.api.http import json_body, respond, run_sync
-from anyon.api.validation import F, parse_uuid
+from anyon.api.http import json_body, optional_json_body, respond, run_sync
+from anyon.api.validation import F, api_operation, parse_uuid, query_params
 from anyon.services.container import Services
 
-REBASE = {"old_base_branch": F("str"), "new_base_branch": F("str")}
-CHANGE_TARGET = {"new_target_branch": F("str", required=True, nullable=False)}
-RENAME = {"new_branch_name": F("str", required=True, nullable=False)}
+REBASE = {"old_base_branch": F("branch"), "new_base_branch": F("branch")}
+CHANGE_TARGET = {"new_target_branch": F("branch", required=True, nullable=False)}
+RENAME = {"new_branch_name": F("branch", required=True, nullable=False)}
+SEARCH = {"q": F("str"), "mode": F("str", enum=("taskform", "settings"))}
+GIT_REPOS = {"path": F("str")}
+SHA = {"sha": F("str", required=True, nullable=False)}
+FILE_PATH = {"file_path": F("str", required=True, nullable=False)}
 
 
 class ProjectBranches:
@@ -18,6 +22,7 @@ class ProjectBranches:
         self._git = services.attempt_git
         self._projects = services.projects
 
+    @api_operation(data="GitBranch[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         pid = parse_uuid(project_id, "project id")
         await run_sync(self._projects.repository_path, pid)  # still inside the roots?
@@ -29,20 +34,22 @@ class ProjectSearch:
         self._git = services.attempt_git
         self._projects = services.projects
 
+    @api_operation(query=SEARCH, data="SearchResult[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         pid = parse_uuid(project_id, "project id")
+        params = query_params(req, SEARCH)
         await run_sync(self._projects.repository_path, pid)  # still inside the roots?
-        query = req.get_param("q") or ""
-        mode = req.get_param("mode") or "taskform"
-        respond(resp, await run_sync(self._git.search, pid, query, mode))
+        respond(resp, await run_sync(self._git.search, pid, params["q"] or "", params["mode"] or "taskform"))
 
 
 class GitRepos:
     def __init__(self, services: Services) -> None:
         self._fs = services.filesystem
 
+    @api_operation(query=GIT_REPOS, data="DirectoryEntry[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        respond(resp, await run_sync(self._fs.find_git_repos, req.get_param("path")))
+        path = query_params(req, GIT_REPOS)["path"]
+        respond(resp, await run_sync(self._fs.find_git_repos, path))
 
 
 class _AttemptAction:
@@ -51,31 +58,37 @@ class _AttemptAction:
 
 
 class BranchStatus(_AttemptAction):
+    @api_operation(data="BranchStatus")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         respond(resp, await self._git.branch_status(parse_uuid(attempt_id, "attempt id")))
 
 
 class Merge(_AttemptAction):
+    @api_operation(data="null")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         await self._git.merge(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
 
 
 class Rebase(_AttemptAction):
+    @api_operation(body=REBASE, data="null", body_required=False)
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        """The body is optional and read however it is framed (Content-Length, chunked, or none)."""
         aid = parse_uuid(attempt_id, "attempt id")
-        body = await json_body(req, REBASE) if req.content_length else {}
+        body = await optional_json_body(req, REBASE)
         await self._git.rebase(aid, body)
         respond(resp, None)
 
 
 class AbortConflicts(_AttemptAction):
+    @api_operation(data="null")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         await self._git.abort_conflicts(parse_uuid(attempt_id, "attempt id"))
         respond(resp, None)
 
 
 class ChangeTargetBranch(_AttemptAction):
+    @api_operation(body=CHANGE_TARGET, data="ChangeTargetBranchResponse")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, CHANGE_TARGET)
@@ -83,6 +96,7 @@ class ChangeTargetBranch(_AttemptAction):
 
 
 class RenameBranch(_AttemptAction):
+    @api_operation(body=RENAME, data="RenameBranchResponse")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, RENAME)
@@ -90,24 +104,28 @@ class RenameBranch(_AttemptAction):
 
 
 class CommitInfo(_AttemptAction):
+    @api_operation(query=SHA, data="CommitInfo")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
-        respond(resp, await run_sync(self._git.commit_info, aid, req.get_param("sha", required=True)))
+        respond(resp, await run_sync(self._git.commit_info, aid, query_params(req, SHA)["sha"]))
 
 
 class CommitCompare(_AttemptAction):
+    @api_operation(query=SHA, data="CommitCompareResult")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
-        respond(resp, await self._git.commit_compare(aid, req.get_param("sha", required=True)))
+        respond(resp, await self._git.commit_compare(aid, query_params(req, SHA)["sha"]))
 
 
 class DeleteFile(_AttemptAction):
+    @api_operation(query=FILE_PATH, data="null")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         aid = parse_uuid(attempt_id, "attempt id")
-        await self._git.delete_file(aid, req.get_param("file_path", required=True))
+        await self._git.delete_file(aid, query_params(req, FILE_PATH)["file_path"])
         respond(resp, None)
 
 
 class Children(_AttemptAction):
+    @api_operation(data="TaskRelationships")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         respond(resp, await run_sync(self._git.children, parse_uuid(attempt_id, "attempt id")))

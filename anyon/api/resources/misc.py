@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from anyon.api.http import json_body, respond, run_sync
-from anyon.api.validation import F, parse_uuid, query_bool
+from anyon.api.validation import F, api_operation, parse_uuid, query_params
 from anyon.services.container import Services
 
 CREATE_TAG = {
@@ -13,12 +13,20 @@ CREATE_TAG = {
     "content": F("str", required=True, nullable=False),
 }
 UPDATE_TAG = {"tag_name": F("str"), "content": F("str")}
+LIST_PROCESSES = {
+    "task_attempt_id": F("uuid", required=True, nullable=False),
+    "show_soft_deleted": F("bool"),
+}
+PATH_QUERY = {"path": F("str")}
+TAG_SEARCH = {"search": F("str")}
+CONTAINER_REF = {"ref": F("str", required=True, nullable=False)}
 
 
 class AttemptItem:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="TaskAttempt")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
         respond(resp, await run_sync(self._services.attempts.get, parse_uuid(attempt_id, "attempt id")))
 
@@ -27,16 +35,22 @@ class ProcessCollection:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(query=LIST_PROCESSES, data="ExecutionProcess[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        attempt_id = parse_uuid(req.get_param("task_attempt_id", required=True), "task_attempt_id")
-        show = query_bool(req.get_param("show_soft_deleted"), "show_soft_deleted")
-        respond(resp, await run_sync(self._services.processes.list, attempt_id, show))
+        params = query_params(req, LIST_PROCESSES)
+        respond(
+            resp,
+            await run_sync(
+                self._services.processes.list, params["task_attempt_id"], params["show_soft_deleted"]
+            ),
+        )
 
 
 class ProcessItem:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="ExecutionProcess")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, process_id: str) -> None:
         respond(resp, await run_sync(self._services.processes.get, parse_uuid(process_id, "process id")))
 
@@ -45,17 +59,22 @@ class Directory:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(query=PATH_QUERY, data="DirectoryListResponse")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        respond(resp, await run_sync(self._services.filesystem.list_directory, req.get_param("path")))
+        path = query_params(req, PATH_QUERY)["path"]
+        respond(resp, await run_sync(self._services.filesystem.list_directory, path))
 
 
 class TagCollection:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(query=TAG_SEARCH, data="Tag[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        respond(resp, await run_sync(self._services.tags.list, req.get_param("search")))
+        search = query_params(req, TAG_SEARCH)["search"]
+        respond(resp, await run_sync(self._services.tags.list, search))
 
+    @api_operation(body=CREATE_TAG, data="Tag")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await json_body(req, CREATE_TAG)
         respond(resp, await run_sync(self._services.tags.create, body))
@@ -65,14 +84,17 @@ class TagItem:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="Tag")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, tag_id: str) -> None:
         respond(resp, await run_sync(self._services.tags.get, parse_uuid(tag_id, "tag id")))
 
+    @api_operation(body=UPDATE_TAG, data="Tag")
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, tag_id: str) -> None:
         tid = parse_uuid(tag_id, "tag id")
         body = await json_body(req, UPDATE_TAG)
         respond(resp, await run_sync(self._services.tags.update, tid, body))
 
+    @api_operation(data="null")
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, tag_id: str) -> None:
         await run_sync(self._services.tags.delete, parse_uuid(tag_id, "tag id"))
         respond(resp, None)
@@ -82,6 +104,7 @@ class TaskImages:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="ImageResponse[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
         respond(resp, await run_sync(self._services.images.for_task, parse_uuid(task_id, "task id")))
 
@@ -90,6 +113,7 @@ class ContainerInfo:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(query=CONTAINER_REF, data="ContainerInfo")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ref = req.get_param("ref", required=True)
+        ref = query_params(req, CONTAINER_REF)["ref"]
         respond(resp, await run_sync(self._services.attempts.container_info, ref))

@@ -6,9 +6,10 @@ from typing import Any
 
 import falcon.asgi
 
-from anyon.api.envelope import soft_error
+from anyon.api.envelope import ApiError, soft_error
 from anyon.api.http import raw_json, read_body, respond, run_sync
 from anyon.api.openapi import build_document
+from anyon.api.validation import api_operation, decode_json_text
 from anyon.services.container import Services
 from anyon.services.errors import ServiceError
 from anyon.services.executors import ProfileError
@@ -21,6 +22,7 @@ _NEEDS_INTERNET = (
 
 
 class Health:
+    @api_operation(data="HealthOk")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         respond(resp, "OK")
 
@@ -32,6 +34,7 @@ class Info:
         self._environment = environment()
         self._analytics_user_id = analytics_user_id()
 
+    @api_operation(data="UserSystemInfo")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         services = self._services
         payload = {
@@ -50,6 +53,7 @@ class UserConfig:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(body="Config", data="Config")
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         body = await raw_json(req)
         respond(resp, await run_sync(self._services.user_config.save, body))
@@ -59,14 +63,21 @@ class Profiles:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="ProfilesContent")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         profiles = self._services.profiles
         respond(resp, {"content": profiles.profiles_text(), "path": str(profiles.profiles_path)})
 
+    @api_operation(body="ExecutorConfigs", data="string")
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """The raw profiles JSON; not UTF-8, nested too deeply, NULs or unknown keys: a soft error."""
         raw = await read_body(req, req.context.max_body_bytes)
         try:
-            await run_sync(self._services.profiles.save_text, raw.decode("utf-8", "replace"))
+            text, _value = decode_json_text(raw)
+            await run_sync(self._services.profiles.save_text, text)
+        except ApiError as exc:
+            detail = exc.message.removeprefix("BadRequest: ")
+            raise ServiceError(f"Invalid executor profiles format: {detail}") from None
         except ProfileError as exc:
             raise ServiceError(str(exc)) from None
         respond(resp, "Executor profiles saved successfully")
@@ -76,6 +87,7 @@ class DevLogin:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="DevicePollStatus")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         await run_sync(self._services.user_config.dev_login)
         respond(resp, "SUCCESS")
@@ -85,6 +97,7 @@ class GithubCheck:
     def __init__(self, services: Services) -> None:
         self._services = services
 
+    @api_operation(data="CheckTokenResponse")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         respond(resp, await run_sync(self._services.user_config.github_check))
 
@@ -95,6 +108,7 @@ class NotSupported:
     def __init__(self, what: str) -> None:
         self._message = f"{what} is not supported by this server yet."
 
+    @api_operation(data="null")
     async def _answer(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
         resp.media = soft_error(self._message)
 
@@ -109,6 +123,7 @@ class NeedsInternet:
     def __init__(self, what: str, service: str) -> None:
         self._message = _NEEDS_INTERNET.format(what=what, service=service)
 
+    @api_operation(data="null")
     async def _answer(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
         resp.media = soft_error(self._message)
 
@@ -123,6 +138,7 @@ class OpenApi:
         self._app = app
         self._document: dict[str, object] | None = None
 
+    @api_operation(data="raw:OpenApiDocument")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if self._document is None:
             self._document = build_document(self._app)

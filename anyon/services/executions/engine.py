@@ -43,6 +43,7 @@ from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
 from anyon.services.runners.base import ExecutableNotFound, Runner, RunnerError, RunningProcess
+from anyon.services.tasks import TaskService
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
@@ -257,14 +258,27 @@ class ExecutionService:
         return payload
 
     async def create_and_start(
-        self, task_id: uuid.UUID, profile_json: Any, base_branch: str
+        self, tasks: TaskService, task_body: dict[str, Any], profile_json: Any, base_branch: str
     ) -> dict[str, Any]:
-        """``POST /api/tasks/create-and-start`` after the task exists: start and report whether it started."""
+        """``POST /api/tasks/create-and-start``: all or nothing, then start and report the task.
+
+        The profile is checked before anything is written, and the task and its attempt rows are
+        inserted in one transaction, so a bad executor or base branch leaves no task, no attempt, no
+        branch and no worktree (those are made by the start, which only runs on a committed attempt).
+        """
         profile = self._profile(profile_json)
+        if not base_branch or not base_branch.strip():
+            raise ServiceError("base_branch cannot be empty")
         self._loop = asyncio.get_running_loop()
-        attempt = await self._db_call(self._insert_attempt, task_id, profile, base_branch)
+        branch = base_branch.strip()
+
+        def insert(task: Task) -> TaskAttempt:
+            return self._insert_attempt(task.id, profile, branch)
+
+        task, attempt = await asyncio.to_thread(tasks.create_with, task_body, insert)
+        assert attempt is not None
         await self._start_attempt_logged(attempt.id, profile)
-        result: dict[str, Any] = await self._db_call(queries.task_with_status, task_id)
+        result: dict[str, Any] = await self._db_call(queries.task_with_status, uuid.UUID(task["id"]))
         return result
 
     async def _start_attempt_logged(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> None:

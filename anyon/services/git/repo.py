@@ -19,6 +19,7 @@ import pygit2
 from pygit2.enums import RepositoryOpenFlag
 
 from .errors import GitCommandFailed, InvalidBranchName, InvalidPath, NotARepository
+from .refnames import branch_name_problem
 
 FALLBACK_NAME = "Anyon"
 FALLBACK_EMAIL = "anyon@localhost"
@@ -57,17 +58,17 @@ def validate_branch_name(name: str) -> str:
         raise InvalidBranchName(f"Branch name '{name}' must not start with '-'")
     if _SHELL_META.search(name) or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidBranchName(f"Branch name '{name}' contains characters that are not allowed")
-    if not pygit2.reference_is_valid_name(f"refs/heads/{name}") or name == "HEAD":
-        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
+    problem = branch_name_problem(name)
+    if problem is not None:
+        raise InvalidBranchName(f"'{name}' is not a valid git branch name: {problem}")
     return name
 
 
 def check_lookup_name(name: str) -> str:
     """A looser check for names we only look up (existing branches may predate our naming rules)."""
-    if not isinstance(name, str) or not name or name.startswith("-") or "\x00" in name:
-        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
-    if not pygit2.reference_is_valid_name(f"refs/heads/{name}"):
-        raise InvalidBranchName(f"'{name}' is not a valid git branch name")
+    problem = branch_name_problem(name)
+    if problem is not None:
+        raise InvalidBranchName(f"'{name}' is not a valid git branch name: {problem}")
     return name
 
 
