@@ -104,7 +104,7 @@ def _agent_env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
             }
         }
     }
-    server.ok("PUT", "/api/profiles", content=json.dumps(profiles))
+    server.ok("PUT", "/api/profiles", json=profiles)
     project = server.ok(
         "POST",
         "/api/projects",

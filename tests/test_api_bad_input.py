@@ -56,6 +56,8 @@ BAD_BRANCHES = [
 
 
 @pytest.fixture
+JSON = {"content-type": "application/json"}
+
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     with live_server(make_config(tmp_path)) as live:
         use_fake_agent(live)
@@ -100,7 +102,7 @@ def test_deeply_nested_json_is_refused_everywhere(server: LiveServer, tmp_path: 
                 method, path, content=deep, headers={"content-type": "application/json"}
             )
             assert response.status_code == 400 and "nested deeper than 64" in refused(response)
-        message = refused(server.put("/api/profiles", content=deep))  # the contract's soft error
+        message = refused(server.put("/api/profiles", content=deep, headers=JSON))  # the contract's soft error
         assert "Invalid executor profiles format" in message and "nested" in message
     # 64 levels are fine (the request fails for its content, not its shape)
     ok_depth = {"title": "x", "project_id": project["id"], "description": None}
@@ -233,7 +235,7 @@ def test_profiles_refuse_unknown_keys_bad_utf8_and_nul(server: LiveServer, tmp_p
         ).encode(),
     ]
     for raw in bad_bodies:
-        message = refused(server.put("/api/profiles", content=raw))
+        message = refused(server.put("/api/profiles", content=raw, headers=JSON))
         assert message.startswith("Invalid executor profiles format"), message
     assert state(server, project, tmp_path) == before
     assert json.loads(server.ok("GET", "/api/profiles")["content"]) == good
