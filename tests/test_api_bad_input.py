@@ -55,9 +55,10 @@ BAD_BRANCHES = [
 ]
 
 
-@pytest.fixture
 JSON = {"content-type": "application/json"}
 
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     with live_server(make_config(tmp_path)) as live:
         use_fake_agent(live)
@@ -102,7 +103,8 @@ def test_deeply_nested_json_is_refused_everywhere(server: LiveServer, tmp_path: 
                 method, path, content=deep, headers={"content-type": "application/json"}
             )
             assert response.status_code == 400 and "nested deeper than 64" in refused(response)
-        message = refused(server.put("/api/profiles", content=deep, headers=JSON))  # the contract's soft error
+        # the contract's soft error
+        message = refused(server.put("/api/profiles", content=deep, headers=JSON))
         assert "Invalid executor profiles format" in message and "nested" in message
     # 64 levels are fine (the request fails for its content, not its shape)
     ok_depth = {"title": "x", "project_id": project["id"], "description": None}
