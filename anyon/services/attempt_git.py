@@ -25,6 +25,7 @@ from anyon.services.errors import NotFound, ServiceError
 from anyon.services.file_search import FileSearch
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
+from anyon.services.paths import PathPolicy
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class AttemptGitService:
         worktrees: WorktreeManager,
         file_search: FileSearch,
         repos: AttemptRepos,
+        paths: PathPolicy | None = None,
     ) -> None:
         self._db = database
         self._changes = changes
@@ -46,6 +48,7 @@ class AttemptGitService:
         self._worktrees = worktrees
         self._search = file_search
         self._repos = repos
+        self._paths = paths or PathPolicy()
 
     # -- lookups --------------------------------------------------------------------------------
     def _rows(self, attempt_id: uuid.UUID) -> tuple[TaskAttempt, Task, Project]:
@@ -54,13 +57,16 @@ class AttemptGitService:
             if attempt is None:
                 raise NotFound(f"Task attempt {attempt_id} not found")
             task = Task.get_by_id(attempt.task_id)
-            return attempt, task, Project.get_by_id(task.project_id)
+            project = Project.get_by_id(task.project_id)
+        self._paths.check_stored(project.git_repo_path)  # still inside the roots, on every use
+        return attempt, task, project
 
     def _project(self, project_id: uuid.UUID) -> Project:
         with self._db.connection():
             project = Project.get_or_none(Project.id == project_id)
         if project is None:
             raise NotFound(f"Project {project_id} not found")
+        self._paths.check_stored(project.git_repo_path)
         return project
 
     def _worktree(self, attempt: TaskAttempt, task: Task, project: Project) -> str:

@@ -203,7 +203,9 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         worktrees=worktrees,
         logstore=logstore,
         executions=executions,
-        attempt_git=AttemptGitService(database, changes, git, worktrees, file_search, repos),
+        attempt_git=AttemptGitService(
+            database, changes, git, worktrees, file_search, repos, paths=projects.paths
+        ),
         file_search=file_search,
         drafts=drafts,
         maintenance=Maintenance(database, worktrees, file_search, config.retention, containers=docker_runner),

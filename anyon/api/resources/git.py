@@ -20,25 +20,20 @@ FILE_PATH = {"file_path": F("str", required=True, nullable=False)}
 class ProjectBranches:
     def __init__(self, services: Services) -> None:
         self._git = services.attempt_git
-        self._projects = services.projects
 
     @api_operation(data="GitBranch[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
-        pid = parse_uuid(project_id, "project id")
-        await run_sync(self._projects.repository_path, pid)  # still inside the roots?
-        respond(resp, await run_sync(self._git.branches, pid))
+        respond(resp, await run_sync(self._git.branches, parse_uuid(project_id, "project id")))
 
 
 class ProjectSearch:
     def __init__(self, services: Services) -> None:
         self._git = services.attempt_git
-        self._projects = services.projects
 
     @api_operation(query=SEARCH, data="SearchResult[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, project_id: str) -> None:
         pid = parse_uuid(project_id, "project id")
         params = query_params(req, SEARCH)
-        await run_sync(self._projects.repository_path, pid)  # still inside the roots?
         respond(resp, await run_sync(self._git.search, pid, params["q"] or "", params["mode"] or "taskform"))
 
 
