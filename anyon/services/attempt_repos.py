@@ -36,6 +36,7 @@ from anyon.services.git.isolation import (
 )
 from anyon.services.git.repo import open_repo, safe_relative_path, signature, validate_branch_name
 from anyon.services.git.service import rebase_conflicts
+from anyon.services.runners.base import RunnerError
 from anyon.services.worktrees import WorktreeManager
 
 
@@ -182,18 +183,29 @@ class IsolatedAttemptRepos(SharedAttemptRepos):
     async def _run(
         self, checkout: Checkout, script: str, *args: str, env: dict[str, str] | None = None
     ) -> tuple[int, str, str]:
-        c = checkout
-        shared = await asyncio.to_thread(objects_dir, c.repo_path)
-        await self._shell.ensure_container(str(c.attempt_id), c.worktree, shared)
-        identity = await asyncio.to_thread(self._identity, c.repo_path)
-        code, out, err = await self._shell.run_captured(
-            str(c.attempt_id),
-            ["/bin/sh", "-c", script, "anyon-git", *args],
-            c.worktree,
-            {**_GIT_ENV, **identity, **(env or {})},
-            limit=1 << 20,
+        identity = await asyncio.to_thread(self._identity, checkout.repo_path)
+        code, out, err = await self._in_container(
+            checkout, script, args, {**identity, **(env or {})}, limit=1 << 20
         )
         return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def _in_container(
+        self, checkout: Checkout, script: str, args: tuple[str, ...], env: dict[str, str], *, limit: int
+    ) -> tuple[int, bytes, bytes]:
+        """Run ``script`` with git in the attempt's container (provisioned if it is gone)."""
+        c = checkout
+        try:
+            shared = await asyncio.to_thread(objects_dir, c.repo_path)
+            await self._shell.ensure_container(str(c.attempt_id), c.worktree, shared)
+            return await self._shell.run_captured(
+                str(c.attempt_id),
+                ["/bin/sh", "-c", script, "anyon-git", *args],
+                c.worktree,
+                {**_GIT_ENV, **env},
+                limit=limit,
+            )
+        except RunnerError as exc:
+            raise GitServiceError(f"The attempt's container cannot run git: {exc}") from exc
 
     @staticmethod
     def _identity(repo_path: str) -> dict[str, str]:
@@ -245,16 +257,8 @@ class IsolatedAttemptRepos(SharedAttemptRepos):
             await asyncio.to_thread(move_branch, c.repo_path, view, c.branch, tip)
 
     async def _shell_export(self, checkout: Checkout, known: str) -> tuple[int, bytes, bytes]:
-        c = checkout
-        shared = await asyncio.to_thread(objects_dir, c.repo_path)
-        await self._shell.ensure_container(str(c.attempt_id), c.worktree, shared)
-        return await self._shell.run_captured(
-            str(c.attempt_id),
-            ["/bin/sh", "-c", EXPORT_SCRIPT, "anyon-git", c.branch],
-            c.worktree,
-            {**_GIT_ENV, "KNOWN": known},
-            limit=EXPORT_LIMIT_BYTES,
-        )
+        args, env = (checkout.branch,), {"KNOWN": known}
+        return await self._in_container(checkout, EXPORT_SCRIPT, args, env, limit=EXPORT_LIMIT_BYTES)
 
     def _project_tip(self, checkout: Checkout) -> str | None:
         ref = open_repo(checkout.repo_path).lookup_branch(checkout.branch)
