@@ -15,6 +15,7 @@ to its id, parses, and that nothing it points at is missing, before it moves ``r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -83,9 +84,10 @@ def isolate_checkout(repo: pygit2.Repository, name: str, worktree: str, branch: 
     """Replace the linked worktree's ``.git`` pointer file with a repository of the attempt's own.
 
     Runs right after ``git worktree add`` (nothing runs in the attempt yet) or on an older worktree being
-    migrated. The new ``.git`` is built in a fresh directory (``mkdtemp``: never an existing path, so no
-    link can redirect it) and renamed into place; its index is the host view's, so ``git status`` in the
-    container starts clean without rereading every file.
+    migrated (where an agent may still be running). The new ``.git`` is built in a fresh directory
+    (``mkdtemp``), held open and written only relative to that descriptor with ``O_NOFOLLOW``, so no link
+    swapped in meanwhile can redirect a write; it is then renamed into place. Its index is the host view's,
+    so ``git status`` in the container starts clean without rereading every file.
     """
     ref = repo.lookup_branch(branch)
     if ref is None:
@@ -95,16 +97,21 @@ def isolate_checkout(repo: pygit2.Repository, name: str, worktree: str, branch: 
     dotgit = os.path.join(worktree, ".git")
     tmp = tempfile.mkdtemp(prefix=".anyon-git-", dir=worktree)
     try:
-        os.chmod(tmp, os.stat(worktree).st_mode & 0o777)
-        for sub in ("objects/info", "objects/pack", "refs/tags", os.path.dirname(f"refs/heads/{branch}")):
-            os.makedirs(os.path.join(tmp, sub), exist_ok=True)
-        _write_new(os.path.join(tmp, "HEAD"), f"ref: refs/heads/{branch}\n")
-        _write_new(os.path.join(tmp, "config"), _CONFIG + _identity_section(repo))
-        _write_new(os.path.join(tmp, "objects/info/alternates"), objects_dir(str(repo.path)) + "\n")
-        _write_new(os.path.join(tmp, "refs/heads", branch), tip + "\n")
-        index = os.path.join(view, "index")
-        if os.path.isfile(index) and not os.path.islink(index):
-            shutil.copyfile(index, os.path.join(tmp, "index"))
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.chmod(fd, os.stat(worktree).st_mode & 0o777)
+            for sub in ("objects/info", "objects/pack", "refs/tags", f"refs/heads/{branch}/.."):
+                os.close(_open_dirs(fd, os.path.normpath(sub)))
+            _write_at(fd, "HEAD", f"ref: refs/heads/{branch}\n".encode())
+            _write_at(fd, "config", (_CONFIG + _identity_section(repo)).encode())
+            _write_at(fd, "objects/info/alternates", (objects_dir(str(repo.path)) + "\n").encode())
+            _write_at(fd, f"refs/heads/{branch}", (tip + "\n").encode())
+            index = os.path.join(view, "index")
+            if os.path.isfile(index) and not os.path.islink(index):
+                with open(index, "rb") as fh:
+                    _write_at(fd, "index", fh.read())
+        finally:
+            os.close(fd)
         if os.path.islink(dotgit) or os.path.isfile(dotgit):
             os.unlink(dotgit)
         os.rename(tmp, dotgit)
@@ -112,6 +119,31 @@ def isolate_checkout(repo: pygit2.Repository, name: str, worktree: str, branch: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     mark_synced(view, tip)
+
+
+def _open_dirs(root: int, rel: str) -> int:
+    """Create and open ``rel`` under the directory ``root``, never through a link; the caller closes it."""
+    fd = os.dup(root)
+    for part in [p for p in rel.split("/") if p not in ("", ".")]:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o755, dir_fd=fd)
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _write_at(root: int, rel: str, data: bytes) -> None:
+    parent, _, leaf = rel.rpartition("/")
+    dfd = _open_dirs(root, parent)
+    try:
+        out = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+        with os.fdopen(out, "wb") as fh:
+            fh.write(data)
+    finally:
+        os.close(dfd)
 
 
 def _identity_section(repo: pygit2.Repository) -> str:
@@ -123,12 +155,6 @@ def _identity_section(repo: pygit2.Repository) -> str:
         return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     return f"[user]\n\tname = {quoted(sig.name)}\n\temail = {quoted(sig.email)}\n"
-
-
-def _write_new(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 def synced_tip(view: str) -> str | None:
