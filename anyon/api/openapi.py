@@ -174,6 +174,14 @@ def _operation(template: str, method: str, fn: Any, path_params: list[dict[str, 
     if template.endswith("/rebase"):
         meta["error_data"] = True
     operation: dict[str, Any] = {"summary": _summary(fn), "responses": _responses(meta)}
+    hard = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}
+    operation["responses"]["403"] = {
+        "description": "the browser boundary: a Host that is not loopback, the listen address or a public "
+        "host, or a foreign Origin (anyon/api/boundary.py)",
+        **hard,
+    }
+    if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
+        operation["responses"]["415"] = {"description": "a body that is not application/json", **hard}
     params = path_params + _query_parameters(meta.get("query") or {})
     if params:
         operation["parameters"] = params
