@@ -657,7 +657,6 @@ class DockerRunner:
         *,
         attempt_id: str | None = None,
     ) -> DockerProcess:
-        import docker
 
         if not argv:
             raise RunnerError("nothing to run: the command is empty")
@@ -676,24 +675,15 @@ class DockerRunner:
                     self._refill_after(attempt_id, proc)
                     return proc
                 log.info("the pre-started exec of attempt %s was gone; starting another", attempt_id)
-        try:
-            created = await self._call(
-                lambda: self.api.exec_create(
-                    container.id,
-                    ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
-                    stdin=stdin is not None,
-                    environment=exec_env,
-                    workdir=cwd,
-                )
-            )
-        except docker.errors.NotFound as exc:
-            self._containers.pop(attempt_id, None)
-            raise RunnerError(f"the container of attempt {attempt_id} no longer exists") from exc
-        except docker.errors.APIError as exc:
-            raise RunnerError(
-                f"could not start {argv[0]!r} in attempt {attempt_id}: {exc.explanation}"
-            ) from exc
-        exec_id = str(created["Id"])
+        exec_id = await self._exec_create(
+            attempt_id,
+            container.id,
+            ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
+            argv[0],
+            stdin=stdin is not None,
+            environment=exec_env,
+            workdir=cwd,
+        )
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
         proc = DockerProcess(self, exec_id, container.id, reader, writer)
         await proc._start(argv[0], stdin)
@@ -831,6 +821,21 @@ class DockerRunner:
             with contextlib.suppress(OSError, RuntimeError):
                 writer.close()
 
+    async def _exec_create(
+        self, attempt_id: str, container_id: str, argv: list[str], name: str, **kwargs: Any
+    ) -> str:
+        """Create an exec in the attempt's container; a vanished container or an API refusal is clear."""
+        import docker
+
+        try:
+            created = await self._call(lambda: self.api.exec_create(container_id, argv, **kwargs))
+        except docker.errors.NotFound as exc:
+            self._containers.pop(attempt_id, None)
+            raise RunnerError(f"the container of attempt {attempt_id} no longer exists") from exc
+        except docker.errors.APIError as exc:
+            raise RunnerError(f"could not start {name!r} in attempt {attempt_id}: {exc.explanation}") from exc
+        return str(created["Id"])
+
     async def run_captured(
         self,
         attempt_id: str,
@@ -846,23 +851,13 @@ class DockerRunner:
         For the server's own git work on the attempt's repository, which runs where the agent runs
         (THREAT-MODEL rule 2). Output beyond ``limit`` bytes fails the call rather than filling memory.
         """
-        import docker
 
         container = await self._find(check_attempt_id(attempt_id))
         if container is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
-        try:
-            created = await self._call(
-                lambda: self.api.exec_create(container.id, argv, environment=env or {}, workdir=cwd)
-            )
-        except docker.errors.NotFound as exc:
-            self._containers.pop(attempt_id, None)
-            raise RunnerError(f"the container of attempt {attempt_id} no longer exists") from exc
-        except docker.errors.APIError as exc:
-            raise RunnerError(
-                f"could not run {argv[0]!r} in attempt {attempt_id}: {exc.explanation}"
-            ) from exc
-        exec_id = str(created["Id"])
+        exec_id = await self._exec_create(
+            attempt_id, container.id, argv, argv[0], environment=env or {}, workdir=cwd
+        )
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
         out, err = bytearray(), bytearray()
 
