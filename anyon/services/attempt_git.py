@@ -78,18 +78,21 @@ class AttemptGitService:
                 TaskAttempt.update(container_ref=path).where(TaskAttempt.id == attempt.id).execute()
         return path
 
-    async def _checkout(self, attempt_id: uuid.UUID, *, sync: bool = True) -> tuple[Checkout, Task, Project]:
+    async def _checkout(
+        self, attempt_id: uuid.UUID, *, sync: bool = True
+    ) -> tuple[Checkout, TaskAttempt, Task, Project]:
         """The attempt's checkout (recreated if it vanished), its commits brought to the project first."""
 
-        def load() -> tuple[Checkout, Task, Project]:
+        def load() -> tuple[Checkout, TaskAttempt, Task, Project]:
             attempt, task, project = self._rows(attempt_id)
             worktree = self._worktree(attempt, task, project)
-            return Checkout(attempt.id, project.git_repo_path, worktree, attempt.branch), task, project
+            checkout = Checkout(attempt.id, project.git_repo_path, worktree, attempt.branch)
+            return checkout, attempt, task, project
 
-        checkout, task, project = await asyncio.to_thread(load)
+        checkout, attempt, task, project = await asyncio.to_thread(load)
         if sync:
             await self._repos.sync(checkout)
-        return checkout, task, project
+        return checkout, attempt, task, project
 
     async def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
         """What the attempt's diff stream shows: its target, plus the merge commit when it is merged.
@@ -144,8 +147,7 @@ class AttemptGitService:
 
     # -- attempt level --------------------------------------------------------------------------
     async def branch_status(self, attempt_id: uuid.UUID) -> dict[str, Any]:
-        checkout, _task, project = await self._checkout(attempt_id)
-        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
+        checkout, attempt, _task, project = await self._checkout(attempt_id)
         view = await asyncio.to_thread(self._repos.view, checkout)
         status: dict[str, Any] = await asyncio.to_thread(
             self._git.branch_status, project.git_repo_path, view, attempt.branch, attempt.target_branch
@@ -163,8 +165,7 @@ class AttemptGitService:
 
     async def merge(self, attempt_id: uuid.UUID) -> None:
         """Squash-merge into the target, record a ``direct`` merge, set the task ``done``."""
-        checkout, task, project = await self._checkout(attempt_id)
-        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
+        checkout, attempt, task, project = await self._checkout(attempt_id)
         message = f"{task.title} (anyon {str(task.id).replace('-', '')[:8]})"
         if task.description and task.description.strip():
             message += f"\n\n{task.description}"
@@ -196,8 +197,7 @@ class AttemptGitService:
             log.warning("attempt %s: its repository could not follow the merge: %s", attempt_id, exc)
 
     async def rebase(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> None:
-        checkout, _task, project = await self._checkout(attempt_id, sync=False)
-        attempt, _, _ = await asyncio.to_thread(self._rows, attempt_id)
+        checkout, attempt, _task, project = await self._checkout(attempt_id, sync=False)
         new_base = body.get("new_base_branch") or attempt.target_branch
         old_base = body.get("old_base_branch") or attempt.target_branch
         if not await asyncio.to_thread(self._git.branch_exists, project.git_repo_path, new_base):
@@ -212,7 +212,7 @@ class AttemptGitService:
             ).execute()
 
     async def abort_conflicts(self, attempt_id: uuid.UUID) -> None:
-        checkout, _task, _project = await self._checkout(attempt_id, sync=False)
+        checkout, _attempt, _task, _project = await self._checkout(attempt_id, sync=False)
         await self._repos.abort_conflicts(checkout)
 
     def change_target_branch(self, attempt_id: uuid.UUID, new_target: str) -> dict[str, Any]:
@@ -227,7 +227,7 @@ class AttemptGitService:
         name = new_name.strip()
         if not name:
             raise ServiceError("Branch name cannot be empty")
-        checkout, _task, project = await self._checkout(attempt_id, sync=False)
+        checkout, _attempt, _task, project = await self._checkout(attempt_id, sync=False)
         if (await self._repos.conflict_state(checkout)).get("is_rebase_in_progress"):
             raise ServiceError("Cannot rename the branch while a rebase is in progress")
         if await asyncio.to_thread(self._git.branch_exists, project.git_repo_path, name):
@@ -252,13 +252,13 @@ class AttemptGitService:
         return self._git.commit_info(project.git_repo_path, sha)
 
     async def commit_compare(self, attempt_id: uuid.UUID, sha: str) -> dict[str, Any]:
-        checkout, _task, _project = await self._checkout(attempt_id)
+        checkout, _attempt, _task, _project = await self._checkout(attempt_id)
         view = await asyncio.to_thread(self._repos.view, checkout)
         result: dict[str, Any] = await asyncio.to_thread(self._git.commit_compare, view, sha)
         return result
 
     async def delete_file(self, attempt_id: uuid.UUID, file_path: str) -> None:
-        checkout, _task, _project = await self._checkout(attempt_id, sync=False)
+        checkout, _attempt, _task, _project = await self._checkout(attempt_id, sync=False)
         await self._repos.delete_file(checkout, file_path)
 
     def children(self, attempt_id: uuid.UUID) -> dict[str, Any]:
