@@ -26,6 +26,10 @@ from anyon.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from anyon.observability.metrics import Metrics, services_collector
 from anyon.services.errors import ServiceError
 from anyon.services.git.errors import GitServiceError
+from anyon.services.runners.base import RunnerError, RunnerUnavailable
+
+#: Seconds a client is told to wait before retrying a request the process runtime could not serve.
+RUNTIME_RETRY_AFTER_SECONDS = 10
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,32 @@ async def _handle_git_error(
     resp.media = typed_error(error_data) if error_data is not None else soft_error(ex.message)
 
 
+async def _handle_runner_error(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: RunnerError,
+    params: dict[str, Any],
+    ws: Any = None,
+) -> None:
+    """The process runtime failed a request: 503 + Retry-After when it does not answer, else a soft error.
+
+    A Docker Engine outage is not the server's bug (never a 500): the request may be retried as is once
+    the Engine is back; what could be settled without it was settled before the error was raised.
+    """
+    if resp is None:
+        if ws is not None:
+            await ws.close(1013 if isinstance(ex, RunnerUnavailable) else 1011)
+        return
+    if isinstance(ex, RunnerUnavailable):
+        log.warning("%s %s: the process runtime does not answer: %s", req.method, req.path, ex)
+        resp.status = 503
+        resp.set_header("Retry-After", str(RUNTIME_RETRY_AFTER_SECONDS))
+        resp.media = soft_error(f"ServiceUnavailable: {ex}")
+        return
+    resp.status = 200
+    resp.media = soft_error(str(ex))
+
+
 async def _handle_unexpected(
     req: falcon.asgi.Request,
     resp: falcon.asgi.Response | None,
@@ -173,6 +203,7 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     app.add_error_handler(ApiError, _handle_api_error)
     app.add_error_handler(ServiceError, _handle_service_error)
     app.add_error_handler(GitServiceError, _handle_git_error)
+    app.add_error_handler(RunnerError, _handle_runner_error)
     routes.register(app, deployment, guard)
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_sink(FrontendSink(config.server.frontend_dir), prefix=r"^/(?!api(/|$))")

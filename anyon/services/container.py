@@ -43,6 +43,9 @@ from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 
+#: Longest the start-up waits for the container reconcile (a hung Engine must not block serving).
+STARTUP_RECONCILE_SECONDS = 30.0
+
 
 @dataclass
 class Services:
@@ -73,15 +76,33 @@ class Services:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        """Bind the event bus to the serving loop and repair what a previous run left (spec §4.1)."""
+        """Bind the event bus to the serving loop and repair what a previous run left (spec §4.1).
+
+        Cloud mode: the containers are reconciled first, which sweeps the adopted ones — agents a crashed
+        run left running are killed *before* their processes are marked ``failed`` (never both "failed"
+        and running). If the Engine does not answer in time, the repair goes ahead and the periodic
+        reconcile sweeps those containers once it answers; until then any new command in such a container
+        sweeps it first (DockerRunner.spawn).
+        """
         self.events.bind_loop(asyncio.get_running_loop())
-        repaired = await asyncio.to_thread(self._repair_statuses)
+        if self.docker is not None:
+            try:
+                await asyncio.wait_for(self.maintenance.reconcile_containers(), STARTUP_RECONCILE_SECONDS)
+            except Exception as exc:
+                log.warning(
+                    "container reconcile at start-up failed (%s: %s); retried periodically",
+                    type(exc).__name__,
+                    exc,
+                )
+        repaired, settled = await asyncio.to_thread(self._repair_statuses)
         if repaired:
             log.warning("marked %d execution process(es) left running by a previous run as failed", repaired)
+        if settled:
+            log.warning("moved %d task(s) left in progress with nothing running to review", settled)
 
-    def _repair_statuses(self) -> int:
+    def _repair_statuses(self) -> tuple[int, int]:
         with self.database.connection():
-            return queries.mark_running_processes_failed_at_startup()
+            return queries.mark_running_processes_failed_at_startup(), queries.settle_idle_tasks()
 
     async def stop(self) -> None:
         await self.executions.stop_all()
@@ -94,6 +115,7 @@ class Services:
         return [
             ("startup-maintenance", self.maintenance.startup),
             ("worktree-expiry", self.maintenance.expiry_loop),
+            ("container-reconcile", self.maintenance.reconcile_loop),
             *self.extra_jobs,
         ]
 
@@ -208,7 +230,14 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         ),
         file_search=file_search,
         drafts=drafts,
-        maintenance=Maintenance(database, worktrees, file_search, config.retention, containers=docker_runner),
+        maintenance=Maintenance(
+            database,
+            worktrees,
+            file_search,
+            config.retention,
+            containers=docker_runner,
+            reconcile_interval=config.docker.reconcile_interval_seconds,
+        ),
         docker=docker_runner,
     )
     for name, value in overrides.items():

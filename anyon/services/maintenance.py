@@ -4,8 +4,11 @@
 * expiry: every ``retention.expiry_interval_minutes``, worktrees idle longer than
   ``retention.worktree_hours`` with nothing running are removed and marked ``worktree_deleted``, and
   so are attempts whose folder vanished; in cloud mode their containers go too;
-* container reconcile (cloud): containers of live attempts are adopted, every other one of this
-  instance is removed;
+* container reconcile (cloud): at start-up (run by :meth:`Services.start` before the start-up repair) and
+  every ``docker.reconcile_interval_seconds``: containers of live attempts are adopted and, when they may
+  still run processes nobody supervises (a crash, a lost Engine), swept; every other container of this
+  instance is removed with its secrets directory and its worktree. A run that finds the Engine away is
+  logged and retried at the next tick — a task deleted during an outage leaks nothing for long;
 * file-search warm-up for the most recently active projects.
 
 Each job is written to be retried: a failure is logged by the deployment and the next run starts over.
@@ -38,17 +41,17 @@ class Maintenance:
         retention: RetentionSettings,
         *,
         containers: Any = None,
+        reconcile_interval: float = 60.0,
     ) -> None:
         self._db = database
         self._worktrees = worktrees
         self._search = file_search
         self._retention = retention
         self._containers = containers
+        self._reconcile_interval = reconcile_interval
 
     # -- jobs (async entry points the deployment schedules) --------------------------------------
     async def startup(self) -> None:
-        if self._containers is not None:
-            await self.reconcile_containers()
         if self._retention.orphan_sweep:
             await asyncio.to_thread(self.sweep_orphans)
         await asyncio.to_thread(self.warm_search)
@@ -61,6 +64,23 @@ class Maintenance:
                 await self.expire_once()
             except Exception:
                 log.exception("worktree expiry failed; retrying in %.0f s", interval)
+
+    async def reconcile_loop(self) -> None:
+        """Cloud: reconcile the containers every ``docker.reconcile_interval_seconds``; never raises."""
+        if self._containers is None:
+            return
+        interval = max(0.1, self._reconcile_interval)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconcile_containers()
+            except Exception as exc:
+                log.warning(
+                    "container reconcile failed (%s: %s); retrying in %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    interval,
+                )
 
     # -- the work ------------------------------------------------------------------------------------
     def sweep_orphans(self) -> list[str]:
@@ -136,16 +156,39 @@ class Maintenance:
             log.info("expired %d worktree(s)", len(done), extra={"paths": [a.container_ref for a in done]})
         return [str(a.container_ref) for a in done]
 
-    async def reconcile_containers(self) -> None:
+    async def reconcile_containers(self) -> Any:
+        """Adopt/sweep live attempts' containers, remove the others and the worktrees they served."""
+
         def live_ids() -> set[str]:
             with self._db.connection():
                 rows = TaskAttempt.select(TaskAttempt.id).where(TaskAttempt.worktree_deleted == False)  # noqa: E712
                 return {str(r.id) for r in rows}
 
-        result = await self._containers.reconcile(await asyncio.to_thread(live_ids))
-        log.info(
-            "container reconcile", extra={"adopted": len(result.adopted), "removed": len(result.removed)}
-        )
+        async def load_live() -> set[str]:
+            return await asyncio.to_thread(live_ids)
+
+        result = await self._containers.reconcile(load_live)
+        if result.worktrees:
+            await asyncio.to_thread(self._remove_worktrees, result.worktrees)
+        if result.adopted or result.removed or result.swept:
+            log.info(
+                "container reconcile",
+                extra={"adopted": len(result.adopted), "removed": len(result.removed), "swept": result.swept},
+            )
+        return result
+
+    def _remove_worktrees(self, paths: list[str]) -> None:
+        """Worktrees of removed containers, unless an attempt still names them or they lie elsewhere."""
+        with self._db.connection():
+            known = {row.container_ref for row in TaskAttempt.select(TaskAttempt.container_ref)}
+        for path in paths:
+            if path in known or not self._worktrees.is_managed(path):
+                continue
+            try:
+                if self._worktrees.remove(None, path):
+                    log.info("removed the worktree %s of a deleted attempt", path)
+            except Exception as exc:
+                log.warning("could not remove the worktree %s: %s", path, exc)
 
     def warm_search(self, limit: int = 3) -> None:
         with self._db.connection():

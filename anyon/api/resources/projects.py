@@ -122,6 +122,8 @@ class TaskItem:
 
     @api_operation(data="null", status=202)
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str) -> None:
-        attempts, repo_path = await run_sync(self._services.tasks.delete, parse_uuid(task_id, "task id"))
+        tid = parse_uuid(task_id, "task id")
+        await self._services.executions.before_task_delete(tid)  # 503 while a lost container is unreachable
+        attempts, repo_path = await run_sync(self._services.tasks.delete, tid)
         await self._services.executions.cleanup_attempts_later(attempts, repo_path)
         respond(resp, None, status=202)

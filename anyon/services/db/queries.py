@@ -171,6 +171,30 @@ def mark_running_processes_failed_at_startup(
         return len(ids)
 
 
+def settle_idle_tasks() -> int:
+    """Tasks left ``inprogress`` with no running process (e.g. an Engine outage cut their supervision
+    short, or the server stopped in between) go to ``inreview``. Returns how many moved."""
+    db = Task._meta.database
+    with db.atomic():
+        stuck = {row.id for row in Task.select(Task.id).where(Task.status == "inprogress")}
+        if not stuck:
+            return 0
+        busy = {
+            row.task_id
+            for row in TaskAttempt.select(TaskAttempt.task)
+            .join(ExecutionProcess, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+            .where(TaskAttempt.task.in_(list(stuck)) & (ExecutionProcess.status == "running"))
+        }
+        idle = list(stuck - busy)
+        if not idle:
+            return 0
+        return int(
+            Task.update(status="inreview", updated_at=utc_now())
+            .where(Task.id.in_(idle) & (Task.status == "inprogress"))
+            .execute()
+        )
+
+
 def _record_after_heads(
     orphans: list[dict[str, Any]], head_commit_of: Callable[[TaskAttempt], str | None]
 ) -> None:

@@ -8,12 +8,20 @@ Concurrency model: one asyncio task ("supervisor") per execution process owns it
 exit — it waits for a slot, spawns, pumps output into the in-memory store and the append-only DB log,
 records the exit, commits, and starts the next action of the chain. Blocking work (database, git)
 runs in worker threads.
+
+Faults (cloud mode): a process whose runtime stops answering mid-run ends ``failed`` (or ``killed`` when
+a Stop asked for it) with the reason in its log, and its task leaves ``inprogress``; the runner sweeps its
+container (kills what is left) as soon as the Engine answers again. Stop, follow-up and task delete that
+need the Engine raise :class:`~anyon.services.runners.base.RunnerUnavailable` (HTTP 503) *after* settling
+what they could, and write nothing half. Stop always stops: processes the database says run but nothing
+here supervises (left by a crash) are marked ``killed`` and the attempt's container is swept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import os
 import time
@@ -42,7 +50,12 @@ from anyon.services.logstore import LogStore
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
-from anyon.services.runners.base import ExecutableNotFound, Runner, RunnerError, RunningProcess
+from anyon.services.runners.base import (
+    ExecutableNotFound,
+    Runner,
+    RunnerError,
+    RunningProcess,
+)
 from anyon.services.tasks import TaskService
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
@@ -65,6 +78,10 @@ class ContainerProvisioner(Protocol):
     async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str: ...
 
     async def remove_container(self, attempt_id: str) -> bool: ...
+
+    async def kill_strays(self, attempt_id: str) -> int: ...
+
+    def unswept(self, attempt_id: str) -> bool: ...
 
 
 @dataclass
@@ -580,11 +597,18 @@ class ExecutionService:
                 self._pump(live, live.handle.stdout, "stdout"),
                 self._pump(live, live.handle.stderr, "stderr"),
             )
-            exit_code = await live.handle.wait()
-            oom = live.handle.oom_killed
+            try:
+                exit_code = await live.handle.wait()
+            except RunnerError as exc:  # the runtime stopped answering: the exit is unknown
+                self._emit(live, "stderr", f"Lost track of the process: {exc}\n")
+            else:
+                oom = live.handle.oom_killed
         except asyncio.CancelledError:
             if live.handle is not None and live.handle.returncode is None:
-                await asyncio.shield(live.handle.stop(self._settings.stop_escalation_seconds))
+                try:
+                    await asyncio.shield(live.handle.stop(self._settings.stop_escalation_seconds))
+                except RunnerError as exc:
+                    log.warning("stopping process %s failed: %s", live.process_id, exc)
             live.stop_requested = True
             await asyncio.shield(self._finish(live, None, oom=False))
             raise
@@ -782,7 +806,16 @@ class ExecutionService:
         live.stop_requested = True
         await self._record_exit(live, "killed", None)
         if live.handle is not None:
-            await live.handle.stop(self._settings.stop_escalation_seconds)
+            try:
+                await live.handle.stop(self._settings.stop_escalation_seconds)
+            except RunnerError:
+                # the runtime does not answer: the supervisor ends the process here (killed, task settled)
+                # and the runner sweeps the container once it answers again
+                if live.supervisor is not None:
+                    live.supervisor.cancel()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(live.supervisor)
+                raise
         elif live.supervisor is not None:
             live.supervisor.cancel()  # still queued: leave the queue
         if live.supervisor is not None:
@@ -794,11 +827,71 @@ class ExecutionService:
                     raise
 
     async def stop_attempt(self, attempt_id: uuid.UUID) -> None:
-        """``POST /api/task-attempts/{id}/stop``: every running process of the attempt becomes ``killed``."""
+        """``POST /api/task-attempts/{id}/stop``: every running process of the attempt becomes ``killed``.
+
+        Also what nobody here supervises: rows left ``running`` are marked ``killed`` (the task settles),
+        and in cloud mode the attempt's container is swept when this server had nothing running in it or
+        lost track of something there. When the runtime does not answer, the statuses are settled
+        anyway and :class:`RunnerUnavailable` is raised (503) — the sweep follows once it answers.
+        """
         await self._db_call(self._load_context, attempt_id)
-        await asyncio.gather(
-            *(self._stop(lv) for lv in list(self._live.values()) if lv.context.attempt_id == attempt_id)
-        )
+        mine = [lv for lv in list(self._live.values()) if lv.context.attempt_id == attempt_id]
+        results = await asyncio.gather(*(self._stop(lv) for lv in mine), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        settled = await self._db_call(self._kill_unsupervised, attempt_id)
+        if settled:
+            await asyncio.gather(
+                *(asyncio.to_thread(self._changes.process_changed, pid) for pid in settled)
+            )
+        provisioner = self._provisioner
+        sweep = provisioner is not None and (not mine or failures or provisioner.unswept(str(attempt_id)))
+        if sweep and not any(lv.context.attempt_id == attempt_id for lv in self._live.values()):
+            assert provisioner is not None
+            await provisioner.kill_strays(str(attempt_id))
+        for failure in failures:
+            raise failure
+
+    def _kill_unsupervised(self, attempt_id: uuid.UUID) -> list[uuid.UUID]:
+        """Rows of the attempt left ``running`` with no supervisor here become ``killed``; settle the task."""
+        supervised = [pid for pid, lv in self._live.items() if lv.context.attempt_id == attempt_id]
+        now = utc_now()
+        with self._db.atomic():
+            query = ExecutionProcess.select(ExecutionProcess.id).where(
+                (ExecutionProcess.task_attempt == attempt_id) & (ExecutionProcess.status == "running")
+            )
+            if supervised:
+                query = query.where(ExecutionProcess.id.not_in(supervised))
+            ids = [row.id for row in query]
+            if ids:
+                ExecutionProcess.update(status="killed", completed_at=now, updated_at=now).where(
+                    ExecutionProcess.id.in_(ids) & (ExecutionProcess.status == "running")
+                ).execute()
+            task_id = TaskAttempt.get_by_id(attempt_id).task_id
+            if not queries.has_running_process(task_id):
+                Task.update(status="inreview", updated_at=now).where(
+                    (Task.id == task_id) & (Task.status == "inprogress")
+                ).execute()
+        return ids
+
+    async def before_task_delete(self, task_id: uuid.UUID) -> None:
+        """Cloud mode: a task goes only once nothing of it can still run unseen in a container.
+
+        Containers the server lost track of (a crash, an Engine outage) are swept first; when the Engine
+        does not answer, :class:`RunnerUnavailable` refuses the delete (503) and nothing is deleted.
+        Containers of settled attempts need no Engine now: their removal is retried by the periodic
+        reconcile if the Engine is away.
+        """
+        provisioner = self._provisioner
+        if provisioner is None:
+            return
+
+        def attempt_ids() -> list[str]:
+            rows = TaskAttempt.select(TaskAttempt.id).where(TaskAttempt.task == task_id)
+            return [str(row.id) for row in rows]
+
+        for attempt_id in await self._db_call(attempt_ids):
+            if provisioner.unswept(attempt_id):
+                await provisioner.kill_strays(attempt_id)
 
     async def stop_all(self) -> None:
         """Shutdown: nothing the server started is left running (warm containers are removed)."""
@@ -845,6 +938,8 @@ class ExecutionService:
         if not prompt.strip():
             raise ServiceError("Prompt cannot be empty")
         context = await self.ensure_worktree(attempt_id)
+        # the container first: with the Engine away this refuses (503) before anything is reset or written
+        await self._ensure_container(context)
         if body.get("retry_process_id"):
             await self._retry_reset(context, uuid.UUID(body["retry_process_id"]), body)
         if any(
@@ -861,7 +956,6 @@ class ExecutionService:
             action = actions.follow_up(prompt, session_id, profile, cleanup)
         else:
             action = actions.initial(prompt, profile, cleanup)
-        await self._ensure_container(context)
         process = await self._start_execution(context, action)
         if self._drafts is not None:
             await asyncio.to_thread(self._drafts.clear, attempt_id, "follow_up")

@@ -26,6 +26,13 @@ class RunnerError(Exception):
     """A process could not be started or managed; the message is meant for the user."""
 
 
+class RunnerUnavailable(RunnerError):
+    """The process runtime itself does not answer (the Docker Engine is down or unreachable).
+
+    The API answers 503: the request was fine, the runtime was not, and retrying later may work.
+    """
+
+
 class ExecutableNotFound(RunnerError):
     """The program named by argv[0] does not exist where the runner looked (spec §2.6 setup_required)."""
 

@@ -16,6 +16,13 @@ Design notes (spec §4.4 and §8, ARCHITECTURE decisions 3, 4, 7):
   the command. ``stop()`` signals that group *inside* the container, so agents and their children stop
   rather than only the client side. A later warm pool can pre-start the same launcher waiting for a
   command line: :class:`DockerProcess` is built from an already-open exec stream either way.
+* **Adopted containers start empty** — after a crash (kill -9, power loss) a container can still run the
+  agents the previous server run started, writing the worktree with nobody capturing their output. Their
+  output cannot be reattached (the exec streams died with the server), so every container this server
+  run did not create is *swept* — every process but its init and its idle command is killed — before the
+  start-up repair marks its processes ``failed`` and before any command of this run starts in it. A
+  process whose exec stream or status was lost while the Engine was unreachable marks its attempt for the
+  same sweep, run as soon as the Engine answers again (periodic reconcile, Stop, next command).
 * **One Engine API client** (docker-py, thread-safe connection pool) is shared by every call; its
   blocking calls run in worker threads. Exec output streams over an asyncio connection.
 """
@@ -32,7 +39,7 @@ import math
 import os
 import pwd
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,7 @@ from anyon.services.runners.base import (
     ChunkStream,
     ExecutableNotFound,
     RunnerError,
+    RunnerUnavailable,
     RunningProcess,
 )
 from anyon.services.runners.engine_stream import STDERR, read_frame, start_exec
@@ -87,12 +95,42 @@ for s in INT TERM KILL; do
 done
 alive && exit 1
 exit 0"""
+#: Kills every process of the container except init (pid 1), the idle command (the oldest other process,
+#: a child of init: nothing an agent starts can be older) and itself; repeats while anything is left so a
+#: forking process cannot outrun it. Shell builtins only (no subshell of its own to kill). Prints the
+#: number of signals sent.
+KILL_STRAYS_SCRIPT = r"""set -f; me=$$; keep=; keep_t=
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  case "$p" in 1|"$me") continue;; esac
+  read -r s < "$d/stat" 2>/dev/null || continue
+  s=${s##*) }; set -- $s
+  [ $# -ge 20 ] && [ "$2" = 1 ] || continue
+  shift 19
+  if [ -z "$keep" ] || [ "$1" -lt "$keep_t" ]; then keep=$p; keep_t=$1; fi
+done
+sent=0; n=0
+while [ "$n" -lt 40 ]; do
+  found=0
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case "$p" in 1|"$me"|"$keep") continue;; esac
+    read -r s < "$d/stat" 2>/dev/null || continue
+    s=${s##*) }
+    case "$s" in Z*|X*) continue;; esac
+    if kill -9 "$p" 2>/dev/null; then found=1; sent=$((sent+1)); fi
+  done
+  [ "$found" = 0 ] && break
+  n=$((n+1)); sleep 0.05 2>/dev/null || sleep 1
+done
+echo "killed $sent"
+"""
 _STOP_TICK_SECONDS = 0.05
 _OOM_PROBE = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null; true"
 _HANDSHAKE_LIMIT = 4096
 
 
-class DockerUnavailable(RunnerError):
+class DockerUnavailable(RunnerUnavailable):
     """The Docker Engine does not answer."""
 
 
@@ -103,6 +141,10 @@ class ImageMissing(RunnerError):
 class ReconcileResult(NamedTuple):
     adopted: list[str]
     removed: list[str]
+    #: attempt id -> signals sent by the sweep of its container (attempts whose container was swept)
+    swept: dict[str, int] = {}
+    #: worktree paths (from the labels) of the containers removed because their attempt is gone
+    worktrees: list[str] = []
 
 
 @dataclass
@@ -149,8 +191,10 @@ class DockerProcess(RunningProcess):
         container_id: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        attempt_id: str = "",
     ) -> None:
         self._runner = runner
+        self.attempt_id = attempt_id
         self.id = exec_id
         self.container_id = container_id
         self.pid = 0
@@ -270,7 +314,12 @@ class DockerProcess(RunningProcess):
                     # the stream ends with the process, unless a child it left behind holds the pipe
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._eof.wait(), 1.0)
-                info = await self._runner._call(self._runner.api.exec_inspect, self.id)
+                try:
+                    info = await self._runner._call(self._runner.api.exec_inspect, self.id)
+                except RunnerUnavailable:
+                    # the exec's fate is unknown: whatever still runs is killed once the Engine answers
+                    self._runner.lost(self.attempt_id)
+                    raise
                 if not info.get("Running") and info.get("ExitCode") is not None:
                     break
                 if self._eof.is_set():
@@ -288,6 +337,9 @@ class DockerProcess(RunningProcess):
             argv = ["/bin/sh", "-c", STOP_SCRIPT, "anyon-stop", str(self.pid), str(ticks)]
             try:
                 await self._runner._run_quiet(self.container_id, argv, timeout=4 * escalation_seconds + 10)
+            except RunnerUnavailable:
+                self._runner.lost(self.attempt_id)
+                raise
             except RunnerError as exc:
                 # e.g. the pids limit is exhausted so no exec can start: stopping the container is
                 # the only way left to reach the process
@@ -335,6 +387,9 @@ class DockerRunner:
         self._refills: set[asyncio.Task[None]] = set()
         #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
         self.reserved_ids: set[str] = set()
+        #: attempts whose container may run processes nobody supervises (see "Adopted containers start
+        #: empty"): swept before their next command, by Stop and by the periodic reconcile
+        self._unswept: set[str] = set()
         self._closed = False
         # docker-py calls block; a pool of our own keeps them from starving the loop's default executor
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="anyon-docker")
@@ -493,7 +548,10 @@ class DockerRunner:
         if mounts.get(worktree) != worktree or mounts.get(git_dir) != git_dir:
             worktree = git_dir = ""
         container = _Container(info["Id"], worktree, git_dir)
-        container.oom_kills = await self._oom_kills(info["Id"]) if info.get("State") == "running" else 0
+        running = info.get("State") == "running"
+        container.oom_kills = await self._oom_kills(info["Id"]) if running else 0
+        if running:  # made by an earlier server run: what runs in it is nobody's
+            self._unswept.add(attempt_id)
         return container
 
     @staticmethod
@@ -581,6 +639,7 @@ class DockerRunner:
             await self._undo_create(attempt_id, container_id)
             raise
         self._containers[attempt_id] = _Container(container_id, worktree, git_dir)
+        self._unswept.discard(attempt_id)
         log.info("started container %s for attempt %s", container_id[:12], attempt_id)
         return container_id
 
@@ -607,38 +666,118 @@ class DockerRunner:
             ids = [c["Id"] for c in await self._list(attempt_id)]
             await self._remove_ids(ids)
             self._containers.pop(attempt_id, None)
+            self._unswept.discard(attempt_id)
             removed_secrets = await self._in_thread(self.secrets.remove, attempt_id)
         self._locks.pop(attempt_id, None)
         return bool(ids) or removed_secrets
 
-    async def reconcile(self, live_attempt_ids: set[str]) -> ReconcileResult:
-        """At start-up: adopt the containers of live attempts, remove every other one of this instance."""
+    async def reconcile(
+        self, live_attempt_ids: set[str] | Callable[[], Awaitable[set[str]]]
+    ) -> ReconcileResult:
+        """Adopt (and sweep) the containers of live attempts; remove every other one of this instance.
+
+        Runs at start-up, before the start-up repair marks the previous run's processes failed, and then
+        periodically (``docker.reconcile_interval_seconds``). ``live_attempt_ids`` may be a coroutine
+        function: it is then read *after* the containers are listed, so a container made for an attempt
+        inserted meanwhile is never mistaken for a leftover. A sweep that fails is logged and retried on
+        the next run; an Engine that does not answer raises :class:`DockerUnavailable`.
+        """
         adopted: list[str] = []
         removed: set[str] = set()
+        swept: dict[str, int] = {}
+        worktrees: list[str] = []
+        listed = await self._list()
+        if callable(live_attempt_ids):
+            live_attempt_ids = await live_attempt_ids()
         live_attempt_ids = set(live_attempt_ids) | self.reserved_ids
-        for info in await self._list():
+        for info in listed:
             attempt_id = info.get("Labels", {}).get(LABEL_ATTEMPT, "")
             if attempt_id in live_attempt_ids:
+                fresh = attempt_id not in self._containers
                 container = await self._find(attempt_id)
                 if container is not None:
                     if info.get("State") != "running":
                         await self._call(lambda cid=info["Id"]: self.api.start(cid))
                     self._containers[attempt_id] = container
-                    adopted.append(attempt_id)
+                    if fresh:
+                        adopted.append(attempt_id)
+                if attempt_id in self._unswept:
+                    try:
+                        swept[attempt_id] = await self.kill_strays(attempt_id)
+                    except RunnerUnavailable:
+                        raise
+                    except RunnerError as exc:
+                        log.warning("could not sweep the container of attempt %s: %s", attempt_id, exc)
                 continue
             if attempt_id:
                 await self._drop_prestarted(attempt_id)
             await self._remove_ids([info["Id"]])
             self._containers.pop(attempt_id, None)
             if attempt_id:
+                self._unswept.discard(attempt_id)
                 with contextlib.suppress(RunnerError):
                     await self._in_thread(self.secrets.remove, attempt_id)
                 removed.add(attempt_id)
+                worktree = info.get("Labels", {}).get("anyon.worktree", "")
+                if worktree:
+                    worktrees.append(worktree)
         for attempt_id in await self._in_thread(self.secrets.attempt_ids):
             if attempt_id not in live_attempt_ids:
                 await self._in_thread(self.secrets.remove, attempt_id)
                 removed.add(attempt_id)
-        return ReconcileResult(sorted(adopted), sorted(removed))
+        return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
+
+    def lost(self, attempt_id: str) -> None:
+        """A process of the attempt was lost track of: its container is swept before it is used again."""
+        if attempt_id:
+            self._unswept.add(attempt_id)
+
+    def unswept(self, attempt_id: str) -> bool:
+        """Whether the attempt's container may still run processes this server does not supervise."""
+        return attempt_id in self._unswept
+
+    async def kill_strays(self, attempt_id: str) -> int:
+        """Kill every process in the attempt's container but its init and idle command.
+
+        For processes nobody supervises any more: agents of a crashed server run, or processes whose exec
+        was lost while the Engine was unreachable. The container itself (with its tmpfs HOME, where agents
+        keep their sessions for a follow-up) stays. When no exec can start in it (e.g. its pids limit is
+        exhausted), the container is restarted instead, which ends every process it runs. Returns the
+        number of processes signalled; raises :class:`DockerUnavailable` when the Engine does not answer.
+        """
+        import docker
+
+        check_attempt_id(attempt_id)
+        await self._drop_prestarted(attempt_id)
+        container = await self._find(attempt_id)
+        if container is None:
+            self._unswept.discard(attempt_id)
+            return 0
+        try:
+            state = await self._call(lambda: self.api.inspect_container(container.id))
+        except docker.errors.NotFound:
+            self._containers.pop(attempt_id, None)
+            self._unswept.discard(attempt_id)
+            return 0
+        if not state.get("State", {}).get("Running"):
+            self._unswept.discard(attempt_id)
+            return 0
+        argv = ["/bin/sh", "-c", KILL_STRAYS_SCRIPT, "anyon-sweep"]
+        try:
+            out = await self._run_quiet(container.id, argv, timeout=30)
+        except RunnerUnavailable:
+            raise
+        except RunnerError as exc:
+            log.warning("sweeping the container of attempt %s failed (%s); restarting it", attempt_id, exc)
+            await self._call(lambda: self.api.restart(container.id, timeout=1))
+            self._unswept.discard(attempt_id)
+            return -1
+        words = out.decode(errors="replace").split()
+        sent = int(words[-1]) if len(words) >= 2 and words[-2] == "killed" and words[-1].isdigit() else 0
+        self._unswept.discard(attempt_id)
+        if sent:
+            log.warning("killed %d leftover process(es) in the container of attempt %s", sent, attempt_id)
+        return sent
 
     def write_secrets(
         self, attempt_id: str, github_token: str | None, claude_credentials: str | None
@@ -666,11 +805,16 @@ class DockerRunner:
         if container is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         self._containers[attempt_id] = container
+        if attempt_id in self._unswept:  # nothing left over runs beside the new command
+            await self.kill_strays(attempt_id)
+            container = await self._find(attempt_id)
+            if container is None:
+                raise RunnerError(f"the container of attempt {attempt_id} no longer exists")
         exec_env = {**await self._in_thread(self.secrets.env, attempt_id), **env}
         line = command_line(argv, cwd, exec_env) if self.settings.prestart_exec else None
         if line is not None:
             while (pre := await self._take_prestarted(attempt_id, container.id)) is not None:
-                proc = DockerProcess(self, pre.exec_id, container.id, pre.reader, pre.writer)
+                proc = DockerProcess(self, pre.exec_id, container.id, pre.reader, pre.writer, attempt_id)
                 if await proc._start_prestarted(pre, argv[0], cwd, line, stdin):
                     self._refill_after(attempt_id, proc)
                     return proc
@@ -685,7 +829,7 @@ class DockerRunner:
             workdir=cwd,
         )
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
-        proc = DockerProcess(self, exec_id, container.id, reader, writer)
+        proc = DockerProcess(self, exec_id, container.id, reader, writer, attempt_id)
         await proc._start(argv[0], stdin)
         self._refill_after(attempt_id, proc)
         return proc

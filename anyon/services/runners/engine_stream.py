@@ -12,7 +12,7 @@ import asyncio
 import json
 from urllib.parse import urlparse
 
-from anyon.services.runners.base import RunnerError
+from anyon.services.runners.base import RunnerError, RunnerUnavailable
 
 STDOUT = 1
 STDERR = 2
@@ -28,7 +28,7 @@ async def open_engine_connection(host: str) -> tuple[asyncio.StreamReader, async
         if url.scheme in ("tcp", "http"):
             return await asyncio.open_connection(url.hostname, url.port or 2375, limit=_HEADER_LIMIT)
     except OSError as exc:
-        raise RunnerError(f"the Docker Engine at {host} does not answer: {exc}") from exc
+        raise RunnerUnavailable(f"the Docker Engine at {host} does not answer: {exc}") from exc
     raise RunnerError(f"docker.host {host!r}: only unix:// and tcp:// Engine addresses are supported")
 
 
@@ -52,7 +52,7 @@ async def start_exec(
         head = await reader.readuntil(b"\r\n\r\n")
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         writer.close()
-        raise RunnerError(f"the Docker Engine closed the exec stream: {exc}") from exc
+        raise RunnerUnavailable(f"the Docker Engine closed the exec stream: {exc}") from exc
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
