@@ -23,6 +23,7 @@ from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
+from anyon.services.db.models import ExecutionProcess
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
@@ -102,7 +103,21 @@ class Services:
 
     def _repair_statuses(self) -> tuple[int, int]:
         with self.database.connection():
-            return queries.mark_running_processes_failed_at_startup(), queries.settle_idle_tasks()
+            left = [
+                row.id
+                for row in ExecutionProcess.select(ExecutionProcess.id).where(
+                    ExecutionProcess.status == "running"
+                )
+            ]
+            repaired = queries.mark_running_processes_failed_at_startup()
+            why = "stopped and its container swept" if self.docker is not None else "no longer supervised"
+            for process_id in left:  # the reason, where the user reads the process's output
+                self.logstore.append(
+                    process_id,
+                    "stderr",
+                    f"The server stopped while this process ran; it was {why} at restart.\n",
+                )
+            return repaired, queries.settle_idle_tasks()
 
     async def stop(self) -> None:
         await self.executions.stop_all()

@@ -54,6 +54,7 @@ from anyon.services.runners.base import (
     ExecutableNotFound,
     Runner,
     RunnerError,
+    RunnerUnavailable,
     RunningProcess,
 )
 from anyon.services.tasks import TaskService
@@ -840,9 +841,7 @@ class ExecutionService:
         failures = [r for r in results if isinstance(r, BaseException)]
         settled = await self._db_call(self._kill_unsupervised, attempt_id)
         if settled:
-            await asyncio.gather(
-                *(asyncio.to_thread(self._changes.process_changed, pid) for pid in settled)
-            )
+            await asyncio.gather(*(asyncio.to_thread(self._changes.process_changed, pid) for pid in settled))
         provisioner = self._provisioner
         sweep = provisioner is not None and (not mine or failures or provisioner.unswept(str(attempt_id)))
         if sweep and not any(lv.context.attempt_id == attempt_id for lv in self._live.values()):
@@ -1105,6 +1104,10 @@ class ExecutionService:
             if self._provisioner is not None:
                 try:
                     await self._provisioner.remove_container(str(attempt.id))
+                except RunnerUnavailable as exc:
+                    log.warning(
+                        "the container of attempt %s is left for the next reconcile: %s", attempt.id, exc
+                    )
                 except Exception:
                     log.exception("removing the container of attempt %s failed", attempt.id)
             if attempt.container_ref:

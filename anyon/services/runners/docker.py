@@ -96,15 +96,15 @@ done
 alive && exit 1
 exit 0"""
 #: Kills every process of the container except init (pid 1), the idle command (the oldest other process,
-#: a child of init: nothing an agent starts can be older) and itself; repeats while anything is left so a
-#: forking process cannot outrun it. Shell builtins only (no subshell of its own to kill). Prints the
-#: number of signals sent.
-KILL_STRAYS_SCRIPT = r"""set -f; me=$$; keep=; keep_t=
+#: a child of init: nothing an agent starts can be older) with its ``sleep``, and itself; repeats while
+#: anything is left so a forking process cannot outrun it. Shell builtins only (no subshell of its own
+#: to kill). Prints the number of signals sent.
+KILL_STRAYS_SCRIPT = r"""me=$$; keep=; keep_t=
 for d in /proc/[0-9]*; do
   p=${d#/proc/}
   case "$p" in 1|"$me") continue;; esac
   read -r s < "$d/stat" 2>/dev/null || continue
-  s=${s##*) }; set -- $s
+  s=${s##*) }; set -f; set -- $s; set +f
   [ $# -ge 20 ] && [ "$2" = 1 ] || continue
   shift 19
   if [ -z "$keep" ] || [ "$1" -lt "$keep_t" ]; then keep=$p; keep_t=$1; fi
@@ -116,8 +116,9 @@ while [ "$n" -lt 40 ]; do
     p=${d#/proc/}
     case "$p" in 1|"$me"|"$keep") continue;; esac
     read -r s < "$d/stat" 2>/dev/null || continue
-    s=${s##*) }
-    case "$s" in Z*|X*) continue;; esac
+    s=${s##*) }; set -f; set -- $s; set +f
+    case "$1" in Z*|X*) continue;; esac
+    [ "$2" = "$keep" ] && continue
     if kill -9 "$p" 2>/dev/null; then found=1; sent=$((sent+1)); fi
   done
   [ "$found" = 0 ] && break
