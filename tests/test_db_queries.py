@@ -169,6 +169,22 @@ def test_startup_repair_fails_orphans_and_puts_tasks_in_review(migrated: Databas
     assert queries.task_with_status(agent_task.id)["last_attempt_failed"] is True  # type: ignore[index]
 
 
+def test_startup_repair_settles_tasks_left_in_progress_with_nothing_running(migrated: Database) -> None:
+    # an outage ended the agent's supervision (failed) but not the task's status
+    _p, stuck, _a, _proc = make_chain(run_reason="codingagent", status="failed")
+    _p2, busy, _a2, _proc2 = make_chain(run_reason="codingagent", status="running")
+    _p3, by_hand, _a3, _proc3 = make_chain(run_reason="devserver", status="completed")
+    for task in (stuck, busy, by_hand):
+        task.status = "inprogress"
+        task.save()
+
+    assert queries.settle_idle_tasks() == 1
+    assert Task.get_by_id(stuck.id).status == "inreview"
+    assert Task.get_by_id(busy.id).status == "inprogress"  # still running: untouched
+    assert Task.get_by_id(by_hand.id).status == "inprogress"  # no attempt work ran: the user's choice
+    assert queries.settle_idle_tasks() == 0
+
+
 def test_startup_repair_records_the_worktree_head_when_told_how(migrated: Database) -> None:
     _p, _t, attempt, agent_proc = make_chain(run_reason="codingagent", status="running")
     _p2, _t2, broken_attempt, broken_proc = make_chain(run_reason="codingagent", status="running")

@@ -172,20 +172,29 @@ def mark_running_processes_failed_at_startup(
 
 
 def settle_idle_tasks() -> int:
-    """Tasks left ``inprogress`` with no running process (e.g. an Engine outage cut their supervision
-    short, or the server stopped in between) go to ``inreview``. Returns how many moved."""
+    """Tasks left ``inprogress`` by their attempts with nothing running any more (e.g. an Engine outage
+    cut their supervision short) go to ``inreview``. A task put in progress by hand, whose attempts never
+    ran a setup, agent or cleanup process, is left alone. Returns how many moved."""
     db = Task._meta.database
     with db.atomic():
         stuck = {row.id for row in Task.select(Task.id).where(Task.status == "inprogress")}
         if not stuck:
             return 0
-        busy = {
-            row.task_id
-            for row in TaskAttempt.select(TaskAttempt.task)
-            .join(ExecutionProcess, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+        ran_rows: Any = (
+            ExecutionProcess.select(TaskAttempt.task.alias("task_id"))
+            .join(TaskAttempt, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+            .where(TaskAttempt.task.in_(list(stuck)) & ExecutionProcess.run_reason.in_(ATTEMPT_RUN_REASONS))
+            .dicts()
+        )
+        busy_rows: Any = (
+            ExecutionProcess.select(TaskAttempt.task.alias("task_id"))
+            .join(TaskAttempt, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
             .where(TaskAttempt.task.in_(list(stuck)) & (ExecutionProcess.status == "running"))
-        }
-        idle = list(stuck - busy)
+            .dicts()
+        )
+        ran = {row["task_id"] for row in ran_rows}
+        busy = {row["task_id"] for row in busy_rows}
+        idle = list((stuck & ran) - busy)
         if not idle:
             return 0
         return int(
