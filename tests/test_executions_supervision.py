@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
+from tests.test_executions_cloud import cloud as cloud  # the cloud-mode server fixture
 from tests.test_executions_local import (
     make_project,
     start,
@@ -230,3 +231,31 @@ def test_a_queued_execution_says_so_and_starts_its_clock_when_it_runs(tmp_path: 
         raw = _raw(server, done["id"])
         assert "A slot is free after" in raw and raw.index("Waiting") < raw.index("A slot is free")
         assert "Working on: quick" in raw
+
+
+@pytest.mark.docker
+def test_a_child_oom_kill_and_a_refused_fork_are_named_in_cloud_mode(
+    cloud: LiveServer,
+    tmp_path: Path,
+) -> None:
+    """The script's own exit is 0: only the container's cgroup counters tell what happened inside."""
+    script = (
+        # a child outgrows the 256 MiB limit; then a subshell forks past the 128 pids, its errors hidden
+        "(head -c 800m /dev/zero | tail > /dev/null); "
+        "(for i in $(seq 200); do sleep 2 & done) 2>/dev/null; "
+        "sleep 3; echo survived"
+    )
+    body = {"name": "faults", "git_repo_path": str(tmp_path / "faults"), "use_existing_repo": False}
+    project = cloud.ok("POST", "/api/projects", json={**body, "setup_script": script})
+    _task, attempt = start(cloud, project, "after the setup")
+    setup = wait_processes(cloud, attempt["id"], 1, timeout=120, done=False)[0]
+    deadline = time.monotonic() + 120
+    while (setup := cloud.ok("GET", f"/api/execution-processes/{setup['id']}"))["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert setup["run_reason"] == "setupscript"
+    assert setup["status"] == "completed" and setup["exit_code"] == 0, setup
+    raw = _raw(cloud, setup["id"])
+    assert "survived" in raw
+    assert "killed for exceeding the memory limit (docker.memory)" in raw, raw
+    assert raw.count("The process limit was reached") == 1, raw
