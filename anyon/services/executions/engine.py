@@ -617,6 +617,7 @@ class ExecutionService:
             "stdout",
             f"Waiting for a free execution slot, position {position} in the queue "
             f"(executions.max_concurrent = {self._settings.max_concurrent})...\n",
+            from_server=True,
         )
         # stored now, not with the first output: the log of a waiting process is read while it waits
         live.queue_flush = self._spawn_background(self._flush_logs(live), f"queued-log:{live.process_id}")
@@ -626,7 +627,9 @@ class ExecutionService:
         waited = time.monotonic() - (live.queued_at or time.monotonic())
         if live.queue_flush is not None:
             await asyncio.gather(live.queue_flush, return_exceptions=True)  # keeps the log in order
-        self._emit(live, "stdout", f"A slot is free after {waited:.1f} s of waiting; starting.\n")
+        self._emit(
+            live, "stdout", f"A slot is free after {waited:.1f} s of waiting; starting.\n", from_server=True
+        )
 
         def restart_clock() -> None:
             now = utc_now()
@@ -705,8 +708,12 @@ class ExecutionService:
         await self._close(live, finalize=live.run_reason != "devserver")
 
     def _emit(self, live: LiveProcess, stream: str, text: str, *, from_server: bool = False) -> None:
-        """One chunk of output: live readers, the normaliser, and the batch for the DB log."""
-        if live.normalizer is not None and not live.first_output_seen:
+        """One chunk of output: live readers, the normaliser, and the batch for the DB log.
+
+        ``from_server``: a line the server writes (queue notice, timeout, …), not the process's output:
+        it is neither the start timings' first byte nor scanned for the process's errors.
+        """
+        if live.normalizer is not None and not live.first_output_seen and not from_server:
             live.first_output_seen = True
             self.timings.mark(live.context.attempt_id, "first_byte")
         if self._first_output:
