@@ -69,6 +69,8 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.max_concurrent": (1, None),
     "executions.stop_escalation_seconds": (0, None),
     "executions.log_memory_bytes": (1024, None),
+    "executions.start_timeout_seconds": (0, None),
+    "executions.max_run_seconds": (0, None),
     "retention.worktree_hours": (0, None),
     "retention.expiry_interval_minutes": (0.1, None),
 }

@@ -80,6 +80,10 @@ class ExecutionSettings:
     max_concurrent: int = 4
     stop_escalation_seconds: float = 2.0
     log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
+    # a coding agent silent this long after its start fails (no network, registry, login prompt); 0 = off
+    start_timeout_seconds: float = 300.0
+    # agents and setup/cleanup scripts running longer than this fail; 0 = off (never the dev server)
+    max_run_seconds: float = 0.0
     # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);
     # ANYON_*, PG*, DATABASE_URL and CREDENTIALS_DIRECTORY never pass, whatever this says
     host_env_allowlist: tuple[str, ...] = (

@@ -39,7 +39,7 @@ from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project,
 from anyon.services.db.serialize import attempt_json, process_json
 from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
-from anyon.services.executions import actions
+from anyon.services.executions import actions, supervision
 from anyon.services.executions.slots import ExecutionSlots
 from anyon.services.executions.timings import StartTimings
 from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, ProfileError
@@ -129,6 +129,15 @@ class LiveProcess:
     first_output_seen: bool = False
     pending_logs: list[tuple[str, str]] = field(default_factory=list)
     pending_bytes: int = 0
+    #: set at the process's first byte of output (the queue notice before its spawn does not count)
+    output: asyncio.Event = field(default_factory=asyncio.Event)
+    #: why the server ended the process itself (a timeout): it then ends ``failed``, not ``killed``
+    failure_reason: str | None = None
+    queued_at: float | None = None
+    queue_flush: asyncio.Task[Any] | None = None
+    stderr_line_open: bool = False
+    stderr_tail: str = ""
+    pids_limit_noted: bool = False
 
 
 class ExecutionService:
@@ -582,6 +591,8 @@ class ExecutionService:
             acquired = True
             if live.stop_requested:
                 return
+            if live.queued_at is not None:
+                await self._note_dequeued(live)
             argv, stdin = self._command(live)
             try:
                 live.handle = await self._runner.spawn(
@@ -594,16 +605,22 @@ class ExecutionService:
                 return
             if live.stop_requested:  # stopped while it was being spawned
                 await live.handle.stop(self._settings.stop_escalation_seconds)
-            await asyncio.gather(
-                self._pump(live, live.handle.stdout, "stdout"),
-                self._pump(live, live.handle.stderr, "stderr"),
-            )
+            limits = supervision.limits_for(live.run_reason, self._settings)
+            watchdog = self._watch(live, live.handle, limits) if limits.any else None
             try:
-                exit_code = await live.handle.wait()
-            except RunnerError as exc:  # the runtime stopped answering: the exit is unknown
-                self._emit(live, "stderr", f"Lost track of the process: {exc}\n")
-            else:
-                oom = live.handle.oom_killed
+                await asyncio.gather(
+                    self._pump(live, live.handle.stdout, "stdout"),
+                    self._pump(live, live.handle.stderr, "stderr"),
+                )
+                try:
+                    exit_code = await live.handle.wait()
+                except RunnerError as exc:  # the runtime stopped answering: the exit is unknown
+                    self._emit(live, "stderr", f"Lost track of the process: {exc}\n")
+                else:
+                    oom = live.handle.oom_killed
+            finally:
+                if watchdog is not None:
+                    await self._settle_watchdog(live, watchdog)
         except asyncio.CancelledError:
             if live.handle is not None and live.handle.returncode is None:
                 try:
@@ -619,7 +636,82 @@ class ExecutionService:
         await self._finish(live, exit_code, oom=oom)
 
     def _note_queued(self, live: LiveProcess, position: int) -> None:
-        self._emit(live, "stdout", f"Waiting for a free execution slot ({position} in queue)...\n")
+        live.queued_at = time.monotonic()
+        self._emit(
+            live,
+            "stdout",
+            f"Waiting for a free execution slot, position {position} in the queue "
+            f"(executions.max_concurrent = {self._settings.max_concurrent})...\n",
+            from_server=True,
+        )
+        # stored now, not with the first output: the log of a waiting process is read while it waits
+        live.queue_flush = self._spawn_background(self._flush_logs(live), f"queued-log:{live.process_id}")
+
+    async def _note_dequeued(self, live: LiveProcess) -> None:
+        """The wait is over: say so, and make ``started_at`` the real start rather than the queueing."""
+        waited = time.monotonic() - (live.queued_at or time.monotonic())
+        if live.queue_flush is not None:
+            await asyncio.gather(live.queue_flush, return_exceptions=True)  # keeps the log in order
+        self._emit(
+            live, "stdout", f"A slot is free after {waited:.1f} s of waiting; starting.\n", from_server=True
+        )
+
+        def restart_clock() -> None:
+            now = utc_now()
+            ExecutionProcess.update(started_at=now, updated_at=now).where(
+                ExecutionProcess.id == live.process_id
+            ).execute()
+
+        await self._db_call(restart_clock)
+        await asyncio.to_thread(self._changes.process_changed, live.process_id)
+
+    def _watch(
+        self, live: LiveProcess, handle: RunningProcess, limits: supervision.Limits
+    ) -> asyncio.Task[None]:
+        """Stop the process when it stays silent past the start timeout or runs past the maximum."""
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            max_deadline = started + limits.max_run if limits.max_run > 0 else None
+            if limits.start_timeout > 0:
+                start_deadline = started + limits.start_timeout
+                if max_deadline is None or start_deadline < max_deadline:
+                    try:
+                        await asyncio.wait_for(live.output.wait(), limits.start_timeout)
+                    except TimeoutError:
+                        await self._time_out(
+                            live, handle, supervision.start_timeout_message(limits.start_timeout)
+                        )
+                        return
+            if max_deadline is not None:
+                await asyncio.sleep(max(0.0, max_deadline - loop.time()))
+                await self._time_out(
+                    live, handle, supervision.max_run_message(limits.max_run, live.run_reason)
+                )
+
+        return asyncio.ensure_future(watch())
+
+    async def _time_out(self, live: LiveProcess, handle: RunningProcess, message: str) -> None:
+        """End the process through the ordinary stop (INT → TERM → KILL of its whole tree) as failed."""
+        if live.stop_requested or handle.returncode is not None:
+            return
+        live.failure_reason = message
+        log.warning("process %s: %s", live.process_id, message)
+        self._note(live, message)
+        await self._flush_logs(live)
+        await handle.stop(self._settings.stop_escalation_seconds)
+
+    async def _settle_watchdog(self, live: LiveProcess, watchdog: asyncio.Task[None]) -> None:
+        """A watchdog that fired finishes its stop; one that did not is cancelled."""
+        if live.failure_reason is None:
+            watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
+
+    def _note(self, live: LiveProcess, message: str) -> None:
+        """A line from the server in the process's log: stderr, so the normalised log shows an error."""
+        prefix = "\n" if live.stderr_line_open else ""
+        self._emit(live, "stderr", f"{prefix}{message}\n", from_server=True)
 
     async def _spawn_failed(self, live: LiveProcess, exc: Exception) -> None:
         message = f"Failed to start execution: {exc}"
@@ -640,9 +732,13 @@ class ExecutionService:
         await self._record_exit(live, "failed", None)
         await self._close(live, finalize=live.run_reason != "devserver")
 
-    def _emit(self, live: LiveProcess, stream: str, text: str) -> None:
-        """One chunk of output: live readers, the normaliser, and the batch for the DB log."""
-        if live.normalizer is not None and not live.first_output_seen:
+    def _emit(self, live: LiveProcess, stream: str, text: str, *, from_server: bool = False) -> None:
+        """One chunk of output: live readers, the normaliser, and the batch for the DB log.
+
+        ``from_server``: a line the server writes (queue notice, timeout, …), not the process's output:
+        it is neither the start timings' first byte nor scanned for the process's errors.
+        """
+        if live.normalizer is not None and not live.first_output_seen and not from_server:
             live.first_output_seen = True
             self.timings.mark(live.context.attempt_id, "first_byte")
         if self._first_output:
@@ -668,12 +764,25 @@ class ExecutionService:
                 )
         live.pending_logs.append((stream, text))
         live.pending_bytes += len(text)
+        if stream == "stderr":
+            live.stderr_line_open = not text.endswith("\n")
+            if not from_server and not live.pids_limit_noted:
+                self._scan_for_pids_limit(live, text)
+
+    def _scan_for_pids_limit(self, live: LiveProcess, text: str) -> None:
+        window = live.stderr_tail + text
+        live.stderr_tail = window[-supervision.TAIL_CHARS :]
+        if supervision.names_pids_exhaustion(window):
+            live.pids_limit_noted = True
+            self._note(live, supervision.PIDS_LIMIT_MESSAGE)
 
     async def _pump(self, live: LiveProcess, chunks: Any, stream: str) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         loop = asyncio.get_running_loop()
         last_flush = loop.time()
         async for chunk in chunks:
+            if chunk and not live.output.is_set():
+                live.output.set()
             text = decoder.decode(chunk)
             if text:
                 self._emit(live, stream, text)
@@ -721,9 +830,15 @@ class ExecutionService:
                 live.store.push_patch(ops)
         if oom:
             self._emit(live, "stderr", "Process was killed: it exceeded its memory limit.\n")
+        self._note_outcome(live, exit_code, oom=oom)
         await self._flush_logs(live)
         killed = live.stop_requested
-        status = "killed" if killed else ("completed" if exit_code == 0 else "failed")
+        if killed:
+            status = "killed"
+        elif live.failure_reason is not None:
+            status = "failed"
+        else:
+            status = "completed" if exit_code == 0 else "failed"
         if live.normalizer is not None:
             await self._db_call(self._save_session, live.process_id, None, live.normalizer.summary)
         next_action = live.action.get("next_action")
@@ -742,6 +857,20 @@ class ExecutionService:
             except Exception:
                 log.exception("starting the next action of process %s failed", live.process_id)
         await self._close(live, finalize=not started_next and live.run_reason != "devserver")
+
+    def _note_outcome(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
+        """What the exit code alone does not say: a silent success, a child OOM kill, a pids limit."""
+        handle = live.handle
+        if handle is None or live.stop_requested:
+            return
+        if handle.child_oom_killed and not oom:
+            self._note(live, supervision.CHILD_OOM_MESSAGE)
+        if handle.pids_limit_hit and not live.pids_limit_noted:
+            live.pids_limit_noted = True
+            self._note(live, supervision.PIDS_LIMIT_MESSAGE)
+        silent = not live.output.is_set() and live.failure_reason is None
+        if live.run_reason == "codingagent" and exit_code == 0 and silent:
+            self._note(live, supervision.NO_OUTPUT_MESSAGE)
 
     async def _commit(self, live: LiveProcess) -> bool:
         summary = live.normalizer.summary if live.normalizer is not None else None

@@ -83,6 +83,9 @@ class RunningProcess(abc.ABC):
         returncode: the exit code once :meth:`wait` returned, else ``None``. A process ended by a
             signal reports 128 + the signal number in both modes (SIGKILL → 137).
         oom_killed: set when the process was killed for exceeding its memory limit.
+        child_oom_killed: set when some process of its container was killed for memory while it ran
+            (the process itself may still exit 0); only runners that can see it set it.
+        pids_limit_hit: set when a fork was refused by the container's pids limit while it ran.
         stop_requested: set once :meth:`stop` was called, so a caller can tell "killed" from "failed".
     """
 
@@ -92,6 +95,8 @@ class RunningProcess(abc.ABC):
     stderr: AsyncIterator[bytes]
     returncode: int | None = None
     oom_killed: bool = False
+    child_oom_killed: bool = False
+    pids_limit_hit: bool = False
     stop_requested: bool = False
 
     @abc.abstractmethod

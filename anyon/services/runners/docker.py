@@ -127,7 +127,11 @@ done
 echo "killed $sent"
 """
 _STOP_TICK_SECONDS = 0.05
-_OOM_PROBE = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null; true"
+# the container cgroup's OOM-kill counter and its refused-fork counter, cgroup v2 or v1 layout
+_CGROUP_PROBE = (
+    "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null; "
+    "echo --pids; cat /sys/fs/cgroup/pids.events /sys/fs/cgroup/pids/pids.events 2>/dev/null; true"
+)
 _HANDSHAKE_LIMIT = 4096
 
 
@@ -154,6 +158,12 @@ class _Container:
     worktree: str
     git_dir: str
     oom_kills: int = 0  # the container's oom_kill counter last seen, to attribute new kills
+    pids_max: int = 0  # its pids.events "max" counter (forks refused at the pids limit) last seen
+
+
+class _CgroupCounts(NamedTuple):
+    oom_kills: int
+    pids_max: int
 
 
 def resolve_user(spec: str) -> tuple[int, int]:
@@ -326,8 +336,13 @@ class DockerProcess(RunningProcess):
                 if self._eof.is_set():
                     await asyncio.sleep(0.01)
             code = int(info["ExitCode"])
+            # also on a clean exit: a child killed for memory or a refused fork leaves the main
+            # process's exit code alone, and the counters are the only witness
+            oom, self.pids_limit_hit = await self._runner._cgroup_faults(self.container_id)
             if code == SIGKILL_EXIT:
-                self.oom_killed = await self._runner._oom_kill_happened(self.container_id)
+                self.oom_killed = oom or await self._runner._oom_flagged(self.container_id)
+            else:
+                self.child_oom_killed = oom
             self.returncode = code
             return code
 
@@ -550,7 +565,9 @@ class DockerRunner:
             worktree = git_dir = ""
         container = _Container(info["Id"], worktree, git_dir)
         running = info.get("State") == "running"
-        container.oom_kills = await self._oom_kills(info["Id"]) if running else 0
+        counts = await self._cgroup_counts(info["Id"]) if running else None
+        if counts is not None:
+            container.oom_kills, container.pids_max = counts
         if running:  # made by an earlier server run: what runs in it is nobody's
             self._unswept.add(attempt_id)
         return container
@@ -1028,29 +1045,47 @@ class DockerRunner:
         with contextlib.suppress(Exception):
             await self._call(lambda: self.api.kill(container_id))
 
-    async def _oom_kills(self, container_id: str) -> int:
-        """The container cgroup's oom_kill counter (cgroup v2 memory.events or v1 memory.oom_control)."""
-        try:
-            out = await self._run_quiet(container_id, ["/bin/sh", "-c", _OOM_PROBE], timeout=10)
-        except RunnerError:
-            return 0
-        for line in out.decode(errors="replace").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value)
-        return 0
+    async def _cgroup_counts(self, container_id: str) -> _CgroupCounts | None:
+        """The container cgroup's OOM-kill and refused-fork counters; ``None`` when unreadable.
 
-    async def _oom_kill_happened(self, container_id: str) -> bool:
-        """Was a process of this container killed by the OOM killer since we last looked?"""
+        Unreadable includes a container whose pids limit is still exhausted: the probe itself cannot
+        start then (the engine names that case from the process's stderr instead).
+        """
+        try:
+            out = await self._run_quiet(container_id, ["/bin/sh", "-c", _CGROUP_PROBE], timeout=10)
+        except RunnerError:
+            return None
+        memory, _, pids = out.decode(errors="replace").partition("--pids")
+        return _CgroupCounts(_counter(memory, "oom_kill"), _counter(pids, "max"))
+
+    async def _cgroup_faults(self, container_id: str) -> tuple[bool, bool]:
+        """(an OOM kill, a refused fork) in this container since we last looked.
+
+        Counters are per container: when two processes of one attempt end together, the first to look
+        is told of both (the message then reaches the attempt, if not always the exact process).
+        """
         container = next((c for c in self._containers.values() if c.id == container_id), None)
-        count = await self._oom_kills(container_id)
-        seen = container.oom_kills if container is not None else 0
+        counts = await self._cgroup_counts(container_id)
+        if counts is None:
+            return False, False
+        seen = _CgroupCounts(container.oom_kills, container.pids_max) if container else _CgroupCounts(0, 0)
         if container is not None:
-            container.oom_kills = count
-        if count > seen:
-            return True
+            container.oom_kills, container.pids_max = counts
+        return counts.oom_kills > seen.oom_kills, counts.pids_max > seen.pids_max
+
+    async def _oom_flagged(self, container_id: str) -> bool:
+        """The container's own OOMKilled flag (its init was killed), when the counters say nothing."""
         try:
             state = await self._call(lambda: self.api.inspect_container(container_id))
         except Exception:  # a vanished container was not OOM-killed as far as anyone can tell
             return False
         return bool(state.get("State", {}).get("OOMKilled"))
+
+
+def _counter(text: str, key: str) -> int:
+    """The value of ``key N`` in a cgroup events file's text, 0 when absent."""
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
