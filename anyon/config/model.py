@@ -79,6 +79,8 @@ class ExecutionSettings:
     max_concurrent: int = 4
     stop_escalation_seconds: float = 2.0
     log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
+    # stored output per process: beyond it the head and the tail are kept, the middle omitted (0 = no cap)
+    log_cap_bytes: int = 10 * 1024**2
     # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);
     # ANYON_*, PG*, DATABASE_URL and CREDENTIALS_DIRECTORY never pass, whatever this says
     host_env_allowlist: tuple[str, ...] = (
@@ -137,6 +139,8 @@ class RetentionSettings:
     expiry_interval_minutes: float = 10.0
     orphan_sweep: bool = True
     orphan_sweep_dry_run: bool = False
+    log_days: float = 30.0  # stored logs of processes that ended longer ago are deleted (0 = kept)
+    log_total_bytes: int = 1024**3  # oldest ended processes' logs go first beyond this total (0 = no limit)
 
 
 @dataclass(frozen=True)

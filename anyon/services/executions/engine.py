@@ -38,6 +38,7 @@ from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, Profil
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.git.isolation import objects_dir
+from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
@@ -111,6 +112,7 @@ class LiveProcess:
     first_output_seen: bool = False
     pending_logs: list[tuple[str, str]] = field(default_factory=list)
     pending_bytes: int = 0
+    cap: LogCap = field(default_factory=lambda: LogCap(0))  # executions.log_cap_bytes: head and tail kept
 
 
 class ExecutionService:
@@ -536,6 +538,7 @@ class ExecutionService:
             run_reason=run_reason,
             action=action,
             store=MsgStore(byte_cap=self._settings.log_memory_bytes),
+            cap=LogCap(self._settings.log_cap_bytes),
         )
         if actions.is_agent(action):
             executor = action["typ"]["executor_profile_id"]["executor"]
@@ -616,6 +619,11 @@ class ExecutionService:
         await self._close(live, finalize=live.run_reason != "devserver")
 
     def _emit(self, live: LiveProcess, stream: str, text: str) -> None:
+        """One chunk of output, through the log cap (which may hold it back as part of the tail)."""
+        for kept_stream, kept in live.cap.accept(stream, text):
+            self._emit_now(live, kept_stream, kept)
+
+    def _emit_now(self, live: LiveProcess, stream: str, text: str) -> None:
         """One chunk of output: live readers, the normaliser, and the batch for the DB log."""
         if live.normalizer is not None and not live.first_output_seen:
             live.first_output_seen = True
@@ -690,6 +698,8 @@ class ExecutionService:
 
     async def _finish(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
         """The process ended: status, summary, commit, next action or finalisation (spec §5.3 "On exit")."""
+        for stream, text in live.cap.close():  # a capped log: the omitted marker, then the tail
+            self._emit_now(live, stream, text)
         if live.normalizer is not None:
             ops = live.normalizer.finish()
             if ops:
