@@ -112,6 +112,9 @@ class LiveProcess:
     first_output_seen: bool = False
     pending_logs: list[tuple[str, str]] = field(default_factory=list)
     pending_bytes: int = 0
+    # one flush at a time: batches reach the log store in the order they were emitted
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    flush_timer: asyncio.TimerHandle | None = None
     cap: LogCap = field(default_factory=lambda: LogCap(0))  # executions.log_cap_bytes: head and tail kept
 
 
@@ -663,16 +666,24 @@ class ExecutionService:
             if live.pending_bytes >= _LOG_FLUSH_BYTES or loop.time() - last_flush >= _LOG_FLUSH_SECONDS:
                 await self._flush_logs(live)
                 last_flush = loop.time()
+            elif live.pending_logs and live.flush_timer is None:
+                # a process that falls quiet still has its last output stored within the flush interval
+                live.flush_timer = loop.call_later(_LOG_FLUSH_SECONDS, self._flush_later, live)
         tail = decoder.decode(b"", final=True)
         if tail:
             self._emit(live, stream, tail)
         await self._flush_logs(live)
 
+    def _flush_later(self, live: LiveProcess) -> None:
+        live.flush_timer = None
+        self._spawn_background(self._flush_logs(live), f"flush-logs:{live.process_id}")
+
     async def _flush_logs(self, live: LiveProcess) -> None:
-        if not live.pending_logs:
-            return
-        batch, live.pending_logs, live.pending_bytes = live.pending_logs, [], 0
-        await self._db_call(self._logstore.append_many, live.process_id, batch)
+        async with live.flush_lock:
+            if not live.pending_logs:
+                return
+            batch, live.pending_logs, live.pending_bytes = live.pending_logs, [], 0
+            await self._db_call(self._logstore.append_many, live.process_id, batch)
 
     def _save_session(self, process_id: uuid.UUID, session_id: str | None, summary: str | None) -> None:
         updates: dict[Any, Any] = {ExecutorSession.updated_at: utc_now()}
