@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sys
 import time
@@ -9,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import peewee as pw
 import pytest
 
-from anyon.services.db.models import ExecutionProcessLog
+from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog, utc_now
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_local import make_project, start, use_fake_agent, wait_processes
-from tests.test_streams import read_to_finished, ws
+from tests.test_streams import read_to_finished, refused, ws
 
 CAP = 2 * 1024 * 1024
 LAST = "LAST LINE OF THE FLOOD"
@@ -195,3 +197,103 @@ def test_an_agent_printing_the_marker_text_itself_changes_nothing_stored(
     chunks = stored(server, process["id"])
     assert ("stdout", "small\n") in chunks
     assert not any(t.startswith("[anyon] output reached") for _, t in chunks)
+
+
+# --- retention ------------------------------------------------------------------------------------
+
+
+def _finished_attempt(server: LiveServer, project: dict[str, Any], title: str) -> str:
+    _task, attempt = start(server, project, title)
+    (process,) = wait_processes(server, attempt["id"], 1)
+    return str(process["id"])
+
+
+def _running_attempt(server: LiveServer, project: dict[str, Any]) -> str:
+    _task, attempt = start(server, project, "sleep")  # the stand-in agent prints, then sleeps
+    pid = first_process(server, attempt["id"])
+    deadline = time.monotonic() + 30
+    while not stored(server, pid):
+        assert time.monotonic() < deadline, "the sleeping agent never printed"
+        time.sleep(0.02)
+    return pid
+
+
+def _age(server: LiveServer, pid: str, days: float) -> None:
+    """Make a process look as if it started (and, when ended, ended) ``days`` ago."""
+    then = utc_now() - dt.timedelta(days=days)
+    with server.services.database.connection():
+        row = ExecutionProcess.get_by_id(pid)
+        completed = then if row.completed_at is not None else None
+        ExecutionProcess.update(started_at=then, updated_at=then, completed_at=completed).where(
+            ExecutionProcess.id == pid
+        ).execute()
+
+
+def _log_rows(server: LiveServer) -> dict[str, int]:
+    with server.services.database.connection():
+        rows = (
+            ExecutionProcessLog.select(ExecutionProcessLog.execution, pw.fn.COUNT(ExecutionProcessLog.id))
+            .group_by(ExecutionProcessLog.execution)
+            .tuples()
+        )
+        return {str(eid): int(n) for eid, n in rows}
+
+
+def test_retention_by_age_deletes_old_logs_but_never_a_running_process_log(tmp_path: Path) -> None:
+    config = make_config(tmp_path, retention={"log_days": 30.0, "log_total_bytes": 0})
+    with live_server(config) as server:
+        use_fake_agent(server)
+        project = make_project(server, tmp_path)
+        old = _finished_attempt(server, project, "old")
+        recent = _finished_attempt(server, project, "recent")
+        running = _running_attempt(server, project)
+        _age(server, old, 40)
+        _age(server, running, 400)  # running for over a year: still kept
+        _age(server, recent, 29)
+        before = _log_rows(server)
+        assert {old, recent, running} <= set(before)
+
+        assert server.services.maintenance.prune_logs() == [old]
+        after = _log_rows(server)
+        assert old not in after
+        assert after[recent] == before[recent] and after[running] >= before[running]
+        code, body = refused(server, f"/api/execution-processes/{old}/raw-logs/ws")
+        assert code == 404 and "No logs" in body["message"]
+        # the running process keeps being captured and is readable live
+        assert server.ok("GET", f"/api/execution-processes/{running}")["status"] == "running"
+        assert any("Working on: sleep" in text for _, text in stored(server, running))
+        server.ok("POST", f"/api/execution-processes/{running}/stop")
+        assert server.services.maintenance.prune_logs() == []  # nothing else is old enough
+
+
+def test_retention_by_total_size_deletes_the_oldest_ended_logs_first(tmp_path: Path) -> None:
+    config = make_config(tmp_path, retention={"log_days": 0.0, "log_total_bytes": 1})
+    with live_server(config) as server:
+        use_fake_agent(server)
+        project = make_project(server, tmp_path)
+        first = _finished_attempt(server, project, "first")
+        second = _finished_attempt(server, project, "second")
+        running = _running_attempt(server, project)
+        _age(server, first, 2)
+        _age(server, second, 1)
+        _age(server, running, 3)
+        # over the limit (1 byte): every ended log goes, the oldest first; the running one stays
+        assert server.services.maintenance.prune_logs() == [first, second]
+        assert set(_log_rows(server)) == {running}
+        server.ok("POST", f"/api/execution-processes/{running}/stop")
+
+
+def test_retention_by_size_stops_once_under_the_limit(tmp_path: Path) -> None:
+    config = make_config(tmp_path, retention={"log_days": 0.0, "log_total_bytes": 0})
+    with live_server(config) as server:
+        use_fake_agent(server)
+        project = make_project(server, tmp_path)
+        pids = [_finished_attempt(server, project, f"task {i}") for i in range(3)]
+        for age, pid in zip((3, 2, 1), pids, strict=True):
+            _age(server, pid, age)
+        with server.services.database.connection():
+            sizes = [server.services.logstore.total_bytes(pid) for pid in pids]
+            # room for the two newest logs only
+            pruned = server.services.logstore.prune(ended_before=None, max_total_bytes=sizes[1] + sizes[2])
+        assert [str(p) for p in pruned] == [pids[0]]
+        assert set(_log_rows(server)) == set(pids[1:])

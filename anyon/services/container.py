@@ -208,7 +208,9 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         ),
         file_search=file_search,
         drafts=drafts,
-        maintenance=Maintenance(database, worktrees, file_search, config.retention, containers=docker_runner),
+        maintenance=Maintenance(
+            database, worktrees, file_search, config.retention, containers=docker_runner, logstore=logstore
+        ),
         docker=docker_runner,
     )
     for name, value in overrides.items():
