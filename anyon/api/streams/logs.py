@@ -34,6 +34,8 @@ from anyon.services.normalizer import LogNormalizer, normalizer_for
 
 PAGE: Final = 2000
 """Stored chunks read per query while replaying a finished process."""
+HISTORIC_PAGE: Final = 64
+"""Stored chunks (at most 64 KiB each) normalised and sent at a time when a finished process is replayed."""
 OPS_PER_FRAME: Final = 1000
 STORE_APPEAR_SECONDS: Final = 2.0
 """A process row is inserted just before its store is registered; a stream opened in between waits."""
@@ -215,6 +217,13 @@ def _executor_of(action: Any) -> str:
     return "SCRIPT"
 
 
+def _feed(normalizer: LogNormalizer, records: list[tuple[str, str]]) -> list[jp.Op]:
+    ops: list[jp.Op] = []
+    for stream, chunk in records:
+        ops += normalizer.feed_stdout(chunk) if stream == "stdout" else normalizer.feed_stderr(chunk)
+    return ops
+
+
 def _entries_value(normalizer: LogNormalizer) -> list[dict[str, Any]]:
     return [jp.normalized_entry_value(e) for e in normalizer.entries]
 
@@ -256,11 +265,24 @@ class NormalizedLogsStream(_LogStream):
     async def _historic(
         self, sender: StreamSender, pid: uuid.UUID, executor: str, worktree: str | None
     ) -> None:
-        records = await self._records(pid)
-        ops = await run_sync(normalizer_for(executor, worktree=worktree).replay, records)
+        # page by page through a live-mode normaliser (the same ops, without keeping every entry): memory
+        # stays bounded by a page, not by the whole conversation
+        normalizer = normalizer_for(executor, worktree=worktree, keep_entries=False)
+        seq = 0
+        while True:
+            chunks = await run_sync(self._read, pid, seq, HISTORIC_PAGE)
+            if not chunks:
+                break
+            seq = chunks[-1].seq
+            records = [(c.kind, c.content) for c in chunks if c.kind in RAW_KINDS]
+            await self._send_ops(sender, await run_sync(_feed, normalizer, records))
+        await self._send_ops(sender, normalizer.finish())
+        await sender.finished()
+
+    @staticmethod
+    async def _send_ops(sender: StreamSender, ops: list[jp.Op]) -> None:
         for i in range(0, len(ops), OPS_PER_FRAME):
             await sender.ops(ops[i : i + OPS_PER_FRAME])
-        await sender.finished()
 
     async def _live(
         self, sender: StreamSender, pid: uuid.UUID, store: MsgStore, executor: str, worktree: str | None

@@ -40,6 +40,7 @@ from anyon.services.git.errors import GitServiceError
 from anyon.services.git.isolation import objects_dir
 from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
+from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
@@ -58,6 +59,8 @@ _REFILL_AFTER_OUTPUT_SECONDS = 2.0
 
 _LOG_FLUSH_SECONDS = 0.1
 _LOG_FLUSH_BYTES = 256 * 1024
+#: Seconds after a process ended before freed heap is returned: its live readers finish sending first.
+_RELEASE_MEMORY_AFTER_SECONDS = 1.0
 
 
 class ContainerProvisioner(Protocol):
@@ -707,10 +710,23 @@ class ExecutionService:
     async def _record_exit(self, live: LiveProcess, status: str, exit_code: int | None) -> None:
         await self._db_call(self._set_status, live.process_id, status, exit_code)
 
+    async def _release_tail(self, live: LiveProcess) -> None:
+        """A capped log: the omitted marker, then the held-back tail, paced like live output.
+
+        The tail is up to half the cap at once; emitted in one go it would overrun the live window and
+        every follower would rebuild its view from the store. Yielding after each chunk lets followers
+        send as it goes; the store gets it in batches as from the pumps.
+        """
+        for i, (stream, text) in enumerate(live.cap.close()):
+            self._emit_now(live, stream, text)
+            if live.pending_bytes >= _LOG_FLUSH_BYTES:
+                await self._flush_logs(live)
+            elif i % 4 == 3:
+                await asyncio.sleep(0)
+
     async def _finish(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
         """The process ended: status, summary, commit, next action or finalisation (spec §5.3 "On exit")."""
-        for stream, text in live.cap.close():  # a capped log: the omitted marker, then the tail
-            self._emit_now(live, stream, text)
+        await self._release_tail(live)
         if live.normalizer is not None:
             ops = live.normalizer.finish()
             if ops:
@@ -775,10 +791,16 @@ class ExecutionService:
         finally:
             live.store.finish()
             self._live.pop(live.process_id, None)
+            self._spawn_background(self._release_memory_later(), f"release-memory:{live.process_id}")
         if finalize and self._drafts is not None:
             self._spawn_background(
                 self.send_queued(live.context.attempt_id), f"queued:{live.context.attempt_id}"
             )
+
+    async def _release_memory_later(self) -> None:
+        """A process ended: once its buffers are dropped, give the freed heap back to the OS (see memory)."""
+        await asyncio.sleep(_RELEASE_MEMORY_AFTER_SECONDS)
+        await asyncio.to_thread(release_memory)
 
     # ------------------------------------------------------------------------------------------
     # stopping
