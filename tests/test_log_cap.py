@@ -14,6 +14,7 @@ import peewee as pw
 import pytest
 
 from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog, utc_now
+from anyon.services.logcap import LogCap, is_marker
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_local import make_project, start, use_fake_agent, wait_processes
@@ -297,3 +298,30 @@ def test_retention_by_size_stops_once_under_the_limit(tmp_path: Path) -> None:
             pruned = server.services.logstore.prune(ended_before=None, max_total_bytes=sizes[1] + sizes[2])
         assert [str(p) for p in pruned] == [pids[0]]
         assert set(_log_rows(server)) == set(pids[1:])
+
+
+# --- the cap on its own ---------------------------------------------------------------------------
+
+
+def test_output_under_the_cap_passes_whole_and_a_zero_cap_is_no_cap() -> None:
+    cap = LogCap(100)
+    assert cap.accept("stdout", "a" * 50) == [("stdout", "a" * 50)]
+    assert cap.close() == [] and cap.accept("stderr", "after\n") == [("stderr", "after\n")]
+    off = LogCap(0)
+    assert off.accept("stdout", "x" * 10_000) == [("stdout", "x" * 10_000)] and off.close() == []
+
+
+def test_output_between_half_and_the_whole_cap_says_nothing_was_omitted() -> None:
+    cap = LogCap(100)
+    out = cap.accept("stdout", "1234\n" * 10) + cap.accept("stdout", "tail\n") + cap.close()
+    assert out[0] == ("stdout", "1234\n" * 10)
+    assert is_marker(out[1][1]) and out[2] == ("stderr", "[anyon] 0 bytes omitted\n")
+    assert out[3:] == [("stdout", "tail\n")]
+
+
+def test_many_tiny_writes_keep_the_ring_small() -> None:
+    cap = LogCap(64 * 1024)
+    for i in range(200_000):
+        cap.accept("stdout" if i % 2 else "stderr", "z")
+    assert cap.held_bytes <= cap.tail_budget
+    assert len(cap._ring) <= max(16, cap.tail_budget // 512)
