@@ -27,7 +27,8 @@ def _rss_mb() -> float:
 
 
 def test_an_agent_printing_100_mb_keeps_server_memory_bounded(tmp_path: Path) -> None:
-    config = make_config(tmp_path, executions={"log_memory_bytes": 4 * 1024**2})
+    # with the log cap off everything is stored: the in-memory window alone keeps memory bounded
+    config = make_config(tmp_path, executions={"log_memory_bytes": 4 * 1024**2, "log_cap_bytes": 0})
     flood = (
         f"import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range({FLOOD_MB} * 1024): sys.stdout.write(line)\n"
     )

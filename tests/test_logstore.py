@@ -165,3 +165,36 @@ def test_logs_go_with_their_process(migrated: Database) -> None:
     proc.delete_instance()
     assert not store.has_logs(proc.id)
     assert [c.content for c in store.read(other.id)] == ["theirs"]
+
+
+def test_prune_deletes_old_and_oldest_logs_never_a_running_one(migrated: Database) -> None:
+    """Retention on both backends: by age, then oldest first by total size; running logs stay."""
+    import datetime as dt
+
+    from anyon.services.db.models import utc_now
+
+    now = utc_now()
+    store = LogStore(migrated)
+    procs = {}
+    for name, status, age_days in (
+        ("ancient", "completed", 50),
+        ("old", "failed", 20),
+        ("new", "killed", 1),
+        ("running", "running", 400),
+    ):
+        *_, proc = make_chain(status=status)
+        then = now - dt.timedelta(days=age_days)
+        completed = None if status == "running" else then
+        ExecutionProcess.update(started_at=then, updated_at=then, completed_at=completed).where(
+            ExecutionProcess.id == proc.id
+        ).execute()
+        store.append(proc.id, "stdout", "x" * 100)
+        procs[name] = proc.id
+    before = _rows(procs["running"])
+    assert store.prune(ended_before=now - dt.timedelta(days=30), max_total_bytes=None) == [procs["ancient"]]
+    assert store.prune(ended_before=now - dt.timedelta(days=30), max_total_bytes=None) == []
+    assert store.prune(ended_before=None, max_total_bytes=250) == [procs["old"]]
+    assert store.prune(ended_before=None, max_total_bytes=0) == [procs["new"]]
+    assert [store.has_logs(procs[n]) for n in ("ancient", "old", "new")] == [False, False, False]
+    assert _rows(procs["running"]) == before
+    assert store.append(procs["running"], "stdout", "more") == 2

@@ -26,6 +26,8 @@ BYTE_SIZES = frozenset(
         "docker.memory_swap",
         "docker.tmpfs_size",
         "executions.log_memory_bytes",
+        "executions.log_cap_bytes",
+        "retention.log_total_bytes",
     }
 )
 
@@ -73,6 +75,9 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.max_run_seconds": (0, None),
     "retention.worktree_hours": (0, None),
     "retention.expiry_interval_minutes": (0.1, None),
+    "executions.log_cap_bytes": (0, None),
+    "retention.log_days": (0, None),
+    "retention.log_total_bytes": (0, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.

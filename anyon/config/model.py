@@ -84,6 +84,8 @@ class ExecutionSettings:
     start_timeout_seconds: float = 300.0
     # agents and setup/cleanup scripts running longer than this fail; 0 = off (never the dev server)
     max_run_seconds: float = 0.0
+    # stored output per process: beyond it the head and the tail are kept, the middle omitted (0 = no cap)
+    log_cap_bytes: int = 10 * 1024**2
     # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);
     # ANYON_*, PG*, DATABASE_URL and CREDENTIALS_DIRECTORY never pass, whatever this says
     host_env_allowlist: tuple[str, ...] = (
@@ -142,6 +144,8 @@ class RetentionSettings:
     expiry_interval_minutes: float = 10.0
     orphan_sweep: bool = True
     orphan_sweep_dry_run: bool = False
+    log_days: float = 30.0  # stored logs of processes that ended longer ago are deleted (0 = kept)
+    log_total_bytes: int = 1024**3  # oldest ended processes' logs go first beyond this total (0 = no limit)
 
 
 @dataclass(frozen=True)

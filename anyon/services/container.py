@@ -252,6 +252,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             config.retention,
             containers=docker_runner,
             reconcile_interval=config.docker.reconcile_interval_seconds,
+            logstore=logstore,
         ),
         docker=docker_runner,
     )

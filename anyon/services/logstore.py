@@ -9,6 +9,9 @@ Ordering: ``seq`` is handed out under a per-execution lock held until the insert
 has seen ``seq = n`` will never later find a row ``< n`` appear (no gaps that fill in behind a cursor). The
 unique index (execution_id, seq) backs this up against a second writer process.
 
+Retention (``retention.log_days``, ``retention.log_total_bytes``) deletes whole logs of ended processes,
+never single chunks and never the log of a running process: see :meth:`LogStore.prune`.
+
 Text that a database cannot hold is made storable first: NUL characters (refused by PostgreSQL text) and
 lone surrogates become U+FFFD, identically on SQLite and PostgreSQL.
 """
@@ -25,7 +28,7 @@ from typing import Any
 import peewee as pw
 
 from anyon.services.db.database import Database
-from anyon.services.db.models import LOG_KINDS, ExecutionProcessLog, utc_now
+from anyon.services.db.models import LOG_KINDS, ExecutionProcess, ExecutionProcessLog, utc_now
 
 # Rows per INSERT: 6 bound values each stays far below SQLite's 32766-variable limit.
 _BATCH = 500
@@ -54,6 +57,15 @@ def _storable(content: str) -> str:
     except UnicodeEncodeError:
         content = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in content)
     return content
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    """A timestamp as an aware datetime (SQLite gives naive UTC), for ordering."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _as_uuid(execution_id: uuid.UUID | str) -> uuid.UUID:
@@ -153,6 +165,70 @@ class LogStore:
         with self._guard:
             self._locks.pop(eid, None)
             self._next_seq.pop(eid, None)
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    def prune(self, *, ended_before: dt.datetime | None, max_total_bytes: int | None) -> list[uuid.UUID]:
+        """Delete the logs of ended processes; return the executions whose logs were deleted.
+
+        First every log of a process that ended before ``ended_before``; then, while all stored logs
+        together exceed ``max_total_bytes``, the logs of the processes that ended first. A process still
+        ``running`` keeps its log whatever its age or size. Each log goes in its own transaction, so a
+        large prune never holds the write lock for long.
+        """
+        ended = ExecutionProcess.status != "running"
+        victims: list[Any] = []
+        if ended_before is not None:
+            done, changed = ExecutionProcess.completed_at, ExecutionProcess.updated_at
+            has_log = pw.fn.EXISTS(
+                ExecutionProcessLog.select(pw.SQL("1")).where(
+                    ExecutionProcessLog.execution == ExecutionProcess.id
+                )
+            )
+            old: Any = (
+                ExecutionProcess.select(ExecutionProcess.id)
+                .where(
+                    ended & ((done < ended_before) | (done.is_null() & (changed < ended_before))) & has_log
+                )
+                .tuples()
+            )
+            victims = [row[0] for row in old]
+        if max_total_bytes is not None:
+            doomed = set(victims)
+            sizes: Any = (
+                ExecutionProcessLog.select(
+                    ExecutionProcessLog.execution,
+                    pw.fn.SUM(ExecutionProcessLog.byte_size),
+                    ExecutionProcess.status,
+                    ExecutionProcess.completed_at,
+                    ExecutionProcess.updated_at,
+                )
+                .join(ExecutionProcess, on=(ExecutionProcessLog.execution == ExecutionProcess.id))
+                .group_by(
+                    ExecutionProcessLog.execution,
+                    ExecutionProcess.status,
+                    ExecutionProcess.completed_at,
+                    ExecutionProcess.updated_at,
+                )
+                .tuples()
+            )
+            rows = [
+                (eid, int(size or 0), status, done or changed) for eid, size, status, done, changed in sizes
+            ]
+            total = sum(size for eid, size, _, _ in rows if eid not in doomed)
+            oldest_first = sorted(
+                (r for r in rows if r[2] != "running" and r[0] not in doomed), key=lambda r: _as_utc(r[3])
+            )
+            for eid, size, _status, _ended in oldest_first:
+                if total <= max_total_bytes:
+                    break
+                victims.append(eid)
+                total -= size
+        for eid in victims:
+            with self.database.atomic():
+                ExecutionProcessLog.delete().where(ExecutionProcessLog.execution == eid).execute()
+            self.forget(eid)
+        return [_as_uuid(eid) for eid in victims]
 
     # --- reading -----------------------------------------------------------------------------------
 

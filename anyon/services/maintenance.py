@@ -4,6 +4,9 @@
 * expiry: every ``retention.expiry_interval_minutes``, worktrees idle longer than
   ``retention.worktree_hours`` with nothing running are removed and marked ``worktree_deleted``, and
   so are attempts whose folder vanished; in cloud mode their containers go too;
+* log retention, in the same pass: stored logs of processes that ended more than ``retention.log_days``
+  ago are deleted, then the oldest ended ones while all logs exceed ``retention.log_total_bytes``
+  (running processes keep theirs);
 * container reconcile (cloud): at start-up (run by :meth:`Services.start` before the start-up repair) and
   every ``docker.reconcile_interval_seconds``: containers of live attempts are adopted and, when they may
   still run processes nobody supervises (a crash, a lost Engine), swept; every other container of this
@@ -27,6 +30,7 @@ from anyon.config.model import RetentionSettings
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
 from anyon.services.file_search import FileSearch
+from anyon.services.logstore import LogStore
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,10 @@ class Maintenance:
         *,
         containers: Any = None,
         reconcile_interval: float = 60.0,
+        logstore: LogStore | None = None,
     ) -> None:
         self._db = database
+        self._logstore = logstore
         self._worktrees = worktrees
         self._search = file_search
         self._retention = retention
@@ -54,6 +60,10 @@ class Maintenance:
     async def startup(self) -> None:
         if self._retention.orphan_sweep:
             await asyncio.to_thread(self.sweep_orphans)
+        try:
+            await asyncio.to_thread(self.prune_logs)
+        except Exception:
+            log.exception("log retention at start-up failed; the expiry pass retries it")
         await asyncio.to_thread(self.warm_search)
 
     async def expiry_loop(self) -> None:
@@ -64,6 +74,10 @@ class Maintenance:
                 await self.expire_once()
             except Exception:
                 log.exception("worktree expiry failed; retrying in %.0f s", interval)
+            try:
+                await asyncio.to_thread(self.prune_logs)
+            except Exception:
+                log.exception("log retention failed; retrying in %.0f s", interval)
 
     async def reconcile_loop(self) -> None:
         """Cloud: reconcile the containers every ``docker.reconcile_interval_seconds``; never raises."""
@@ -83,6 +97,20 @@ class Maintenance:
                 )
 
     # -- the work ------------------------------------------------------------------------------------
+    def prune_logs(self, now: dt.datetime | None = None) -> list[str]:
+        """One log-retention pass; returns the ids of the processes whose logs were deleted."""
+        if self._logstore is None:
+            return []
+        days, limit = self._retention.log_days, self._retention.log_total_bytes
+        if days <= 0 and limit <= 0:
+            return []
+        before = (now or utc_now()) - dt.timedelta(days=days) if days > 0 else None
+        with self._db.connection():
+            pruned = self._logstore.prune(ended_before=before, max_total_bytes=limit if limit > 0 else None)
+        if pruned:
+            log.info("log retention deleted the logs of %d ended process(es)", len(pruned))
+        return [str(eid) for eid in pruned]
+
     def sweep_orphans(self) -> list[str]:
         with self._db.connection():
             known = [row.container_ref for row in TaskAttempt.select(TaskAttempt.container_ref)]

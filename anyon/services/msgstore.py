@@ -306,6 +306,11 @@ class MsgStore:
         return self._next_seq
 
     @property
+    def next_raw_index(self) -> int:
+        """The ``raw_index`` the next stdout/stderr message will get (= how many were pushed)."""
+        return self._next_raw
+
+    @property
     def memory_bytes(self) -> int:
         return self._bytes
 

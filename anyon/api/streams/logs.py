@@ -28,11 +28,14 @@ from anyon.services.container import Services
 from anyon.services.db.models import ExecutionProcess
 from anyon.services.errors import NotFound
 from anyon.services.logstore import LogChunk
+from anyon.services.memory import release_memory
 from anyon.services.msgstore import RAW_KINDS, LogMsg, LogsEvicted, MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for
 
 PAGE: Final = 2000
 """Stored chunks read per query while replaying a finished process."""
+HISTORIC_PAGE: Final = 64
+"""Stored chunks (at most 64 KiB each) normalised and sent at a time when a finished process is replayed."""
 OPS_PER_FRAME: Final = 1000
 STORE_APPEAR_SECONDS: Final = 2.0
 """A process row is inserted just before its store is registered; a stream opened in between waits."""
@@ -95,10 +98,13 @@ class RawLogsStream(_LogStream):
         if opened is None:
             return
         pid, _row, _worktree, store = opened
-        if store is None:
-            await serve(ws, lambda sender: self._historic(sender, pid))
-        else:
-            await serve(ws, lambda sender: self._live(sender, pid, store))
+        try:
+            if store is None:
+                await serve(ws, lambda sender: self._historic(sender, pid))
+            else:
+                await serve(ws, lambda sender: self._live(sender, pid, store))
+        finally:
+            await run_sync(release_memory)
 
     async def _historic(self, sender: StreamSender, pid: uuid.UUID) -> None:
         cursor = _Cursor()
@@ -115,14 +121,14 @@ class RawLogsStream(_LogStream):
             return False
         ops: list[jp.Op] = []
         for chunk in chunks:
+            if target is not None and cursor.sent >= target:
+                break  # before consuming the chunk: the next catch-up must still see it
             cursor.db_seq = chunk.seq
             if chunk.kind not in RAW_KINDS:
                 continue
             cursor.db_raw += 1
             if cursor.db_raw <= cursor.sent:
                 continue  # already sent from memory
-            if target is not None and cursor.sent >= target:
-                break
             value = (
                 jp.stdout_value(chunk.content) if chunk.kind == "stdout" else jp.stderr_value(chunk.content)
             )
@@ -162,11 +168,9 @@ class RawLogsStream(_LogStream):
                 # behind the memory window: the evicted chunks are (or soon will be) in the log store
                 from_seq = store.window_start
                 deadline = asyncio.get_running_loop().time() + CATCH_UP_WAIT_SECONDS
+                # the raw entries before the window are (or soon will be) stored: send them from there
                 first = await _first_raw_index(store, from_seq)
-                if first is None:  # only the end marker is in memory: everything else is stored
-                    while await self._catch_up(sender, pid, cursor, target=None):
-                        pass
-                while first is not None and cursor.sent < first:
+                while cursor.sent < first:
                     if not await self._catch_up(sender, pid, cursor, target=first):
                         if asyncio.get_running_loop().time() > deadline:
                             missing = f"log chunks of {pid} before {first} never reached the log store"
@@ -183,11 +187,15 @@ class _Cursor:
         self.db_raw = 0  # stdout/stderr chunks seen in the store so far
 
 
-async def _first_raw_index(store: MsgStore, from_seq: int) -> int | None:
-    """The raw index of the first stdout/stderr message at or after ``from_seq`` still in memory."""
-    reader = store.subscribe(from_seq=from_seq)
+async def _first_raw_index(store: MsgStore, from_seq: int) -> int:
+    """The raw index of the first stdout/stderr message at or after ``from_seq`` still in memory.
+
+    With none there (only patches, or only the end marker: one big patch can fill the whole window), the
+    raw index the next one will get: every raw chunk before it is in, or on its way to, the log store.
+    """
     if store.next_seq <= from_seq:
-        return None
+        return store.next_raw_index
+    reader = store.subscribe(from_seq=from_seq)
     try:
         batch = await reader.next_batch(4096)
     except LogsEvicted:
@@ -195,7 +203,7 @@ async def _first_raw_index(store: MsgStore, from_seq: int) -> int | None:
     for msg in batch:
         if msg.kind in RAW_KINDS:
             return msg.raw_index
-    return None
+    return store.next_raw_index
 
 
 def _executor_of(action: Any) -> str:
@@ -207,6 +215,13 @@ def _executor_of(action: Any) -> str:
     except (KeyError, TypeError, AttributeError):
         pass
     return "SCRIPT"
+
+
+def _feed(normalizer: LogNormalizer, records: list[tuple[str, str]]) -> list[jp.Op]:
+    ops: list[jp.Op] = []
+    for stream, chunk in records:
+        ops += normalizer.feed_stdout(chunk) if stream == "stdout" else normalizer.feed_stderr(chunk)
+    return ops
 
 
 def _entries_value(normalizer: LogNormalizer) -> list[dict[str, Any]]:
@@ -224,10 +239,13 @@ class NormalizedLogsStream(_LogStream):
             return
         pid, row, worktree, store = opened
         executor = _executor_of(row.executor_action)
-        if store is None:
-            await serve(ws, lambda sender: self._historic(sender, pid, executor, worktree))
-        else:
-            await serve(ws, lambda sender: self._live(sender, pid, store, executor, worktree))
+        try:
+            if store is None:
+                await serve(ws, lambda sender: self._historic(sender, pid, executor, worktree))
+            else:
+                await serve(ws, lambda sender: self._live(sender, pid, store, executor, worktree))
+        finally:
+            await run_sync(release_memory)  # a replay held a whole stored log: return what it freed
 
     async def _records(self, pid: uuid.UUID, upto_raw: int | None = None) -> list[tuple[str, str]]:
         records: list[tuple[str, str]] = []
@@ -247,11 +265,24 @@ class NormalizedLogsStream(_LogStream):
     async def _historic(
         self, sender: StreamSender, pid: uuid.UUID, executor: str, worktree: str | None
     ) -> None:
-        records = await self._records(pid)
-        ops = await run_sync(normalizer_for(executor, worktree=worktree).replay, records)
+        # page by page through a live-mode normaliser (the same ops, without keeping every entry): memory
+        # stays bounded by a page, not by the whole conversation
+        normalizer = normalizer_for(executor, worktree=worktree, keep_entries=False)
+        seq = 0
+        while True:
+            chunks = await run_sync(self._read, pid, seq, HISTORIC_PAGE)
+            if not chunks:
+                break
+            seq = chunks[-1].seq
+            records = [(c.kind, c.content) for c in chunks if c.kind in RAW_KINDS]
+            await self._send_ops(sender, await run_sync(_feed, normalizer, records))
+        await self._send_ops(sender, normalizer.finish())
+        await sender.finished()
+
+    @staticmethod
+    async def _send_ops(sender: StreamSender, ops: list[jp.Op]) -> None:
         for i in range(0, len(ops), OPS_PER_FRAME):
             await sender.ops(ops[i : i + OPS_PER_FRAME])
-        await sender.finished()
 
     async def _live(
         self, sender: StreamSender, pid: uuid.UUID, store: MsgStore, executor: str, worktree: str | None

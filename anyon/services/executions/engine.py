@@ -46,7 +46,9 @@ from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, Profil
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.git.isolation import objects_dir
+from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
+from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
@@ -71,6 +73,8 @@ _REFILL_AFTER_OUTPUT_SECONDS = 2.0
 
 _LOG_FLUSH_SECONDS = 0.1
 _LOG_FLUSH_BYTES = 256 * 1024
+#: Seconds after a process ended before freed heap is returned: its live readers finish sending first.
+_RELEASE_MEMORY_AFTER_SECONDS = 1.0
 
 
 class ContainerProvisioner(Protocol):
@@ -138,6 +142,10 @@ class LiveProcess:
     stderr_line_open: bool = False
     stderr_tail: str = ""
     pids_limit_noted: bool = False
+    # one flush at a time: batches reach the log store in the order they were emitted
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    flush_timer: asyncio.TimerHandle | None = None
+    cap: LogCap = field(default_factory=lambda: LogCap(0))  # executions.log_cap_bytes: head and tail kept
 
 
 class ExecutionService:
@@ -563,6 +571,7 @@ class ExecutionService:
             run_reason=run_reason,
             action=action,
             store=MsgStore(byte_cap=self._settings.log_memory_bytes),
+            cap=LogCap(self._settings.log_cap_bytes),
         )
         if actions.is_agent(action):
             executor = action["typ"]["executor_profile_id"]["executor"]
@@ -733,6 +742,11 @@ class ExecutionService:
         await self._close(live, finalize=live.run_reason != "devserver")
 
     def _emit(self, live: LiveProcess, stream: str, text: str, *, from_server: bool = False) -> None:
+        """One chunk of output, through the log cap (which may hold it back as part of the tail)."""
+        for kept_stream, kept in live.cap.accept(stream, text):
+            self._emit_now(live, kept_stream, kept, from_server=from_server)
+
+    def _emit_now(self, live: LiveProcess, stream: str, text: str, *, from_server: bool = False) -> None:
         """One chunk of output: live readers, the normaliser, and the batch for the DB log.
 
         ``from_server``: a line the server writes (queue notice, timeout, …), not the process's output:
@@ -789,16 +803,24 @@ class ExecutionService:
             if live.pending_bytes >= _LOG_FLUSH_BYTES or loop.time() - last_flush >= _LOG_FLUSH_SECONDS:
                 await self._flush_logs(live)
                 last_flush = loop.time()
+            elif live.pending_logs and live.flush_timer is None:
+                # a process that falls quiet still has its last output stored within the flush interval
+                live.flush_timer = loop.call_later(_LOG_FLUSH_SECONDS, self._flush_later, live)
         tail = decoder.decode(b"", final=True)
         if tail:
             self._emit(live, stream, tail)
         await self._flush_logs(live)
 
+    def _flush_later(self, live: LiveProcess) -> None:
+        live.flush_timer = None
+        self._spawn_background(self._flush_logs(live), f"flush-logs:{live.process_id}")
+
     async def _flush_logs(self, live: LiveProcess) -> None:
-        if not live.pending_logs:
-            return
-        batch, live.pending_logs, live.pending_bytes = live.pending_logs, [], 0
-        await self._db_call(self._logstore.append_many, live.process_id, batch)
+        async with live.flush_lock:
+            if not live.pending_logs:
+                return
+            batch, live.pending_logs, live.pending_bytes = live.pending_logs, [], 0
+            await self._db_call(self._logstore.append_many, live.process_id, batch)
 
     def _save_session(self, process_id: uuid.UUID, session_id: str | None, summary: str | None) -> None:
         updates: dict[Any, Any] = {ExecutorSession.updated_at: utc_now()}
@@ -822,8 +844,23 @@ class ExecutionService:
     async def _record_exit(self, live: LiveProcess, status: str, exit_code: int | None) -> None:
         await self._db_call(self._set_status, live.process_id, status, exit_code)
 
+    async def _release_tail(self, live: LiveProcess) -> None:
+        """A capped log: the omitted marker, then the held-back tail, paced like live output.
+
+        The tail is up to half the cap at once; emitted in one go it would overrun the live window and
+        every follower would rebuild its view from the store. Yielding after each chunk lets followers
+        send as it goes; the store gets it in batches as from the pumps.
+        """
+        for i, (stream, text) in enumerate(live.cap.close()):
+            self._emit_now(live, stream, text)
+            if live.pending_bytes >= _LOG_FLUSH_BYTES:
+                await self._flush_logs(live)
+            elif i % 4 == 3:
+                await asyncio.sleep(0)
+
     async def _finish(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
         """The process ended: status, summary, commit, next action or finalisation (spec §5.3 "On exit")."""
+        await self._release_tail(live)
         if live.normalizer is not None:
             ops = live.normalizer.finish()
             if ops:
@@ -908,10 +945,16 @@ class ExecutionService:
         finally:
             live.store.finish()
             self._live.pop(live.process_id, None)
+            self._spawn_background(self._release_memory_later(), f"release-memory:{live.process_id}")
         if finalize and self._drafts is not None:
             self._spawn_background(
                 self.send_queued(live.context.attempt_id), f"queued:{live.context.attempt_id}"
             )
+
+    async def _release_memory_later(self) -> None:
+        """A process ended: once its buffers are dropped, give the freed heap back to the OS (see memory)."""
+        await asyncio.sleep(_RELEASE_MEMORY_AFTER_SECONDS)
+        await asyncio.to_thread(release_memory)
 
     # ------------------------------------------------------------------------------------------
     # stopping

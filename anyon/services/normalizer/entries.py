@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
+from anyon.services.logcap import is_marker
 
 SUMMARY_MAX_CHARS: Final = 4096
 Entry = dict[str, Any]
@@ -90,6 +91,9 @@ class LogNormalizer:
         return [op for line in self._lines("stdout", chunk) for op in self._stdout_line(line)]
 
     def feed_stderr(self, chunk: str) -> list[Op]:
+        if is_marker(chunk):
+            # the log cap omitted output here: unterminated lines end, and the marker is an entry of its own
+            return [*self.finish(), self._system(chunk.strip())]
         return [op for line in self._lines("stderr", chunk) for op in self._stderr_line(line)]
 
     def finish(self) -> list[Op]:
