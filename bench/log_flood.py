@@ -29,7 +29,8 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_fanout import Sampler, free_port, ok, rss_kib
+from stream_fanout import Sampler, ok, rss_kib
+from stream_fanout import start_server as fanout_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,44 +53,11 @@ out.flush()
 
 
 def start_server(tmp: Path, log_cap: str, pythonmalloc: str) -> tuple[subprocess.Popen[bytes], str]:
-    import os
-
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        ANYON_DATA_DIR=str(tmp / "data"),
-        ANYON_WORKTREE_DIR=str(tmp / "worktrees"),
-        ANYON_TEMP_DIR=str(tmp / "tmp"),
-        ANYON_DATABASE_FILE=str(tmp / "data" / "anyon.db"),
-        ANYON_PATHS__WORKSPACE_DIR=str(tmp / "workspace"),
-        PYTHONPATH=str(ROOT),
-    )
+    """The stream_fanout server with the log cap and the allocator under test (empty: the defaults)."""
+    extra: dict[str, str | None] = {"PYTHONMALLOC": pythonmalloc or None}
     if log_cap:
-        env["ANYON_EXECUTIONS__LOG_CAP_BYTES"] = log_cap
-    env.pop("PYTHONMALLOC", None)
-    if pythonmalloc:
-        env["PYTHONMALLOC"] = pythonmalloc
-    env.pop("ANYON_DATABASE__URL", None)
-    settings = tmp / "settings.toml"
-    settings.write_text("")
-    argv = [sys.executable, "-m", "anyon", "serve", "--settings", str(settings)]
-    proc = subprocess.Popen(
-        [*argv, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "server.err", "wb"),  # noqa: SIM115 - lives as long as the server
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {(tmp / 'server.err').read_text()[-2000:]}")
-        try:
-            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start within 30 s")
+        extra["ANYON_EXECUTIONS__LOG_CAP_BYTES"] = log_cap
+    return fanout_server(tmp, extra)
 
 
 def db_bytes(tmp: Path) -> int:

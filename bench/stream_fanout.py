@@ -81,7 +81,11 @@ class Sampler(threading.Thread):
                 return
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    tmp: Path, extra_env: dict[str, str | None] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``anyon serve`` on loopback with its data in ``tmp``; ``extra_env`` sets (or, with None, unsets)
+    variables of the server's environment. Returns the process and its base URL once it is healthy."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -93,6 +97,11 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         PYTHONPATH=str(ROOT),
     )
     env.pop("ANYON_DATABASE__URL", None)
+    for name, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     settings = tmp / "settings.toml"
     settings.write_text("")
     proc = subprocess.Popen(
