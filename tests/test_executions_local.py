@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pygit2
 import pytest
@@ -37,15 +37,26 @@ def make_project(server: LiveServer, tmp_path: Path, **scripts: str) -> dict[str
     return server.ok("POST", "/api/projects", json=body)  # type: ignore[no-any-return]
 
 
-def start(server: LiveServer, project: dict[str, Any], title: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": title})
+class ApiClient(Protocol):
+    """Anything that calls the API and returns the envelope's data: an in-process or a separate server."""
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any: ...
+
+
+def start(
+    server: ApiClient, project: dict[str, Any], title: str, description: str | None = None, base: str = "main"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    task_body = {"project_id": project["id"], "title": title}
+    if description is not None:
+        task_body["description"] = description
+    task = server.ok("POST", "/api/tasks", json=task_body)
     attempt = server.ok(
         "POST",
         "/api/task-attempts",
         json={
             "task_id": task["id"],
             "executor_profile_id": {"executor": "CLAUDE_CODE"},
-            "base_branch": "main",
+            "base_branch": base,
         },
     )
     return task, attempt

@@ -27,6 +27,7 @@ import pygit2
 import pytest
 
 from tests.test_executions_cloud import IMAGE, require_test_image
+from tests.test_executions_local import start
 
 pytestmark = pytest.mark.docker
 
@@ -267,20 +268,6 @@ def _setup_project(server: Server, root: Path) -> dict[str, Any]:
     return project  # type: ignore[no-any-return]
 
 
-def _start(server: Server, project: dict[str, Any], title: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": title})
-    attempt = server.ok(
-        "POST",
-        "/api/task-attempts",
-        json={
-            "task_id": task["id"],
-            "executor_profile_id": {"executor": "CLAUDE_CODE"},
-            "base_branch": "main",
-        },
-    )
-    return task, attempt
-
-
 def _processes(server: Server, attempt_id: str) -> list[dict[str, Any]]:
     return server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt_id}")  # type: ignore[no-any-return]
 
@@ -305,7 +292,7 @@ def test_kill9_restart_leaves_no_agent_running_and_a_follow_up_runs_alone(server
     try:
         server.start()
         project = _setup_project(server, server_root)
-        task, attempt = _start(server, project, "sleep")
+        task, attempt = start(server, project, "sleep")
         container = _running_agent(server, api, data_dir, attempt["id"])
 
         server.kill9()
@@ -348,12 +335,12 @@ def test_engine_outage_answers_503_settles_and_the_next_reconcile_cleans_up(serv
     try:
         server.start()
         project = _setup_project(server, server_root)
-        quick_task, quick = _start(server, project, "quick one")
+        quick_task, quick = start(server, project, "quick one")
         _wait(lambda: server.ok("GET", f"/api/tasks/{quick_task['id']}")["status"] == "inreview", 30, "quick")
         quick_container = _container_of(api, data_dir, quick["id"])
         assert quick_container is not None
         quick_worktree = server.ok("GET", f"/api/task-attempts/{quick['id']}")["container_ref"]
-        task, attempt = _start(server, project, "sleep")
+        task, attempt = start(server, project, "sleep")
         container = _running_agent(server, api, data_dir, attempt["id"])
 
         proxy.pause()

@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pygit2
 import pytest
@@ -65,17 +64,6 @@ def _git_metadata(repo_path: str) -> dict[str, bytes | str]:
     return picked
 
 
-def _attempt(server: LiveServer, project: dict[str, Any], title: str, description: str, base: str) -> Any:
-    task = server.ok(
-        "POST", "/api/tasks", json={"project_id": project["id"], "title": title, "description": description}
-    )
-    return server.ok(
-        "POST",
-        "/api/task-attempts",
-        json={"task_id": task["id"], "executor_profile_id": {"executor": "CLAUDE_CODE"}, "base_branch": base},
-    )
-
-
 def _diff_shows(server: LiveServer, attempt_id: str, path: str) -> bool:
     """Whether the attempt's diff stream (one entry per frame) comes to an entry for ``path``."""
     with connect(f"{server.ws_url}/api/task-attempts/{attempt_id}/diff/ws", open_timeout=10) as conn:
@@ -122,7 +110,7 @@ def test_a_hostile_agent_changes_nothing_outside_its_attempt(cloud: LiveServer, 
 
     # the attacker, on another base branch
     prompt = f"{victim['branch']} {marker} {victim['container_ref']} {outside}"
-    attacker = _attempt(cloud, project, "ATTACK", prompt, "release")
+    _task, attacker = start(cloud, project, "ATTACK", prompt, "release")
     processes = wait_processes(cloud, attacker["id"], 1, timeout=120)
     assert processes[0]["status"] == "completed", processes
     attacker = cloud.ok("GET", f"/api/task-attempts/{attacker['id']}")
@@ -147,7 +135,7 @@ def test_a_hostile_agent_changes_nothing_outside_its_attempt(cloud: LiveServer, 
 
     # a new attempt checks out the merged, poisoned branch: attributes, and the committed symlink where
     # copy_files writes
-    follower = _attempt(cloud, project, "after the attack", "", "release")
+    _task, follower = start(cloud, project, "after the attack", base="release")
     assert wait_processes(cloud, follower["id"], 1, timeout=120)[0]["status"] == "completed"
     follower = cloud.ok("GET", f"/api/task-attempts/{follower['id']}")
     copied = Path(follower["container_ref"], "config.env")
