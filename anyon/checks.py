@@ -241,7 +241,10 @@ def _docker_user_check(config: AnyonConfig) -> CheckResult:
         uid, gid = resolve_user(config.docker.user)
     except RunnerError as exc:
         return fail(
-            "docker.user", str(exc), "create the user (deploy/gcp/bootstrap.sh does) or set docker.user"
+            "docker.user",
+            f"{exc} (docker.user = {config.docker.user!r}: containers run as this host user)",
+            "create it (deploy/gcp/bootstrap.sh creates anyon: useradd --system --user-group anyon), or "
+            "set docker.user in [cloud.docker] / ANYON_DOCKER_USER to an existing user or uid:gid",
         )
     return ok("docker.user", f"{config.docker.user} resolves to uid {uid}, gid {gid}")
 
@@ -261,10 +264,28 @@ def _socket_check(config: AnyonConfig, uid: int) -> CheckResult | None:
     if not os.access(path, os.R_OK | os.W_OK):
         return fail(
             "docker socket",
-            f"{path} is not usable by {user}",
+            f"permission denied on the Docker socket {path} for {user} (Docker may well be running)",
             f"add the service user to the docker group: usermod -aG docker {user}, then restart the service",
         )
     return ok("docker socket", f"{path} is usable by {user}")
+
+
+def _engine_failure(config: AnyonConfig, uid: int, exc: Exception) -> CheckResult:
+    """Tell "permission denied" (a group to join) from "not running" (a service to start)."""
+    text = str(exc)
+    user = _user_name(uid)
+    if isinstance(exc, PermissionError) or "Permission denied" in text or "EACCES" in text:
+        return fail(
+            "docker engine",
+            f"permission denied on the Docker socket {config.docker.host} for {user}: Docker runs, "
+            "but this user may not use it",
+            f"usermod -aG docker {user}, then restart the service (or log in again)",
+        )
+    return fail(
+        "docker engine",
+        f"the Docker Engine at {config.docker.host} is not running or does not answer ({text})",
+        "start it: systemctl enable --now docker (or fix docker.host)",
+    )
 
 
 def default_metadata_probe(config: AnyonConfig, client: Any) -> bool | str:
@@ -302,6 +323,8 @@ def check_docker(
     if socket_result is not None:
         results.append(socket_result)
     results.append(_docker_user_check(config))
+    if socket_result is not None and socket_result.status == "fail":
+        return results  # the socket line already says why and what to do; "start Docker" would mislead
     try:
         if client_factory is not None:
             client = client_factory()
@@ -311,13 +334,7 @@ def check_docker(
             client = docker.APIClient(base_url=config.docker.host, version="auto", timeout=10)
         version = client.version()
     except Exception as exc:
-        results.append(
-            fail(
-                "docker engine",
-                f"the Docker Engine at {config.docker.host} does not answer ({exc})",
-                "start it (systemctl start docker) or fix docker.host",
-            )
-        )
+        results.append(_engine_failure(config, uid, exc))
         return results
     try:
         results.append(

@@ -60,7 +60,7 @@ def test_cloud_defaults_are_the_seed_layout() -> None:
     assert config.paths.temp_dir == "/var/opt/anyon/tmp"
     assert config.paths.log_file == "/var/opt/anyon/logs/server.log"
     assert config.paths.secrets_dir == "/var/opt/anyon/tmp/cloud-secrets"
-    assert config.docker.user == "ubuntu"
+    assert config.docker.user == "anyon"
     assert config.docker.image == "anyon-claude:latest"
     assert config.logging.format == "json"
 
@@ -112,7 +112,7 @@ def stack_for(tmp_path: Path, upto: str, mode: str) -> tuple[dict[str, str], Pat
 EXPECTED = {
     # (top layer present, mode) -> (data_dir, docker.user, winning layer)
     ("default", "local"): (f"{HOME}/.local/share/anyon", "ubuntu", "default"),
-    ("default", "cloud"): ("/var/opt/anyon/data", "ubuntu", "default-cloud"),
+    ("default", "cloud"): ("/var/opt/anyon/data", "anyon", "default-cloud"),
     ("file", "local"): ("/file/top", "filetop", "file"),
     ("file", "cloud"): ("/file/top", "filetop", "file"),
     ("file-cloud", "local"): ("/file/top", "filetop", "file"),  # [cloud] ignored in local mode

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from anyon.config.commands import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_OK
+from anyon.config.commands import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_OK, add_env_file_argument
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--settings", metavar="PATH", help="system settings file (default /etc/anyon/settings.toml)"
     )
     parser.add_argument("--mode", choices=("local", "cloud"), help="deployment mode (overrides settings)")
+    add_env_file_argument(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.add_argument("--strict", action="store_true", help="treat warnings as failures (exit 1)")
     parser.set_defaults(func=run)
@@ -41,8 +43,10 @@ def exit_code(statuses: set[str], strict: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     from anyon.checks import run_checks
     from anyon.config import effective_settings
+    from anyon.config.envfile import read_env_file
 
-    settings = effective_settings(args.settings, args.mode)
+    settings = effective_settings(args.settings, args.mode, env_file=args.env_file)
+    environ = {**os.environ, **(read_env_file(args.env_file).values if args.env_file else {})}
     if settings.errors or settings.config is None:
         if args.format == "json":
             report = {
@@ -58,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  - {issue.message}", file=sys.stderr)
             print("     hint: run `anyon config validate` and fix each problem", file=sys.stderr)
         return EXIT_INVALID
-    results = run_checks(settings.config)
+    for warning in settings.warnings:
+        if args.format != "json":
+            print(f"warn settings: {warning.message}")
+    results = run_checks(settings.config, environ=environ)
     code = exit_code({r.status for r in results}, args.strict)
     if args.format == "json":
         report = {

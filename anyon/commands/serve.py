@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         notifier.status("migrating the database")
         version = deployment.services.database.migrate()
         log.info("database ready", extra={"schema_version": version})
-        if config.is_cloud and not _startup_checks(config, notifier):
+        if not _startup_checks(config, notifier, environ):
             return 1
         server = build_server(deployment)
         notifier.status("binding the listener")
@@ -83,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if started else 1
 
 
-def _startup_checks(config: AnyonConfig, notifier: SystemdNotifier) -> bool:
-    """Cloud mode refuses to start on a machine that cannot serve it: one clear error, exit 1."""
-    from anyon.checks import run_checks
+def _startup_checks(config: AnyonConfig, notifier: SystemdNotifier, environ: dict[str, str]) -> bool:
+    """Refuse to start on a machine that cannot serve the settings, naming every failed check with its
+    fix (cloud: all of :mod:`anyon.checks`; local: the API token, the one a local listener can fail)."""
+    from anyon.checks import check_api_token, run_checks
 
-    notifier.status("checking the environment (Docker, image, directories, disk, database)")
-    results = run_checks(config)
+    notifier.status("checking the environment (Docker, image, directories, disk, database, token)")
+    results = run_checks(config, environ=environ) if config.is_cloud else [check_api_token(config, environ)]
     for result in results:
         if result.status == "warn":
             log.warning("check %s: %s (fix: %s)", result.name, result.message, result.hint)
@@ -96,9 +97,13 @@ def _startup_checks(config: AnyonConfig, notifier: SystemdNotifier) -> bool:
     if not failed:
         return True
     summary = "; ".join(f"{r.name}: {r.message} (fix: {r.hint})" for r in failed)
-    log.error("start-up checks failed: %s", summary)
+    log.error("start-up checks failed (%d): %s", len(failed), summary)
     lines = "\n".join(f"  - {r.name}: {r.message}\n    fix: {r.hint}" for r in failed)
-    print(f"anyon serve: this machine cannot serve the cloud settings:\n{lines}", file=sys.stderr)
+    count = f"{len(failed)} start-up check{'s' if len(failed) != 1 else ''} failed"
+    print(
+        f"anyon serve: this machine cannot serve the {config.deployment.mode} settings ({count}):\n{lines}",
+        file=sys.stderr,
+    )
     notifier.status(f"start-up checks failed: {summary}")
     return False
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyon.config.errors import ConfigIssue
 from anyon.config.fields import catalogue, section_classes
@@ -23,9 +24,21 @@ from anyon.config.loader import (
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import redact_url
 
+if TYPE_CHECKING:
+    from anyon.checks import CheckResult
+
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_ENVIRONMENT = 2
+
+
+def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="also read this systemd EnvironmentFile (e.g. /etc/anyon/anyon.env) as the unit does; "
+        "its variables win over the process environment",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +55,7 @@ def register(subparsers: Any) -> None:
             help=f"system settings file (default: ${SETTINGS_FILE_ENV} or {DEFAULT_SETTINGS_FILE})",
         )
         parser.add_argument("--mode", choices=("local", "cloud"), help="deployment mode (wins over settings)")
+        add_env_file_argument(parser)
 
     validate = commands.add_parser(
         "validate",
@@ -78,15 +92,18 @@ def register(subparsers: Any) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     from anyon.config.dirs import check_directories
 
-    result = effective_settings(args.settings, args.mode)
+    result = effective_settings(args.settings, args.mode, env_file=args.env_file)
     environment: list[ConfigIssue] = []
     if result.errors:
         code = EXIT_INVALID
     else:
         assert result.config is not None
         environment = check_directories(result.config)
+        environ = {**os.environ, **_env_file_values(args)}
         if getattr(args, "online", False):
-            environment += _online_issues(result.config)
+            environment += _online_issues(result.config, environ)
+        else:
+            environment += _token_issues(result.config, environ)
         code = EXIT_ENVIRONMENT if environment else EXIT_OK
     if code == EXIT_OK and args.strict and result.warnings:
         code = EXIT_INVALID
@@ -116,18 +133,38 @@ def run_validate(args: argparse.Namespace) -> int:
     return code
 
 
-def _online_issues(config: AnyonConfig) -> list[ConfigIssue]:
-    """The failed environment checks as issues; warnings are printed and do not change the status."""
-    from anyon.checks import run_checks  # imported only with --online: validate stays fast without it
+def _env_file_values(args: argparse.Namespace) -> dict[str, str]:
+    if not getattr(args, "env_file", None):
+        return {}
+    from anyon.config.envfile import read_env_file
 
+    return read_env_file(args.env_file).values
+
+
+def _token_issues(config: AnyonConfig, environ: dict[str, str]) -> list[ConfigIssue]:
+    """The API token as ``serve`` will read it (owner, mode, emptiness): the check of ``anyon.checks``,
+    so ``validate`` cannot pass a token file that start-up then refuses."""
+    from anyon.checks import check_api_token
+
+    return _as_issues([check_api_token(config, environ)])
+
+
+def _as_issues(checks: list[CheckResult]) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    for check in run_checks(config):
+    for check in checks:
         if check.status == "fail":
             message = f"{check.name}: {check.message} (fix: {check.hint})"
             issues.append(ConfigIssue("", "this machine", "", "", message, kind="environment"))
         elif check.status == "warn":
             print(f"WARNING: {check.name}: {check.message} (fix: {check.hint})", file=sys.stderr)
     return issues
+
+
+def _online_issues(config: AnyonConfig, environ: dict[str, str]) -> list[ConfigIssue]:
+    """The failed environment checks as issues; warnings are printed and do not change the status."""
+    from anyon.checks import run_checks  # imported only with --online: validate stays fast without it
+
+    return _as_issues(run_checks(config, environ=environ))
 
 
 def _print_issues(head: str, issues: list[ConfigIssue]) -> None:
@@ -141,13 +178,18 @@ def _print_issues(head: str, issues: list[ConfigIssue]) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    result = effective_settings(args.settings, args.mode)
-    if result.errors:
-        _print_issues("The configuration is invalid", result.errors)
-        return EXIT_INVALID
+    """Print what could be resolved even when the settings are invalid: that is when people need it.
+
+    Invalid values are shown as written and marked; the problems go to stderr and the exit status is 1.
+    """
+    result = effective_settings(args.settings, args.mode, env_file=args.env_file)
     keys = _select(result, args.key)
     if keys is None:
         return EXIT_INVALID
+    problems: dict[str, str] = {}
+    for issue in result.errors:
+        if issue.key in result.invalid:
+            problems.setdefault(issue.key, f"expected {issue.expected}")
     tree: dict[str, dict[str, Any]] = {}
     for key in keys:
         section, _, name = key.partition(".")
@@ -160,20 +202,27 @@ def run_show(args: argparse.Namespace) -> int:
                 if args.origin:
                     origin = result.origins[key]
                     value = {"value": value, "origin": origin.text, "layer": origin.layer}
+                    if key in problems:
+                        value["invalid"] = problems[key]
                 out.setdefault(section, {})[name] = value
         print(json.dumps(out, indent=2))
-        return EXIT_OK
-    lines: list[str] = []
-    for section, names in tree.items():
-        if lines:
-            lines.append("")
-        lines.append(f"[{section}]")
-        for name, key in names.items():
-            line = f"{name} = {_toml_value(_public_value(result, key))}"
-            if args.origin:
-                line += f"  # {result.origins[key].text}"
-            lines.append(line)
-    print("\n".join(lines))
+    else:
+        lines: list[str] = []
+        for section, names in tree.items():
+            if lines:
+                lines.append("")
+            lines.append(f"[{section}]")
+            for name, key in names.items():
+                line = f"{name} = {_toml_value(_public_value(result, key))}"
+                if args.origin:
+                    line += f"  # {result.origins[key].text}"
+                if key in problems:
+                    line += f"{'' if args.origin else '  #'}  INVALID: {problems[key]}"
+                lines.append(line)
+        print("\n".join(lines))
+    if result.errors:
+        _print_issues("The configuration is invalid", result.errors)
+        return EXIT_INVALID
     return EXIT_OK
 
 
@@ -191,7 +240,7 @@ def _select(result: EffectiveSettings, wanted: str | None) -> list[str] | None:
 
 
 def _public_value(result: EffectiveSettings, key: str) -> Any:
-    value = result.values[key]
+    value = result.invalid[key] if key in result.invalid else result.values[key]
     if catalogue()[key].is_secret and isinstance(value, str):
         return redact_url(value) if "://" in value else "***"
     if isinstance(value, tuple):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from anyon.config.errors import ConfigIssue, make_issue
 from anyon.config.fields import FLAT_ENV, FieldSpec, catalogue, keys_of, section_classes
+from anyon.config.syntax import BROKEN_TABLE, parse_toml
 
 LayerName = Literal["default", "default-cloud", "file", "file-cloud", "env", "env-flat", "option"]
 #: (path of the key inside the file, is it inside [cloud]) -> where the value came from
@@ -79,7 +79,6 @@ _PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _KEY_LINE = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 _TABLE_LINE = re.compile(rf"^\s*\[\s*({_PART}(?:\s*\.\s*{_PART})*)\s*\]\s*(?:#.*)?$")
 _PART_RE = re.compile(_PART)
-_DECODE_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def _split_key(text: str) -> tuple[str, ...]:
@@ -149,17 +148,20 @@ def read_toml_file(
             )
         )
         return result
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        at = _DECODE_AT.search(str(exc))
-        where = f"{path}:{at.group(1)}" if at else path
-        reason = _DECODE_AT.sub("", str(exc)).strip()
-        column = f", column {at.group(2)}" if at else ""
+    data, problems = parse_toml(text)
+    for problem in problems:
+        where = f"{path}:{problem.line}" if problem.line is not None else path
+        column = f" (column {problem.column})" if problem.column is not None else ""
+        near = f": {problem.text}" if problem.text else ""
         result.issues.append(
-            make_issue("", where, "valid TOML", reason, detail=f"malformed TOML: {reason}{column}")
+            make_issue(
+                "",
+                where,
+                "valid TOML",
+                problem.text,
+                detail=f"malformed TOML{column}: {problem.what}{near}; fix: {problem.fix}",
+            )
         )
-        return result
     lines = key_lines(text)
 
     def origin(path_parts: tuple[str, ...], cloud: bool) -> Origin:
@@ -168,6 +170,9 @@ def read_toml_file(
             line = lines.get(path_parts[:n])
             if line is not None:
                 break
+        if line is None:  # a table only named through its sub-tables ([anyon.docker])
+            inner = [n for k, n in lines.items() if k[: len(path_parts)] == path_parts]
+            line = min(inner) if inner else None
         if label is not None:
             return Origin(cloud_layer if cloud else layer, f"{label} [cloud]" if cloud else label)
         where = f"{path}:{line}" if line is not None else path
@@ -186,6 +191,8 @@ def _walk(
     allowed_sections = [s for s in sections if not (cloud and s == "deployment")]
     for section, body in data.items():
         where = (*prefix, section)
+        if section.startswith(BROKEN_TABLE):
+            continue  # its header is a syntax error, already reported
         if section == "cloud" and not cloud:
             if not isinstance(body, dict):
                 result.issues.append(_not_a_table("cloud", body, origin(where, False)))
@@ -209,13 +216,14 @@ def _walk(
             else:
                 choices = allowed_sections + ([] if cloud else ["cloud"])
                 name = f"cloud.{section}" if cloud else section
+                hint = placement_hint(section, body, cloud) or suggestion(section, choices)
                 result.issues.append(
                     make_issue(
                         name,
                         o.text,
                         f"one of the sections {', '.join(choices)}",
                         f'"{section}"',
-                        detail=f'unknown section "{section}"{suggestion(section, choices)}',
+                        detail=f'unknown section "{section}"{hint}',
                     )
                 )
             continue
@@ -227,18 +235,59 @@ def _walk(
             key_where = (*where, name)
             o = origin(key_where, cloud)
             if name not in names:
+                hint = key_hint(section, name, cloud) or suggestion(name, names)
                 result.issues.append(
                     make_issue(
                         f"{section}.{name}",
                         o.text,
                         f"a key of [{section}]",
                         f'"{name}"',
-                        detail=f'unknown key "{name}" in [{section}]{suggestion(name, names)}',
+                        detail=f'unknown key "{name}" in [{_table(section, cloud)}]{hint}',
                     )
                 )
                 continue
             target = result.cloud if cloud else result.top
             target.entries[f"{section}.{name}"] = Entry(value, o)
+
+
+def _table(section: str, cloud: bool) -> str:
+    return f"cloud.{section}" if cloud else section
+
+
+def sections_of_key(name: str) -> list[str]:
+    """The sections that have a key called ``name`` (``memory`` -> ``["docker"]``)."""
+    return [s for s in section_classes() if name in keys_of(s)]
+
+
+def placement_hint(name: str, body: object, cloud: bool) -> str:
+    """Where a misplaced top-level name belongs: a key written outside its section, or sections
+    nested under a made-up table (``[anyon.docker]``); "" when it is just unknown."""
+    owners = sections_of_key(name)
+    if owners:
+        tables = " or ".join(f"[{_table(s, cloud)}]" for s in owners)
+        return f": it is a key of {tables}, not a section; move the line under {tables}"
+    if isinstance(body, dict):
+        nested = [k for k in body if k in section_classes() or k == "cloud"]
+        if nested:
+            first = nested[0]
+            return (
+                f": [{name}.{first}] is not a table anyon knows; [{first}] is a top-level section, "
+                f"write [{_table(first, cloud)}] without the {name}. prefix"
+            )
+    return ""
+
+
+def key_hint(section: str, name: str, cloud: bool) -> str:
+    """Where a key unknown in ``section`` belongs: another section's key, a section, or [cloud]."""
+    if name == "cloud":
+        return f": [cloud] is a top-level table; write [cloud.{section}], not [{section}.cloud]"
+    if name in section_classes():
+        return f": [{name}] is a section of its own; write [{_table(name, cloud)}] at the top level"
+    owners = sections_of_key(name)
+    if owners:
+        tables = " or ".join(f"[{_table(s, cloud)}]" for s in owners)
+        return f": {name} belongs in {tables}; move it there"
+    return ""
 
 
 def _not_a_table(key: str, value: object, origin: Origin) -> ConfigIssue:
@@ -250,6 +299,14 @@ def _not_a_table(key: str, value: object, origin: Origin) -> ConfigIssue:
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def _env_hint(section: str, key: str) -> str:
+    owners = sections_of_key(key)
+    if not owners:
+        return ""
+    names = " or ".join(f"ANYON_{s.upper()}__{key.upper()}" for s in owners)
+    return f": {key} belongs in [{' or '.join(owners)}]; use {names}"
 
 
 def parse_env_value(spec: FieldSpec, raw: str) -> object:
@@ -296,8 +353,16 @@ class EnvLayers:
     warnings: list[ConfigIssue] = field(default_factory=list)
 
 
-def read_environment(environ: Mapping[str, str]) -> EnvLayers:
-    """``ANYON_<SECTION>__<KEY>`` variables, then the flat names (which win)."""
+def read_environment(environ: Mapping[str, str], file_origins: Mapping[str, str] | None = None) -> EnvLayers:
+    """``ANYON_<SECTION>__<KEY>`` variables, then the flat names (which win).
+
+    ``file_origins`` names the EnvironmentFile line of variables read from one (``--env-file``).
+    """
+    where = file_origins or {}
+
+    def label(name: str) -> str:
+        return f"env {name} ({where[name]})" if name in where else f"env {name}"
+
     specs = catalogue()
     result = EnvLayers(Layer("env"), Layer("env-flat"))
     sections = list(section_classes())
@@ -312,7 +377,7 @@ def read_environment(environ: Mapping[str, str]) -> EnvLayers:
             result.issues.append(
                 make_issue(
                     spec.key,
-                    f"env {name}",
+                    label(name),
                     expected,
                     show_value(raw),
                     detail=f"cannot parse the environment value: expected {expected}, "
@@ -320,7 +385,7 @@ def read_environment(environ: Mapping[str, str]) -> EnvLayers:
                 )
             )
             return
-        layer.entries[spec.key] = Entry(value, Origin(layer.name, f"env {name}"))
+        layer.entries[spec.key] = Entry(value, Origin(layer.name, label(name)))
 
     for name in sorted(environ):
         if not name.startswith("ANYON_") or "__" not in name:
@@ -331,7 +396,7 @@ def read_environment(environ: Mapping[str, str]) -> EnvLayers:
             result.issues.append(
                 make_issue(
                     f"{section}.{key}",
-                    f"env {name}",
+                    label(name),
                     "ANYON_<SECTION>__<KEY> with a known section",
                     f'"{section}"',
                     detail=f'unknown section "{section}"{suggestion(section, sections)}',
@@ -343,10 +408,11 @@ def read_environment(environ: Mapping[str, str]) -> EnvLayers:
             result.issues.append(
                 make_issue(
                     f"{section}.{key}",
-                    f"env {name}",
+                    label(name),
                     f"a key of [{section}]",
                     f'"{key}"',
-                    detail=f'unknown key "{key}" in [{section}]{suggestion(key, names)}',
+                    detail=f'unknown key "{key}" in [{section}]'
+                    + (_env_hint(section, key) or suggestion(key, names)),
                 )
             )
             continue
@@ -363,7 +429,7 @@ def read_environment(environ: Mapping[str, str]) -> EnvLayers:
                 result.warnings.append(
                     make_issue(
                         key,
-                        f"env {other}",
+                        label(other),
                         f"the value of {winner}",
                         "a different value",
                         kind="warning",

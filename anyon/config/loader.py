@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import sys
 import typing
 from collections.abc import Mapping
@@ -16,10 +17,20 @@ from pathlib import Path
 
 from anyon.config import model
 from anyon.config.checks import convert, expand_strings, references, semantic_checks
+from anyon.config.envfile import read_env_file, world_readable_secret
 from anyon.config.errors import ConfigError, ConfigIssue, make_issue
-from anyon.config.fields import catalogue, section_classes
-from anyon.config.layers import Entry, Layer, Origin, read_environment, read_toml_file, show_value
+from anyon.config.fields import FieldSpec, catalogue, section_classes
+from anyon.config.layers import (
+    Entry,
+    FileLayers,
+    Layer,
+    Origin,
+    read_environment,
+    read_toml_file,
+    show_value,
+)
 from anyon.config.merge import merge_layers
+from anyon.config.redact import url_secrets
 
 DEFAULT_SETTINGS_FILE = "/etc/anyon/settings.toml"
 SETTINGS_FILE_ENV = "ANYON_SETTINGS_FILE"
@@ -49,6 +60,8 @@ class EffectiveSettings:
     errors: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
     config: model.AnyonConfig | None = None
+    #: keys whose value is invalid -> the value as written (``${...}`` resolved where possible)
+    invalid: dict[str, object] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -66,16 +79,27 @@ def load_config(
 
 
 def effective_settings(
-    settings_file: str | None = None, mode: str | None = None, environ: Mapping[str, str] | None = None
+    settings_file: str | None = None,
+    mode: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | None = None,
 ) -> EffectiveSettings:
     """Run the whole stack without raising: values, origins, errors and warnings.
 
     ``settings_file`` and ``mode`` are the ``--settings`` and ``--mode`` options (they win over
-    ``ANYON_SETTINGS_FILE`` and every other source of the mode). ``environ`` defaults to ``os.environ``.
+    ``ANYON_SETTINGS_FILE`` and every other source of the mode). ``environ`` defaults to ``os.environ``;
+    ``env_file`` is a systemd EnvironmentFile whose variables win over it (``--env-file``).
     """
-    env = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     errors: list[ConfigIssue] = []
     warnings: list[ConfigIssue] = []
+    env_origins: dict[str, str] = {}
+    if env_file is not None:
+        parsed = read_env_file(env_file)
+        errors += parsed.issues
+        warnings += parsed.warnings
+        env = {**env, **parsed.values}
+        env_origins = {name: parsed.origin(name) for name in parsed.values}
 
     defaults = read_toml_file(defaults_file(), "default", "default-cloud", label="default")
     errors += defaults.issues
@@ -95,8 +119,9 @@ def effective_settings(
     elif os.path.exists(system_file):
         layers_file = read_toml_file(system_file, "file", "file-cloud")
         errors += layers_file.issues
+        warnings += _secret_in_readable_file(system_file, layers_file)
 
-    environment = read_environment(env)
+    environment = read_environment(env, env_origins)
     errors += environment.issues
     warnings += environment.warnings
 
@@ -153,6 +178,7 @@ def effective_settings(
         result.values[key] = value
         if issue:
             own_issues[key] = issue
+    errors += shadowed_issues(stack, merged, specs)
     bad_keys = set(own_issues) | {issue.key for issue in expand_issues}
     for key, issue in own_issues.items():
         # a value derived from an invalid one (${paths.temp_dir}/worktrees) is not reported again
@@ -161,11 +187,55 @@ def effective_settings(
     more_errors, more_warnings = semantic_checks(
         result.values, {k: o.text for k, o in result.origins.items()}, specs, env
     )
+    for issue in [*expand_issues, *own_issues.values(), *more_errors]:
+        if issue.key in merged:
+            raw = raw_values.get(issue.key)
+            result.invalid.setdefault(issue.key, merged[issue.key].value if raw is None else raw)
     result.errors = errors + more_errors
     result.warnings = warnings + more_warnings
     if not result.errors:
         result.config = build_config(result.values, result.warnings)
     return result
+
+
+def _secret_in_readable_file(path: str, layers: FileLayers) -> list[ConfigIssue]:
+    """A settings file every local account can read must not hold the database password."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return []
+    if not mode & stat.S_IROTH:
+        return []
+    for layer in (layers.top, layers.cloud):
+        entry = layer.entries.get("database.url")
+        if entry is not None and isinstance(entry.value, str) and url_secrets(entry.value):
+            return [world_readable_secret(path, mode, "database.url with a password", entry.origin.text)]
+    return []
+
+
+def shadowed_issues(
+    stack: list[Layer], merged: Mapping[str, Entry], specs: Mapping[str, FieldSpec]
+) -> list[ConfigIssue]:
+    """Invalid values that a higher layer overrides: still reported, since removing the override (a
+    rollback, an edited env file) would bring them back. ``${...}`` values are left to the winner."""
+    issues: list[ConfigIssue] = []
+    for layer in stack:
+        for key, entry in layer.entries.items():
+            winner = merged.get(key)
+            if winner is None or winner.origin == entry.origin or references(entry.value):
+                continue
+            if isinstance(entry.value, str) and entry.value.startswith("~"):
+                continue  # expanded only for the winner
+            _, issue = convert(specs[key], entry.value, entry.origin.text)
+            if issue is not None:
+                issues.append(
+                    dataclasses.replace(
+                        issue,
+                        message=f"{issue.message} (overridden by {winner.origin.text}, but invalid all "
+                        "the same: it applies again once that override goes)",
+                    )
+                )
+    return issues
 
 
 def _choose_settings_file(option: str | None, environ: Mapping[str, str]) -> tuple[str, str | None]:
