@@ -44,6 +44,35 @@ class _Tag(logging.Filter):
         return True
 
 
+class _Quiet(logging.Filter):
+    """Drops uvicorn's noise that says nothing ops can act on.
+
+    * ``ASGI callable returned without completing handshake``: logged at ERROR for every WebSocket the app
+      refuses on purpose (foreign Origin, missing token); the refusal is in the access log instead;
+    * uvicorn's own WebSocket lines (``"WebSocket /path?query" 403``, ``connection open``/``closed``/
+      ``rejected``): they print the query string and say nothing the access log does not;
+    * uvicorn's ``color_message`` extra (the message again, with terminal escape codes) is removed, so
+      the text format does not print escape codes and JSON lines do not carry the message twice.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("uvicorn") and str(record.msg).startswith(_UVICORN_NOISE):
+            return False
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+#: uvicorn records that are dropped: the refused-handshake ERROR, and its per-WebSocket lines, which
+#: carry the raw path and query string (where a stream's credential may be) and repeat the access log.
+_UVICORN_NOISE = (
+    "ASGI callable returned without completing handshake",
+    '%s - "WebSocket ',
+    "connection rejected",
+    "connection open",
+    "connection closed",
+)
+
+
 class _Redacting(logging.Formatter):
     """Wraps a formatter: the finished line (message, extras, traceback) passes through
     :func:`anyon.config.redact.redact_text`, so no database password reaches a log, whatever logged it."""
@@ -106,8 +135,10 @@ def configure_logging(config: AnyonConfig) -> None:
             message = f"cannot open the log file {config.paths.log_file} (paths.log_file): {exc.strerror}"
             raise OSError(exc.errno, message) from exc
     tag = _Tag(config.deployment.mode)
+    quiet = _Quiet()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(quiet)
         handler.addFilter(tag)
         setattr(handler, _MARK, True)
         root.addHandler(handler)

@@ -52,7 +52,8 @@ def test_invalid_configuration_exits_1_and_names_key_layer_expected(
     env.write_text("[server]\nport = 70000\n")
     assert main(["config", "validate"]) == 1
     err = capsys.readouterr().err
-    assert f"server.port ({env}:2): expected a value from 0 to 65535, e.g. 8080, found an integer 70000" in err
+    expected = "expected a value from 0 to 65535, e.g. 8080, found an integer 70000"
+    assert f"server.port ({env}:2): {expected}" in err
 
 
 def test_json_report_is_stable(

@@ -15,6 +15,7 @@ import falcon
 import falcon.asgi
 
 from anyon.api import routes
+from anyon.api.access_log import AccessLogMiddleware
 from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
 from anyon.api.boundary import BoundaryMiddleware
 from anyon.api.envelope import ApiError, soft_error, typed_error
@@ -193,8 +194,11 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     if guard is not None:
         middleware.append(AuthMiddleware(guard))
     middleware.append(LifespanMiddleware(deployment))
+    if config.logging.access_log:
+        middleware.insert(0, AccessLogMiddleware())  # first: refused requests get their line too
     app = MeteredApp(middleware=middleware)
     app.metrics = metrics
+    app.access_log = config.logging.access_log
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
     # Most specific first: Falcon picks the handler of the nearest class in the exception's MRO.

@@ -177,10 +177,31 @@ class MeteredApp(falcon.asgi.App):  # type: ignore[type-arg]
     """
 
     metrics: Metrics | None = None
+    access_log: bool = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # type: ignore[override]
+        if self.access_log and scope.get("type") == "websocket":
+            send = _logged_handshake(scope, send)
         try:
             await super().__call__(scope, receive, send)
         finally:
             if self.metrics is not None and scope.get(WS_SCOPE_FLAG):
                 self.metrics.stream_closed("websocket")
+
+
+def _logged_handshake(scope: dict[str, Any], send: Any) -> Any:
+    """``send`` that writes the access-log line of a WebSocket when its handshake is answered."""
+    from anyon.api.access_log import log_websocket
+
+    answered = False
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        nonlocal answered
+        kind = message.get("type")
+        if not answered and kind in ("websocket.accept", "websocket.close", "websocket.http.response.start"):
+            answered = True
+            status = {"websocket.accept": 101, "websocket.close": 403}.get(kind, message.get("status", 0))
+            log_websocket(scope, int(status))
+        await send(message)
+
+    return wrapped

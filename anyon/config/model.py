@@ -152,6 +152,7 @@ class RetentionSettings:
 class LoggingSettings:
     level: LogLevel = "INFO"
     format: LogFormat = "json"
+    access_log: bool = False  # one line per HTTP request (anyon.access); on in the [cloud] defaults
 
 
 @dataclass(frozen=True)
