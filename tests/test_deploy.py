@@ -60,7 +60,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_unit_has_the_required_shape() -> None:
     s = unit_settings()
     assert s["Type"] == ["notify"]
-    assert s["ExecStartPre"] == ["/opt/anyon/venv/bin/anyon config validate"]
+    assert s["ExecStartPre"] == ["/opt/anyon/venv/bin/anyon config validate --env-file=-/etc/anyon/anyon.env"]
     assert s["ExecStart"] == ["/opt/anyon/venv/bin/anyon serve"]
     assert "-/etc/anyon/anyon.env" in s["EnvironmentFile"]
     assert s["LoadCredential"] == ["api-token:/etc/anyon/secrets/api-token"]
@@ -79,6 +79,38 @@ def test_unit_has_the_required_shape() -> None:
     assert "AF_UNIX" in s["RestrictAddressFamilies"][0]
     assert "@system-service" in s["SystemCallFilter"]
     assert "/var/opt/anyon" in s["ReadWritePaths"][0]
+
+
+def test_unit_lets_jit_runtimes_run_and_explains_every_hardening_option() -> None:
+    """node (every agent CLI) aborts under MemoryDenyWriteExecute=true: a local-mode rollback under this
+    unit could not run agents. Every option of the hardening block carries a comment saying why."""
+    s = unit_settings()
+    assert s.get("MemoryDenyWriteExecute", ["false"]) == ["false"]
+    assert "AF_NETLINK" in s["RestrictAddressFamilies"][0]
+    block = UNIT.read_text().split("# --- Hardening", 1)[1].split("[Install]")[0]
+    lines = block.splitlines()[1:]
+    previous = ""
+    for line in lines:
+        if line and not line.startswith("#"):
+            key = line.split("=", 1)[0]
+            grouped = previous and not previous.startswith("#")
+            assert previous.startswith("#") or grouped, f"{key} has no comment saying why"
+        previous = line
+
+
+def test_unit_validate_reads_the_env_file_and_tolerates_its_absence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyon.cli import main
+
+    settings = DEPLOY / "etc" / "settings.toml"
+    missing = tmp_path / "anyon.env"
+    env = ["--settings", str(settings), f"--env-file=-{missing}"]
+    monkeypatch.setenv("ANYON_API_TOKEN", "x")  # normally LoadCredential=
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["config", "show", "server.port", *env]) == 0
+    missing.write_text("PORT=eighty\n")
+    assert main(["config", "show", "server.port", *env]) == 1
 
 
 def test_bootstrap_passes_bash_n_and_shellcheck() -> None:

@@ -36,8 +36,8 @@ def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env-file",
         metavar="PATH",
-        help="also read this systemd EnvironmentFile (e.g. /etc/anyon/anyon.env) as the unit does; "
-        "its variables win over the process environment",
+        help="also read this systemd EnvironmentFile as the unit does; its variables win over the "
+        "process environment and errors name its lines; --env-file=-PATH: the file may be missing",
     )
 
 

@@ -15,7 +15,8 @@ The subset of systemd's rules (``systemd.exec(5)``, ``EnvironmentFile=``) follow
   ``export FOO=1``) is reported as a problem here, since it is always a mistake.
 
 A variable set in the file wins over the same variable in the process environment, as the file's
-variables win over ``Environment=`` lines in the unit.
+variables win over ``Environment=`` lines in the unit. ``--env-file=-PATH`` (a leading ``-``, as in the
+unit) names a file that may be missing.
 """
 
 from __future__ import annotations
@@ -159,7 +160,14 @@ def parse_env_text(text: str, path: str) -> EnvFile:
 
 def read_env_file(path: str) -> EnvFile:
     """Parse ``path``; a missing or unreadable file is an issue, as is a world-readable one holding a
-    secret (a database password in a URL, the API token)."""
+    secret (a database password in a URL, the API token).
+
+    As in the unit, ``-PATH`` names an optional file: a missing one is no problem.
+    """
+    if path.startswith("-"):
+        path = path[1:]
+        if not os.path.lexists(path):
+            return EnvFile(path)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
