@@ -31,6 +31,8 @@ from anyon.config.redact import url_secrets
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOUBLE_ESCAPES = '"\\`$'
+#: Variables whose value is a credential: model API keys for agents, tokens, passwords.
+_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|PASSWORD|SECRET)$")
 
 
 @dataclass
@@ -185,7 +187,7 @@ def read_env_file(path: str) -> EnvFile:
     secrets = [
         name
         for name, value in result.values.items()
-        if url_secrets(value) or name in ("ANYON_API_TOKEN", "PGPASSWORD")
+        if value and (url_secrets(value) or _SECRET_NAME.search(name))
     ]
     if secrets and mode & stat.S_IROTH:
         result.warnings.append(world_readable_secret(path, mode, secrets[0], result.origin(secrets[0])))

@@ -3,12 +3,15 @@
 # Safe to run again (idempotent): it never overwrites /etc/anyon/settings.toml, /etc/anyon/anyon.env or
 # the API token once they exist, so re-running it is how an upgrade is installed (deploy/RUNBOOK.md).
 #
-# Usage (as root, from a checkout of the repository or an unpacked release):
-#   sudo deploy/gcp/bootstrap.sh                    # installs the package from this checkout
-#   sudo ANYON_PACKAGE=anyon==0.2.0 deploy/gcp/bootstrap.sh
+# Usage (as root, from a checkout of the repository or an unpacked copy of it):
+#   sudo deploy/gcp/bootstrap.sh            # builds a wheel from this checkout and installs it
+#   sudo ANYON_PACKAGE=/tmp/anyon-0.2.0-py3-none-any.whl deploy/gcp/bootstrap.sh   # a wheel built elsewhere
+#   sudo ANYON_TLS_DOMAIN=anyon.example.com deploy/gcp/bootstrap.sh   # also Caddy with a certificate
 #
+# Every installed wheel is kept in $ANYON_PREFIX/releases: a rollback reinstalls the previous one.
 # Settings: ANYON_USER (anyon), ANYON_BASE (/var/opt/anyon), ANYON_PREFIX (/opt/anyon),
-# ANYON_IMAGE (anyon-claude:latest), ANYON_PACKAGE (this checkout), ANYON_START (1; 0 = do not start).
+# ANYON_IMAGE (anyon-claude:latest), ANYON_PACKAGE (a wheel; default: built from this checkout),
+# ANYON_TLS_DOMAIN (unset: no reverse proxy), ANYON_START (1; 0 = do not start).
 set -euo pipefail
 
 ANYON_USER=${ANYON_USER:-anyon}
@@ -20,7 +23,6 @@ METADATA_ADDRESS=169.254.169.254
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DEPLOY=$(dirname "$HERE")
 SOURCE=$(dirname "$DEPLOY")
-ANYON_PACKAGE=${ANYON_PACKAGE:-$SOURCE}
 ETC=/etc/anyon
 VENV=$ANYON_PREFIX/venv
 
@@ -89,11 +91,23 @@ systemctl daemon-reload
 systemctl enable --now anyon-metadata-block.service
 
 # --- the package ------------------------------------------------------------------------------------
-install -d -m 0755 "$ANYON_PREFIX"
+install -d -m 0755 "$ANYON_PREFIX" "$ANYON_PREFIX/releases"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-log "installing $ANYON_PACKAGE into $VENV"
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q --upgrade "$ANYON_PACKAGE"
+if [ -z "${ANYON_PACKAGE:-}" ]; then
+  # the same wheel `python -m build` makes (pip fetches the build backend from the package index)
+  log "building the wheel from $SOURCE"
+  build_dir=$(mktemp -d)
+  "$VENV/bin/pip" wheel -q --no-deps -w "$build_dir" "$SOURCE"
+  ANYON_PACKAGE=$(find "$build_dir" -name 'anyon-*.whl' -print -quit)
+  [ -n "$ANYON_PACKAGE" ] || die "building the wheel from $SOURCE failed"
+fi
+[ -f "$ANYON_PACKAGE" ] || die "ANYON_PACKAGE=$ANYON_PACKAGE is not a file (a wheel: anyon-X.Y.Z-py3-none-any.whl)"
+cp "$ANYON_PACKAGE" "$ANYON_PREFIX/releases/"
+log "installing $(basename "$ANYON_PACKAGE") into $VENV"
+"$VENV/bin/pip" install -q --upgrade --force-reinstall --no-deps "$ANYON_PACKAGE"
+"$VENV/bin/pip" install -q "$ANYON_PACKAGE"   # its dependencies, if any are missing
+log "installed: $("$VENV/bin/anyon" --version)"
 rm -rf "$ANYON_PREFIX/deploy"
 cp -r "$DEPLOY" "$ANYON_PREFIX/deploy"
 
@@ -121,14 +135,34 @@ mv "$unit.new" "$unit"
 chmod 0644 "$unit"
 systemctl daemon-reload
 
+# --- TLS (optional): Caddy in front, with a certificate it renews itself -----------------------------
+if [ -n "${ANYON_TLS_DOMAIN:-}" ]; then
+  dpkg -s caddy >/dev/null 2>&1 || {
+    log "installing caddy"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy
+  }
+  if ! grep -q "^$ANYON_TLS_DOMAIN " /etc/caddy/Caddyfile 2>/dev/null; then
+    log "writing /etc/caddy/Caddyfile for $ANYON_TLS_DOMAIN (the previous one kept as Caddyfile.orig)"
+    [ -e /etc/caddy/Caddyfile ] && cp -n /etc/caddy/Caddyfile /etc/caddy/Caddyfile.orig
+    sed "s/anyon.example.com/$ANYON_TLS_DOMAIN/" "$DEPLOY/etc/Caddyfile" > /etc/caddy/Caddyfile
+  fi
+  systemctl enable caddy.service
+  systemctl reload-or-restart caddy.service
+  log "TLS: add \"$ANYON_TLS_DOMAIN\" to server.public_hosts and \"127.0.0.1\" to server.trusted_proxies in $ETC/settings.toml"
+fi
+
 # --- check, then start ------------------------------------------------------------------------------
+# As the unit runs it: its Environment= lines, then the EnvironmentFile (which wins), read by --env-file
+# with systemd's rules, so a bad override or a PostgreSQL URL set there is checked too.
 as_service() {
   runuser -u "$ANYON_USER" -- env ANYON_SETTINGS_FILE="$ETC/settings.toml" ANYON_DEPLOYMENT_MODE=cloud "$@"
 }
 log "anyon config validate"
-as_service "$VENV/bin/anyon" config validate || die "fix $ETC/settings.toml (see the errors above) and run again"
+as_service "$VENV/bin/anyon" config validate --env-file="$ETC/anyon.env" ||
+  die "fix $ETC/settings.toml or $ETC/anyon.env (see the errors above) and run again"
 log "anyon doctor"
-as_service "$VENV/bin/anyon" doctor || die "fix what anyon doctor reports above and run again"
+as_service "$VENV/bin/anyon" doctor --env-file="$ETC/anyon.env" || die "fix what anyon doctor reports above and run again"
 
 systemctl enable anyon.service
 if [ "$ANYON_START" = 1 ]; then
