@@ -17,6 +17,7 @@ from anyon.checks import (
     _metadata_check,
     check_database,
     check_directories,
+    check_docker,
     run_checks,
     worst,
 )
@@ -100,6 +101,7 @@ def test_cloud_without_docker_fails_with_hints(tmp_path: Path) -> None:
         and "systemctl enable --now docker" in results["docker socket"].hint
     )
     assert results["docker.user"].status == "fail" and "no-such-user-xyz" in results["docker.user"].message
+    assert "ANYON_DOCKER_USER" in results["docker.user"].hint and "useradd" in results["docker.user"].hint
     # the socket line says what is wrong; no "start Docker" line for an engine that was never asked
     assert "docker engine" not in results
 
@@ -173,3 +175,61 @@ def test_doctor_text_json_and_exit_codes(
     assert main(["doctor", "--settings", warned]) == 0
     assert main(["doctor", "--settings", warned, "--strict"]) == 1
     assert "canary-doctor" not in capsys.readouterr().out
+
+
+def test_docker_permission_denied_is_not_docker_not_running(tmp_path: Path) -> None:
+    """A socket the service user may not open says "permission denied" and how to join the group, never
+    "start Docker"; a socket nobody listens on says Docker is not running."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a socket another user may not open")
+    import socket
+    import tempfile
+
+    import docker  # noqa: F401  # loaded before the child drops its privileges
+
+    import anyon.services.runners.docker  # noqa: F401
+
+    base = Path(tempfile.mkdtemp(prefix="anyon-sock-"))
+    base.chmod(0o755)
+    path = base / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    path.chmod(0o660)  # root:root, as a docker socket whose group the user is not in
+    config = make_config(tmp_path, mode="cloud", docker={"host": f"unix://{path}", "user": "0:0"})
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the service user's view: an unprivileged process
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            found = [r.as_dict() for r in check_docker(config, os.getuid())]
+            os.write(write_end, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        denied = {r["name"]: r for r in json.loads(pipe.read())}
+    os.waitpid(pid, 0)
+    assert denied["docker socket"]["status"] == "fail"
+    assert "permission denied" in denied["docker socket"]["message"]
+    assert "usermod -aG docker" in denied["docker socket"]["hint"]
+    assert "docker engine" not in denied  # no "start Docker" advice for a running engine
+    assert not any("systemctl" in r["hint"] for r in denied.values())
+
+    listener.close()  # the socket file stays, nothing answers: Docker is not running
+    stopped = by_name(check_docker(config, os.geteuid()))
+    assert stopped["docker socket"].status == "ok"
+    assert stopped["docker engine"].status == "fail"
+    assert "not running" in stopped["docker engine"].message
+    assert "systemctl enable --now docker" in stopped["docker engine"].hint
+
+    def refused() -> object:  # an engine client that the socket refuses
+        raise PermissionError(13, "Permission denied")
+
+    via_client = by_name(check_docker(config, os.geteuid(), client_factory=refused))
+    assert "permission denied on the Docker socket" in via_client["docker engine"].message
+    assert "usermod -aG docker" in via_client["docker engine"].hint
+    path.unlink()
+    base.rmdir()

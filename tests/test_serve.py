@@ -143,3 +143,30 @@ def test_start_up_failure_is_one_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert b"Traceback" not in result.stderr and b"start-up failed" in result.stderr
+
+
+def test_every_failed_start_up_check_is_named_with_its_fix(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    token = tmp_path / "api-token"
+    token.write_text("a-token-long-enough\n")
+    token.chmod(0o644)  # readable by every account: refused
+    env.update(
+        ANYON_DEPLOYMENT_MODE="cloud",
+        ANYON_BASE_DIR=str(tmp_path / "base"),
+        ANYON_DOCKER__HOST=f"unix://{tmp_path}/no-docker.sock",
+        ANYON_DOCKER_USER="no-such-user-xyz",
+        ANYON_API_TOKEN_FILE=str(token),
+        ANYON_SERVER__PUBLIC_HOSTS="anyon.example.com",
+        HOST="0.0.0.0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "anyon", "serve", "--port", "0"], env=env, capture_output=True, timeout=120
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "Traceback" not in err
+    assert "3 start-up checks failed" in err, err
+    for name in ("api token", "docker socket", "docker.user"):
+        assert f"  - {name}: " in err, name
+    assert err.count("    fix: ") == 3
+    assert "chmod 600" in err and "systemctl enable --now docker" in err and "ANYON_DOCKER_USER" in err

@@ -57,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(config)
         notifier.status("preparing directories")
         prepare_directories(config)
+        # before the deployment is built: building it would stop at the first problem (a missing
+        # docker.user, an unreadable token) where the checks name every one with its fix
+        if not _startup_checks(config, notifier, environ):
+            return 1
         deployment = build_deployment(config)
         notifier.status("migrating the database")
         version = deployment.services.database.migrate()
         log.info("database ready", extra={"schema_version": version})
-        if not _startup_checks(config, notifier, environ):
-            return 1
         server = build_server(deployment)
         notifier.status("binding the listener")
         sock = bind_socket(config.server.host, config.server.port)
