@@ -146,7 +146,8 @@ def test_show_toml_output_reloads_as_the_same_settings(
 
 def test_show_one_section_and_unknown_key(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "--format", "json", "logging"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"logging": {"level": "INFO", "format": "text"}}
+    logging_section = {"level": "INFO", "format": "text", "access_log": False}
+    assert json.loads(capsys.readouterr().out) == {"logging": logging_section}
     assert main(["config", "show", "dokcer"]) == 1
     assert 'did you mean "docker"?' in capsys.readouterr().err
 

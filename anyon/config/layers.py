@@ -265,7 +265,8 @@ def placement_hint(name: str, body: object, cloud: bool) -> str:
     owners = sections_of_key(name)
     if owners:
         tables = " or ".join(f"[{_table(s, cloud)}]" for s in owners)
-        return f": it is a key of {tables}, not a section; move the line under {tables}"
+        also = "" if cloud else f" ([cloud.{owners[0]}] for cloud mode only)"
+        return f": it is a key of {tables}, not a section; move the line under {tables}{also}"
     if isinstance(body, dict):
         nested = [k for k in body if k in section_classes() or k == "cloud"]
         if nested:
