@@ -15,6 +15,7 @@ from typing import Literal
 
 from anyon.config.errors import ConfigIssue, make_issue
 from anyon.config.fields import FLAT_ENV, FieldSpec, catalogue, keys_of, section_classes
+from anyon.config.placement import env_hint, key_hint, placement_hint, table_name
 from anyon.config.syntax import BROKEN_TABLE, parse_toml
 
 LayerName = Literal["default", "default-cloud", "file", "file-cloud", "env", "env-flat", "option"]
@@ -195,7 +196,7 @@ def _walk(
             continue  # its header is a syntax error, already reported
         if section == "cloud" and not cloud:
             if not isinstance(body, dict):
-                result.issues.append(_not_a_table("cloud", body, origin(where, False)))
+                result.issues.append(_not_atable_name("cloud", body, origin(where, False)))
                 continue
             _walk(body, where, True, result, origin)
             continue
@@ -228,7 +229,7 @@ def _walk(
                 )
             continue
         if not isinstance(body, dict):
-            result.issues.append(_not_a_table(dotted, body, origin(where, cloud)))
+            result.issues.append(_not_atable_name(dotted, body, origin(where, cloud)))
             continue
         names = keys_of(section)
         for name, value in body.items():
@@ -242,7 +243,7 @@ def _walk(
                         o.text,
                         f"a key of [{section}]",
                         f'"{name}"',
-                        detail=f'unknown key "{name}" in [{_table(section, cloud)}]{hint}',
+                        detail=f'unknown key "{name}" in [{table_name(section, cloud)}]{hint}',
                     )
                 )
                 continue
@@ -250,48 +251,7 @@ def _walk(
             target.entries[f"{section}.{name}"] = Entry(value, o)
 
 
-def _table(section: str, cloud: bool) -> str:
-    return f"cloud.{section}" if cloud else section
-
-
-def sections_of_key(name: str) -> list[str]:
-    """The sections that have a key called ``name`` (``memory`` -> ``["docker"]``)."""
-    return [s for s in section_classes() if name in keys_of(s)]
-
-
-def placement_hint(name: str, body: object, cloud: bool) -> str:
-    """Where a misplaced top-level name belongs: a key written outside its section, or sections
-    nested under a made-up table (``[anyon.docker]``); "" when it is just unknown."""
-    owners = sections_of_key(name)
-    if owners:
-        tables = " or ".join(f"[{_table(s, cloud)}]" for s in owners)
-        also = "" if cloud else f" ([cloud.{owners[0]}] for cloud mode only)"
-        return f": it is a key of {tables}, not a section; move the line under {tables}{also}"
-    if isinstance(body, dict):
-        nested = [k for k in body if k in section_classes() or k == "cloud"]
-        if nested:
-            first = nested[0]
-            return (
-                f": [{name}.{first}] is not a table anyon knows; [{first}] is a top-level section, "
-                f"write [{_table(first, cloud)}] without the {name}. prefix"
-            )
-    return ""
-
-
-def key_hint(section: str, name: str, cloud: bool) -> str:
-    """Where a key unknown in ``section`` belongs: another section's key, a section, or [cloud]."""
-    if name == "cloud":
-        return f": [cloud] is a top-level table; write [cloud.{section}], not [{section}.cloud]"
-    if name in section_classes():
-        return f": [{name}] is a section of its own; write [{_table(name, cloud)}] at the top level"
-    owners = sections_of_key(name)
-    if owners:
-        tables = " or ".join(f"[{_table(s, cloud)}]" for s in owners)
-        return f": {name} belongs in {tables}; move it there"
-    return ""
-
-
-def _not_a_table(key: str, value: object, origin: Origin) -> ConfigIssue:
+def _not_atable_name(key: str, value: object, origin: Origin) -> ConfigIssue:
     return make_issue(key, origin.text, f"a table [{key}]", f"{type_name(value)} {show_value(value)}")
 
 
@@ -300,14 +260,6 @@ def _not_a_table(key: str, value: object, origin: Origin) -> ConfigIssue:
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-def _env_hint(section: str, key: str) -> str:
-    owners = sections_of_key(key)
-    if not owners:
-        return ""
-    names = " or ".join(f"ANYON_{s.upper()}__{key.upper()}" for s in owners)
-    return f": {key} belongs in [{' or '.join(owners)}]; use {names}"
 
 
 def parse_env_value(spec: FieldSpec, raw: str) -> object:
@@ -413,7 +365,7 @@ def read_environment(environ: Mapping[str, str], file_origins: Mapping[str, str]
                     f"a key of [{section}]",
                     f'"{key}"',
                     detail=f'unknown key "{key}" in [{section}]'
-                    + (_env_hint(section, key) or suggestion(key, names)),
+                    + (env_hint(section, key) or suggestion(key, names)),
                 )
             )
             continue
