@@ -78,6 +78,8 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_cap_bytes": (0, None),
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
+    "github.timeout_seconds": (0.1, 600),
+    "github.pr_monitor_interval_seconds": (0, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.
@@ -102,6 +104,7 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "auth.token_file": ("ANYON_API_TOKEN_FILE",),
     "auth.credentials_dir": ("CREDENTIALS_DIRECTORY",),
     "auth.secrets_dir": ("ANYON_SECRETS_DIR",),
+    "github.client_id": ("GITHUB_CLIENT_ID",),
 }
 
 

@@ -94,6 +94,14 @@ class AttemptGitService:
             await self._repos.sync(checkout)
         return checkout, attempt, task, project
 
+    async def checkout(self, attempt_id: uuid.UUID) -> tuple[Checkout, TaskAttempt, Task, Project]:
+        """The attempt's rows and checkout, its commits imported into the project repository.
+
+        In cloud mode this is what a push reads: the project repository's branch, which only the
+        server writes, never the attempt's own repository.
+        """
+        return await self._checkout(attempt_id)
+
     async def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
         """What the attempt's diff stream shows: its target, plus the merge commit when it is merged.
 
