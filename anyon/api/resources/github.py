@@ -62,7 +62,8 @@ class Repositories:
 
     @api_operation(query=PAGE, data="RepositoryInfo[]")
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        page = query_params(req, PAGE)["page"] or 1
+        page = query_params(req, PAGE)["page"]
+        page = 1 if page is None else page
         respond(resp, await run_sync(self._repos.list, page))
 
 
