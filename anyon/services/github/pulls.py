@@ -217,6 +217,7 @@ class PullRequests:
             row = Merge.get_or_none(
                 (Merge.task_attempt == attempt.id) & (Merge.merge_type == "pr") & (Merge.pr_number == number)
             )
+            new = row is None
             if row is None:
                 row = Merge(
                     task_attempt=attempt.id,
@@ -228,7 +229,7 @@ class PullRequests:
                 )
             row.pr_url = url
             apply_pr_state(row, pr)
-            row.save()
+            row.save(force_insert=new)
             if row.pr_status == "merged":
                 Task.update(status="done", updated_at=utc_now()).where(Task.id == task.id).execute()
         self._changes.task_changed(task.id)
