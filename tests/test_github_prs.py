@@ -161,6 +161,10 @@ def pr_flow(
         "merge_commit_sha": None,
     }
     assert api.ok("GET", f"/api/tasks/{task['id']}")["status"] == "inreview"
+    status = api.ok("GET", f"/api/task-attempts/{aid}/branch-status")
+    assert (status["remote_commits_ahead"], status["remote_commits_behind"]) == (0, 0)
+    renamed = api.fail("POST", f"/api/task-attempts/{aid}/rename-branch", json={"new_branch_name": "other"})
+    assert "pull request is open" in renamed["message"]
 
     # the monitor polls with If-None-Match: unchanged PRs come back 304
     wait(lambda: standin.state.pull_304 >= 2, "conditional polls")

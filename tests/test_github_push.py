@@ -77,6 +77,15 @@ def test_a_non_fast_forward_push_is_rejected_and_changes_nothing(tmp_path: Path)
     assert bare.references["refs/heads/feature"].target == theirs
 
 
+def test_a_url_rewrite_in_the_repository_config_is_refused(tmp_path: Path) -> None:
+    work, bare, url = setup_repos(tmp_path)
+    evil = pygit2.init_repository(str(tmp_path / "evil.git"), bare=True)
+    work.config[f"url.file://{evil.path}.insteadOf"] = url
+    with pytest.raises(ServiceError, match="rewrites the remote URL"):
+        push_branch(work.workdir, "feature", LOCAL.check(url), None)
+    assert list(evil.references) == [] and list(bare.references) == []
+
+
 def test_a_rewritten_branch_is_force_pushed_with_a_lease(tmp_path: Path) -> None:
     work, bare, url = setup_repos(tmp_path)
     remote = LOCAL.check(url)
