@@ -220,3 +220,12 @@ def test_config_show_never_prints_a_github_token(tmp_path: Path) -> None:
     )
     assert "client-123" in out.stdout and "[github]" in out.stdout and "api_url" in out.stdout
     assert TOKEN not in out.stdout + out.stderr
+
+
+def test_a_token_that_cannot_be_a_header_is_refused_cleanly(server: LiveServer, standin: StandIn) -> None:
+    config = server.ok("GET", "/api/info")["config"]
+    config["github"]["pat"] = "tok\u008ben with spaces"
+    server.ok("PUT", "/api/config", json=config)
+    assert server.ok("GET", "/api/auth/github/check") == "INVALID"
+    assert "no GitHub token has" in soft(server.get("/api/github/repositories"))["message"]
+    assert not standin.state.requests

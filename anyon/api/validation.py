@@ -193,8 +193,9 @@ def _query_value(name: str, spec: F, raw: str) -> Any:
     if spec.type == "bool":
         return query_bool(raw, name)
     if spec.type == "int":
-        if not raw.strip().isdecimal() or len(raw.strip()) > 18:
-            raise ApiError(400, f"BadRequest: query parameter `{name}` must be a non-negative integer")
+        digits = raw.strip().removeprefix("-")
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+            raise ApiError(400, f"BadRequest: query parameter `{name}` must be an integer")
         return int(raw.strip())
     if spec.type == "branch":
         problem = branch_name_problem(raw)

@@ -9,6 +9,7 @@ redirect to another host can never receive the ``Authorization`` header).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 
 USER_AGENT = "anyon"
+#: what a GitHub token can be (ghp_…, gho_…, github_pat_…, classic hex): printable ASCII, no spaces
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,1024}$")
 API_VERSION = "2022-11-28"
 
 
@@ -109,6 +112,10 @@ class GitHubClient:
         if data is not None:
             headers["Accept"] = "application/json"
         if token:
+            if not _TOKEN.match(token):
+                raise GitHubError(
+                    "unauthorized", "The GitHub token has characters no GitHub token has; set it again"
+                )
             headers["Authorization"] = f"Bearer {token}"
         if etag:
             headers["If-None-Match"] = etag
