@@ -194,7 +194,7 @@ def _query_value(name: str, spec: F, raw: str) -> Any:
         return query_bool(raw, name)
     if spec.type == "int":
         digits = raw.strip().removeprefix("-")
-        if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 64:
             raise ApiError(400, f"BadRequest: query parameter `{name}` must be an integer")
         return int(raw.strip())
     if spec.type == "branch":
