@@ -225,3 +225,22 @@ def test_a_push_never_runs_a_process_with_the_token(tmp_path: Path) -> None:
         done.set()
         watcher.join()
     assert not any(TOKEN in cmd for cmd in seen), seen
+
+
+def test_the_token_travels_only_in_the_authorization_header_and_a_refusal_stops(tmp_path: Path) -> None:
+    """Over https/http the token is given to libgit2 in a credentials callback: GitHub gets it as basic
+    auth, never in a URL; when GitHub refuses it, the push stops with a clear error instead of looping."""
+    import base64
+
+    work, _bare, _url = setup_repos(tmp_path)
+    with github_standin() as standin:
+        remote = RemotePolicy(standin.url).check(f"{standin.url}/octo/widget.git")
+        with pytest.raises(ServiceError, match="refused the token"):
+            push_branch(work.workdir, "feature", remote, TOKEN)
+        with pytest.raises(ServiceError, match="needs a token"):
+            push_branch(work.workdir, "feature", remote, None)
+        basic = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        auths = [r.headers.get("Authorization") for r in standin.state.requests]
+        assert basic in auths and auths.count(basic) == 1
+        assert not standin.seen(TOKEN)
+        assert all(TOKEN not in r.path for r in standin.state.requests)

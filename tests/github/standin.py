@@ -114,6 +114,10 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             path = url.path
+            if path.endswith(".git/info/refs"):  # git smart HTTP: always asks for (other) credentials
+                return self._reply(
+                    401, {"message": "Bad credentials"}, {"WWW-Authenticate": 'Basic realm="GitHub"'}
+                )
             if path == "/login/device/code" and method == "POST":
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
                 if form.get("client_id") != "standin-client":
