@@ -83,7 +83,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
 }
 
 #: Settings whose values may carry credentials; never printed in full.
-SECRETS = frozenset({"database.url"})
+SECRETS = frozenset({"database.url", "github.api_url", "github.web_url"})
 
 #: Flat environment names (the seed's and the reference's), highest precedence first per key.
 #: They win over the nested ``ANYON_<SECTION>__<KEY>`` form.
