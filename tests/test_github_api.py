@@ -182,6 +182,10 @@ def test_client_errors_are_typed(standin: StandIn) -> None:
         with pytest.raises(GitHubError) as err:
             client.create_pull(TOKEN, "octo", "widget", "t", None, "feature", "main")
         assert err.value.kind == "unprocessable" and "already exists" in err.value.message
+        with pytest.raises(GitHubError) as err:
+            client.pull(TOKEN, "octo", "renamed", 1)
+        assert err.value.status == 301 and "not followed" in err.value.message
+        assert not [r for r in standin.state.requests if "evil" in r.path]
         standin.state.rate_limited = "429"
         with pytest.raises(GitHubError) as err:
             client.user(TOKEN)

@@ -150,6 +150,10 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 return self._reply(403, {"message": "API rate limit exceeded"}, headers)
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 return self._reply(401, {"message": "Bad credentials"})
+            if path == "/repos/octo/renamed/pulls/1":
+                return self._reply(
+                    301, {"message": "Moved Permanently"}, {"Location": "https://evil.example/"}
+                )
             if path == "/user":
                 return self._reply(200, {"login": state.login, "id": 42})
             if path == "/user/emails":

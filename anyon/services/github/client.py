@@ -29,7 +29,7 @@ class GitHubError(Exception):
     Kinds: ``unauthorized`` (401: expired, revoked or wrong token), ``forbidden`` (403 without a rate
     limit), ``not_found`` (404), ``unprocessable`` (422, e.g. a PR that already exists), ``rate_limited``
     (403/429 with a rate limit; ``retry_after`` seconds), ``unreachable`` (connection, timeout, TLS),
-    ``bad_response`` (anything else).
+    ``bad_response`` (anything else, redirects included: they are never followed).
     """
 
     def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: float = 0.0):
@@ -132,6 +132,12 @@ class GitHubClient:
         lowered = {k.lower(): v for k, v in response.headers.items()}
         if status == 304:
             return Response(status, None, lowered.get("etag") or etag, lowered)
+        if 300 <= status < 400:  # never followed: a redirect could lead the token to another host
+            raise GitHubError(
+                "bad_response",
+                f"GitHub answered {status} for {where} (a renamed or moved repository?); not followed",
+                status=status,
+            )
         if status >= 400:
             wait = rate_limit_wait(lowered)
             if status == 429 or (status == 403 and wait is not None):
