@@ -146,6 +146,7 @@ def pr_flow(
     assert url == f"{standin.url}/octo/widget/pull/1"
     pr = standin.state.pulls[1]
     assert (pr["head"]["ref"], pr["base"]["ref"], pr["title"]) == (branch, "main", "Add agent file")
+    assert pr["_body"] == "Body"
     # asked again: GitHub answers 422 (exists); the open PR is adopted, not duplicated
     assert api.ok("POST", f"/api/task-attempts/{aid}/pr", json={"title": "Again"}) == url
     assert len(standin.state.pulls) == 1
@@ -249,11 +250,12 @@ def test_the_monitor_backs_off_on_errors_and_rate_limits(tmp_path: Path, standin
         use_fake_agent(live)
         api = Recorder(live)
         project = make_project(live, tmp_path)
-        task, attempt = start(api, project, "Monitor")
+        task, attempt = start(api, project, "Monitor", "Watch it")
         wait_processes(live, attempt["id"], 1)
         add_origin(project, tmp_path)
         save_token(api, TOKEN)
         api.ok("POST", f"/api/task-attempts/{attempt['id']}/pr", json={"title": "m"})
+        assert standin.state.pulls[1]["_body"] == "Watch it"  # no body given: the task's description
         monitor = live.services.github.monitor
         monitor._interval = 10.0  # the loop is off (interval 0); passes are run by hand here
         result = monitor.poll_once()

@@ -51,7 +51,9 @@ class StandIn:
         self.url = ""
         self.lock = threading.Lock()
 
-    def add_pull(self, owner: str, repo: str, head: str, base: str, title: str) -> dict[str, Any]:
+    def add_pull(
+        self, owner: str, repo: str, head: str, base: str, title: str, body: str = ""
+    ) -> dict[str, Any]:
         number = len(self.state.pulls) + 1
         pr = {
             "number": number,
@@ -64,6 +66,7 @@ class StandIn:
             "head": {"ref": head, "label": f"{owner}:{head}"},
             "base": {"ref": base},
             "_repo": f"{owner}/{repo}",
+            "_body": body,
             "_version": 1,
         }
         self.state.pulls[number] = pr
@@ -200,7 +203,12 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                     )
                 with standin.lock:
                     pr = standin.add_pull(
-                        match.group(1), match.group(2), payload["head"], payload["base"], payload["title"]
+                        match.group(1),
+                        match.group(2),
+                        payload["head"],
+                        payload["base"],
+                        payload["title"],
+                        payload.get("body", ""),
                     )
                 return self._reply(201, _public(pr))
             return self._reply(404, {"message": "Not Found"})

@@ -138,11 +138,12 @@ class PullRequests:
         token = self._api_token()
         attempt, task, remote = await self._pushed(attempt_id)
         base = (body.get("target_branch") or attempt.target_branch).removeprefix(f"{REMOTE}/")
+        text = body.get("body") if body.get("body") is not None else task.description
 
         def open_pr() -> dict[str, Any]:
             try:
                 return self._client.create_pull(
-                    token, remote.owner, remote.name, title, body.get("body"), attempt.branch, base
+                    token, remote.owner, remote.name, title, text, attempt.branch, base
                 )
             except GitHubError as exc:
                 if exc.kind in TYPED:
