@@ -15,10 +15,13 @@ never a GitHub token.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from anyon.security.secrets import Secret, SecretError
 from anyon.services.user_config import DEV_LOGIN_TOKEN, UserConfigService
+
+log = logging.getLogger(__name__)
 
 OAUTH = "github.oauth_token"
 PAT = "github.pat"
@@ -30,14 +33,18 @@ class GitHubTokens:
     ) -> None:
         self._config = user_config
         self._ops_token = ops_token
+        self._warned: str | None = None
 
     def token(self) -> str | None:
         """The token GitHub calls use, or None when none is configured."""
         if self._ops_token is not None:
             try:
                 secret = self._ops_token()
-            except SecretError:
-                secret = None  # an unsafe file is reported by `anyon doctor`; fall back to the UI's tokens
+            except SecretError as exc:
+                if str(exc) != self._warned:  # once per problem: this runs on every GitHub call
+                    self._warned = str(exc)
+                    log.warning("the ops-provided GitHub token is not used: %s", exc)
+                secret = None  # fall back to the UI's tokens; `anyon doctor` reports it too
             if secret is not None:
                 return secret.reveal()
         for name in (PAT, OAUTH):
