@@ -230,6 +230,29 @@ def check_api_token(config: AnyonConfig, environ: Mapping[str, str] | None) -> C
     return ok("api token", f"read from {secret.source}")
 
 
+def check_github(config: AnyonConfig, environ: Mapping[str, str] | None) -> CheckResult:
+    """Where the GitHub token comes from (no network: whether GitHub accepts it is the UI's check)."""
+    from anyon.security.secrets import SecretError, SecretProvider
+
+    name = config.github.token_credential
+    try:
+        secret = SecretProvider(config.auth, environ).get(name)
+    except SecretError as exc:
+        return fail("github", str(exc), "fix the file as the message says, then restart")
+    if secret is None:
+        signin = (
+            "device sign-in is on"
+            if config.github.client_id
+            else "device sign-in is off (github.client_id unset); a token saved in the UI still works"
+        )
+        return ok("github", f"{config.github.web_url}: no ops-provided token ({name}); {signin}")
+    if secret.source.startswith("env "):
+        return warn(
+            "github", f"token read from {secret.source}", f"prefer LoadCredential={name}:… or a 0600 file"
+        )
+    return ok("github", f"{config.github.web_url}: token read from {secret.source}")
+
+
 # --- Docker (cloud mode) ---------------------------------------------------------------------------
 
 
@@ -403,6 +426,7 @@ def run_checks(
     results.append(check_git())
     results.append(check_database(config))
     results.append(check_api_token(config, environ))
+    results.append(check_github(config, environ))
     if config.is_cloud:
         results += check_docker(
             config, service_uid, metadata_probe=metadata_probe, client_factory=docker_client_factory

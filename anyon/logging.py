@@ -143,6 +143,9 @@ def configure_logging(config: AnyonConfig) -> None:
         setattr(handler, _MARK, True)
         root.addHandler(handler)
     root.setLevel(config.logging.level)
+    # httpx logs every request at INFO; the PR monitor alone would fill the log with them
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # uvicorn installs its own handlers unless told otherwise; route its records through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

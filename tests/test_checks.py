@@ -69,6 +69,23 @@ def test_api_token_check_follows_the_listener(tmp_path: Path) -> None:
     assert unsafe.status == "fail" and "chmod 600" in unsafe.message and "canary-xyz" not in unsafe.line()
 
 
+def test_github_check_names_the_token_source_never_the_token(tmp_path: Path) -> None:
+    secrets = tmp_path / "s"
+    config = make_config(tmp_path, auth={"secrets_dir": str(secrets), "credentials_dir": None})
+    none = by_name(run_checks(config, environ={}))["github"]
+    assert none.status == "ok" and "device sign-in is off" in none.message
+    env = by_name(run_checks(config, environ={"ANYON_GITHUB_TOKEN": "ghp_canary"}))["github"]
+    assert env.status == "warn" and "ghp_canary" not in env.line()
+    secrets.mkdir()
+    (secrets / "github-token").write_text("ghp_canary")
+    (secrets / "github-token").chmod(0o644)
+    unsafe = by_name(run_checks(config, environ={}))["github"]
+    assert unsafe.status == "fail" and "chmod 600" in unsafe.message and "ghp_canary" not in unsafe.line()
+    (secrets / "github-token").chmod(0o600)
+    good = by_name(run_checks(config, environ={}))["github"]
+    assert good.status == "ok" and str(secrets / "github-token") in good.message
+
+
 def test_database_check_postgres(tmp_path: Path) -> None:
     url = postgres_url()
     if not url:

@@ -254,3 +254,26 @@ def test_warnings_do_not_make_the_config_invalid(tmp_path: Path) -> None:
     assert result.errors == []
     assert [w.key for w in result.warnings] == ["docker.network"]
     assert result.config is not None and result.config.warnings
+
+
+def test_github_urls_must_be_https_or_loopback_http(tmp_path: Path) -> None:
+    text = (
+        '[github]\napi_url = "http://github.example.com/api/v3"\nweb_url = "file:///srv/git"\n'
+        "timeout_seconds = 0\n"
+    )
+    errors = errors_of(env_for(tmp_path, text))
+    assert sorted(e.key for e in errors) == ["github.api_url", "github.timeout_seconds", "github.web_url"]
+    assert all("settings.toml" in e.message for e in errors)
+    for bad in ("https://user:pw@github.com", "https://github.com?x=1", "https://"):
+        found = errors_of(env_for(tmp_path, f'[github]\napi_url = "{bad}"\n'))
+        assert [e.key for e in found] == ["github.api_url"]
+        assert ":pw@" not in found[0].message  # a password in the URL is never echoed
+    ok = load_config(
+        environ=env_for(
+            tmp_path,
+            '[github]\napi_url = "http://127.0.0.1:9/api/v3"\nweb_url = "https://ghe.example.com"\n',
+            GITHUB_CLIENT_ID="Iv1.abc",
+        )
+    )
+    assert ok.github.api_url == "http://127.0.0.1:9/api/v3" and ok.github.client_id == "Iv1.abc"
+    assert ok.github.pr_monitor_interval_seconds == 60.0 and ok.github.allow_local_remotes is False

@@ -11,7 +11,7 @@ from typing import Any
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import auth_token, drafts, executions, git, misc, projects, system
+from anyon.api.resources import auth_token, drafts, executions, git, github, misc, projects, system
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
@@ -31,13 +31,13 @@ def register(
     add("/api/profiles", system.Profiles(s))
     # §1.2 auth
     add("/api/auth/dev-login", system.DevLogin(s))
-    add("/api/auth/github/check", system.GithubCheck(s))
-    add("/api/auth/github/device/start", system.NeedsInternet("GitHub sign-in", "GitHub"))
-    add("/api/auth/github/device/poll", system.NeedsInternet("GitHub sign-in", "GitHub"))
+    add("/api/auth/github/check", github.Check(s))
+    add("/api/auth/github/device/start", github.DeviceStart(s))
+    add("/api/auth/github/device/poll", github.DevicePoll(s))
     add("/api/auth/claude/session", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/auth/claude/logout", system.NeedsInternet("Claude logout", "Anthropic"))
-    add("/api/github/repositories", system.NeedsInternet("Listing GitHub repositories", "GitHub"))
-    add("/api/projects/from-github", system.NeedsInternet("Cloning from GitHub", "GitHub"))
+    add("/api/github/repositories", github.Repositories(s))
+    add("/api/projects/from-github", github.FromGitHub(s))
     # §1.3 projects, §1.4 tasks
     add("/api/projects", projects.ProjectCollection(s))
     add("/api/projects/{project_id}", projects.ProjectItem(s))
@@ -70,6 +70,9 @@ def register(
     add(f"{attempt}/commit-compare", git.CommitCompare(s))
     add(f"{attempt}/delete-file", git.DeleteFile(s))
     add(f"{attempt}/children", git.Children(s))
+    add(f"{attempt}/push", github.Push(s))
+    add(f"{attempt}/pr", github.CreatePr(s))
+    add(f"{attempt}/pr/attach", github.AttachPr(s))
     add(f"{attempt}/draft", drafts.AttemptDraft(s))
     add(f"{attempt}/draft/queue", drafts.DraftQueue(s))
     # §1.7 misc
@@ -89,12 +92,6 @@ def register(
     add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
     add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/task-attempts/{attempt_id}/push", system.NeedsInternet("Pushing a branch", "GitHub"))
-    add("/api/task-attempts/{attempt_id}/pr", system.NeedsInternet("Creating a pull request", "GitHub"))
-    add(
-        "/api/task-attempts/{attempt_id}/pr/attach",
-        system.NeedsInternet("Attaching a pull request", "GitHub"),
-    )
     add("/api/task-attempts/{attempt_id}/run-agent-setup", system.NotSupported("Agent setup scripts"))
     # §2 streams
     add("/api/events", streams.EventsSse(s))

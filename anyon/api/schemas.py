@@ -59,6 +59,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "null": {"type": "null"},
     "DevicePollStatus": {"enum": ["SLOW_DOWN", "AUTHORIZATION_PENDING", "SUCCESS"]},
     "CheckTokenResponse": {"enum": ["VALID", "INVALID"]},
+    "DeviceFlowStartResponse": obj(
+        {"user_code": STR, "verification_uri": STR, "expires_in": INT, "interval": INT}
+    ),
+    "RepositoryInfo": obj(
+        {
+            "id": INT,
+            "name": STR,
+            "full_name": STR,
+            "owner": STR,
+            "description": STR_N,
+            "clone_url": STR,
+            "ssh_url": STR,
+            "default_branch": STR,
+            "private": BOOL,
+        }
+    ),
+    "AttachPrResponse": obj(
+        {
+            "pr_attached": BOOL,
+            "pr_url": STR_N,
+            "pr_number": INT_N,
+            "pr_status": {"enum": ["open", "merged", "closed", "unknown", None]},
+        }
+    ),
     "Config": config_json_schema(),
     "ExecutorConfigs": obj({"executors": {"type": "object"}}) | {"additionalProperties": False},
     "ProfilesContent": obj({"content": STR, "path": STR}),

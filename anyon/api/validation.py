@@ -192,6 +192,11 @@ def _query_value(name: str, spec: F, raw: str) -> Any:
         return parse_uuid(raw, f"query parameter `{name}`")
     if spec.type == "bool":
         return query_bool(raw, name)
+    if spec.type == "int":
+        digits = raw.strip().removeprefix("-")
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 64:
+            raise ApiError(400, f"BadRequest: query parameter `{name}` must be an integer")
+        return int(raw.strip())
     if spec.type == "branch":
         problem = branch_name_problem(raw)
         if problem is not None:

@@ -293,6 +293,20 @@ def semantic_checks(
         scheme = urlsplit(docker_host).scheme
         if scheme not in DOCKER_SCHEMES:
             err("docker.host", "a URL starting with " + ", ".join(f"{s}://" for s in DOCKER_SCHEMES[:4]))
+    for key in ("github.api_url", "github.web_url"):
+        base = values.get(key)
+        if isinstance(base, str):
+            parts = urlsplit(base)
+            loopback_http = parts.scheme == "http" and is_loopback(parts.hostname or "")
+            if (
+                (parts.scheme != "https" and not loopback_http)
+                or not parts.hostname
+                or parts.username is not None
+                or parts.password is not None
+                or parts.query
+                or parts.fragment
+            ):
+                err(key, "an https:// URL without credentials, query or fragment (http:// only on loopback)")
     user = values.get("docker.user")
     if isinstance(user, str) and not _DOCKER_USER.match(user):
         err("docker.user", 'a user name or "uid:gid"')
@@ -356,6 +370,11 @@ def semantic_checks(
     port = values.get("server.port")
     if isinstance(port, int) and 0 < port < 1024:
         warn("server.port", "ports below 1024 need extra privileges")
+    if values.get("github.allow_local_remotes") is True:
+        warn(
+            "github.allow_local_remotes",
+            "file:// and loopback remotes are allowed for clone and push: meant for tests only",
+        )
     if values.get("retention.orphan_sweep_dry_run") is True:
         warn(
             "retention.orphan_sweep_dry_run",

@@ -78,10 +78,12 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_cap_bytes": (0, None),
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
+    "github.timeout_seconds": (0.1, 600),
+    "github.pr_monitor_interval_seconds": (0, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.
-SECRETS = frozenset({"database.url"})
+SECRETS = frozenset({"database.url", "github.api_url", "github.web_url"})
 
 #: Flat environment names (the seed's and the reference's), highest precedence first per key.
 #: They win over the nested ``ANYON_<SECTION>__<KEY>`` form.
@@ -102,6 +104,7 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "auth.token_file": ("ANYON_API_TOKEN_FILE",),
     "auth.credentials_dir": ("CREDENTIALS_DIRECTORY",),
     "auth.secrets_dir": ("ANYON_SECRETS_DIR",),
+    "github.client_id": ("GITHUB_CLIENT_ID",),
 }
 
 

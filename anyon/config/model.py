@@ -166,6 +166,21 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class GithubSettings:
+    # REST API base (GitHub Enterprise: https://HOST/api/v3); every API call goes here
+    api_url: str = "https://api.github.com"
+    # web base: the device flow's endpoints, and the only host clones and pushes may reach
+    web_url: str = "https://github.com"
+    client_id: str | None = None  # OAuth App client id for the device flow (env GITHUB_CLIENT_ID)
+    timeout_seconds: float = 15.0  # connect/read timeout of every GitHub request
+    pr_monitor_interval_seconds: float = 60.0  # open PRs are polled this often; 0 = no monitor
+    # name of an ops-provided personal access token (credentials_dir, auth.secrets_dir, ANYON_<NAME>)
+    token_credential: str = "github-token"
+    # tests only: also allow file:// remotes and loopback http:// hosts for clone and push
+    allow_local_remotes: bool = False
+
+
+@dataclass(frozen=True)
 class AnyonConfig:
     deployment: DeploymentSettings
     server: ServerSettings
@@ -176,6 +191,7 @@ class AnyonConfig:
     retention: RetentionSettings
     logging: LoggingSettings
     auth: AuthSettings
+    github: GithubSettings = field(default_factory=GithubSettings)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

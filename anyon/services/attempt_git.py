@@ -94,6 +94,14 @@ class AttemptGitService:
             await self._repos.sync(checkout)
         return checkout, attempt, task, project
 
+    async def checkout(self, attempt_id: uuid.UUID) -> tuple[Checkout, TaskAttempt, Task, Project]:
+        """The attempt's rows and checkout, its commits imported into the project repository.
+
+        In cloud mode this is what a push reads: the project repository's branch, which only the
+        server writes, never the attempt's own repository.
+        """
+        return await self._checkout(attempt_id)
+
     async def diff_source(self, attempt_id: uuid.UUID) -> tuple[DiffTarget, str | None]:
         """What the attempt's diff stream shows: its target, plus the merge commit when it is merged.
 
@@ -161,6 +169,17 @@ class AttemptGitService:
                 return [merge_json(m) for m in rows.order_by(Merge.created_at.desc())]
 
         status["merges"] = await asyncio.to_thread(merges)
+        newest = status["merges"][0] if status["merges"] else None
+        if newest and newest["type"] == "pr" and newest["pr_info"]["status"] == "open":
+            # against what was last pushed (refs/remotes/origin/<branch>, moved by every push)
+            try:
+                counts = await asyncio.to_thread(
+                    self._git.remote_ahead_behind, project.git_repo_path, attempt.branch
+                )
+            except GitServiceError:
+                counts = None
+            if counts is not None:
+                status["remote_commits_ahead"], status["remote_commits_behind"] = counts
         return status
 
     async def merge(self, attempt_id: uuid.UUID) -> None:
@@ -232,6 +251,8 @@ class AttemptGitService:
             raise ServiceError("Cannot rename the branch while a rebase is in progress")
         if await asyncio.to_thread(self._git.branch_exists, project.git_repo_path, name):
             raise ServiceError(f"A branch named '{name}' already exists")
+        if await asyncio.to_thread(self._has_open_pr, checkout.attempt_id):
+            raise ServiceError("Cannot rename the branch while its pull request is open")
         await self._repos.rename_branch(checkout, name)
 
         def record() -> None:
@@ -246,6 +267,18 @@ class AttemptGitService:
 
         await asyncio.to_thread(record)
         return {"branch": name}
+
+    def _has_open_pr(self, attempt_id: uuid.UUID) -> bool:
+        with self._db.connection():
+            return bool(
+                Merge.select(Merge.id)
+                .where(
+                    (Merge.task_attempt == attempt_id)
+                    & (Merge.merge_type == "pr")
+                    & (Merge.pr_status == "open")
+                )
+                .exists()
+            )
 
     def commit_info(self, attempt_id: uuid.UUID, sha: str) -> dict[str, str]:
         _attempt, _task, project = self._rows(attempt_id)

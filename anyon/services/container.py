@@ -31,6 +31,7 @@ from anyon.services.executors import ExecutorProfiles
 from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
+from anyon.services.github.service import GitHub, build_github
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.projects import ProjectService
@@ -71,6 +72,7 @@ class Services:
     drafts: DraftService
     maintenance: Maintenance
     file_search: FileSearch
+    github: GitHub
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -124,6 +126,7 @@ class Services:
         if self.docker is not None:
             await self.docker.close()
         self.events.close()
+        self.github.close()
         await asyncio.to_thread(self.database.close)
 
     def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
@@ -131,6 +134,7 @@ class Services:
             ("startup-maintenance", self.maintenance.startup),
             ("worktree-expiry", self.maintenance.expiry_loop),
             ("container-reconcile", self.maintenance.reconcile_loop),
+            ("pr-monitor", self.github.monitor.loop),
             *self.extra_jobs,
         ]
 
@@ -222,6 +226,9 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         repos=repos,
         paths=projects.paths,
     )
+    attempt_git = AttemptGitService(
+        database, changes, git, worktrees, file_search, repos, paths=projects.paths
+    )
     services = Services(
         config=config,
         database=database,
@@ -240,9 +247,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         worktrees=worktrees,
         logstore=logstore,
         executions=executions,
-        attempt_git=AttemptGitService(
-            database, changes, git, worktrees, file_search, repos, paths=projects.paths
-        ),
+        attempt_git=attempt_git,
         file_search=file_search,
         drafts=drafts,
         maintenance=Maintenance(
@@ -254,6 +259,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             reconcile_interval=config.docker.reconcile_interval_seconds,
             logstore=logstore,
         ),
+        github=build_github(config, database, changes, user_config, projects, attempt_git),
         docker=docker_runner,
     )
     for name, value in overrides.items():

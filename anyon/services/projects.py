@@ -144,6 +144,33 @@ class ProjectService:
                 raise
         return project_json(project)
 
+    def create_cloned(
+        self, raw_name: str, body: dict[str, Any], clone_into: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """A project at ``<workspace>/<name>`` whose repository ``clone_into(path)`` creates there.
+
+        ``clone_into`` must leave nothing behind when it fails; once it succeeded, a refused project
+        (same path registered meanwhile, a symlink swapped in) removes the clone again.
+        """
+        name = validate_project_name(raw_name)
+        path = self.resolve_path("", name)
+        with self._db.connection():
+            if self._path_taken(path):
+                raise ServiceError(DUPLICATE_PATH)
+        if os.path.lexists(path):
+            raise ServiceError(f"The folder {path} already exists; choose another project name")
+        clone_into(path)
+        try:
+            with self._create_lock:
+                if os.path.realpath(path) != path:
+                    raise ServiceError(f"The path {path} changed while the project was being created")
+                self._git.ensure_initial_commit(path)
+                project = self._insert(name, path, body)
+        except BaseException:
+            _undo(path)
+            raise
+        return project_json(project)
+
     def _insert(self, name: str, path: str, body: dict[str, Any]) -> Project:
         with self._db.connection(), self._db.atomic():
             if self._path_taken(path):

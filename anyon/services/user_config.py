@@ -340,6 +340,12 @@ class UserConfigService:
             self._write_atomic(self._path, new, 0o640)
             self._config = new
 
-    def github_check(self) -> str:
-        token = self.secret("github.oauth_token")
-        return "VALID" if token else "INVALID"
+    def github_login(self, token: str, username: str | None, email: str | None) -> None:
+        """Device-flow success: keep the OAuth token (0600 secrets file) and who signed in."""
+        with self._lock:
+            new = copy.deepcopy(self._config)
+            new["github"] = {**new["github"], "username": username, "primary_email": email}
+            new["github_login_acknowledged"] = True
+            self._update_secrets({"github.oauth_token": token})
+            self._write_atomic(self._path, new, 0o640)
+            self._config = new

@@ -93,15 +93,6 @@ class DevLogin:
         respond(resp, "SUCCESS")
 
 
-class GithubCheck:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    @api_operation(data="CheckTokenResponse")
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        respond(resp, await run_sync(self._services.user_config.github_check))
-
-
 class NotSupported:
     """Peripheral features this server does not offer yet: a clear soft error (never a crash)."""
 

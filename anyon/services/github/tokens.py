@@ -1,0 +1,61 @@
+"""Which GitHub token the server uses, and where each kind is kept.
+
+Order (the reference's "PAT first, then OAuth"): a personal access token provided by ops through the
+secret provider (``$CREDENTIALS_DIRECTORY/<github.token_credential>``, ``<auth.secrets_dir>/<name>``, or
+``ANYON_GITHUB_TOKEN``), then a PAT saved from the UI, then the device-flow OAuth token.
+
+Tokens the server itself receives (device flow, ``PUT /api/config``) go to ``<data_dir>/secrets.json``,
+written atomically with mode 0600 by :class:`~anyon.services.user_config.UserConfigService` — a file only
+the service user can read, next to the config it belongs to. Not the database: the reference's encrypted
+``secrets`` table needs a key the server would have to keep somewhere anyway, and a database is backed
+up, replicated and shared far more widely than one 0600 file. Not the credentials directory or
+``auth.secrets_dir``: those belong to ops and are read-only to the service. The dev-login placeholder is
+never a GitHub token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from anyon.security.secrets import Secret, SecretError
+from anyon.services.user_config import DEV_LOGIN_TOKEN, UserConfigService
+
+log = logging.getLogger(__name__)
+
+OAUTH = "github.oauth_token"
+PAT = "github.pat"
+
+
+class GitHubTokens:
+    def __init__(
+        self, user_config: UserConfigService, ops_token: Callable[[], Secret | None] | None = None
+    ) -> None:
+        self._config = user_config
+        self._ops_token = ops_token
+        self._warned: str | None = None
+
+    def token(self) -> str | None:
+        """The token GitHub calls use, or None when none is configured."""
+        if self._ops_token is not None:
+            try:
+                secret = self._ops_token()
+            except SecretError as exc:
+                if str(exc) != self._warned:  # once per problem: this runs on every GitHub call
+                    self._warned = str(exc)
+                    log.warning("the ops-provided GitHub token is not used: %s", exc)
+                secret = None  # fall back to the UI's tokens; `anyon doctor` reports it too
+            if secret is not None:
+                return secret.reveal()
+        for name in (PAT, OAUTH):
+            value = self._config.secret(name)
+            if value and value != DEV_LOGIN_TOKEN:
+                return value
+        return None
+
+    def is_dev_login(self) -> bool:
+        return self._config.secret(OAUTH) == DEV_LOGIN_TOKEN
+
+    def redact(self, text: str) -> str:
+        token = self.token()
+        return text.replace(token, "***") if token else text
