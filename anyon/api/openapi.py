@@ -48,7 +48,15 @@ _EXTRA: dict[tuple[str, str], dict[str, Any]] = {
     ("/metrics", "get"): {"data": "raw-text"},
     ("/api/events", "get"): {"data": "raw-sse"},
 }
-_RAW_TYPES = {"raw-html": "text/html", "raw-text": "text/plain", "raw-sse": "text/event-stream"}
+_RAW_TYPES = {
+    "raw-html": "text/html",
+    "raw-text": "text/plain",
+    "raw-sse": "text/event-stream",
+    "raw-wav": "audio/wav",
+    "raw-image": "image/*",
+}
+#: Request bodies that are not JSON: a multipart form whose one file field is named after the suffix.
+_MULTIPART = "multipart:"
 NO_NUL = "^[^\\x00]*$"  # every JSON body and query string is refused when a string holds NUL
 _SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string", "pattern": NO_NUL},
@@ -186,7 +194,14 @@ def _operation(template: str, method: str, fn: Any, path_params: list[dict[str, 
     if params:
         operation["parameters"] = params
     body = meta.get("body")
-    if body is not None:
+    if isinstance(body, str) and body.startswith(_MULTIPART):
+        field = body[len(_MULTIPART) :]
+        form = {"type": "object", "properties": {field: {"type": "string", "format": "binary"}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {**form, "required": [field]}}},
+        }
+    elif body is not None:
         schema = data_schema(body) if isinstance(body, str) else fields_schema(body)
         operation["requestBody"] = {
             "required": bool(meta.get("body_required", True)),

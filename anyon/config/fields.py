@@ -28,6 +28,7 @@ BYTE_SIZES = frozenset(
         "executions.log_memory_bytes",
         "executions.log_cap_bytes",
         "retention.log_total_bytes",
+        "images.max_bytes",
     }
 )
 
@@ -78,6 +79,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_cap_bytes": (0, None),
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
+    "images.max_bytes": (1, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.

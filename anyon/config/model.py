@@ -165,6 +165,19 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    max_bytes: int = 20 * 1024**2  # largest image upload; the contract's limit is 20 MB
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    # desktop notice on the server's machine when an attempt finishes (the UI's sound/push choices apply)
+    desktop: bool = True
+    push_command: str = "notify-send"  # run as PROGRAM TITLE MESSAGE; a missing program is skipped
+    sound_command: str | None = None  # run as PROGRAM FILE.wav; None = first of paplay, aplay, afplay
+
+
+@dataclass(frozen=True)
 class AnyonConfig:
     deployment: DeploymentSettings
     server: ServerSettings
@@ -175,6 +188,8 @@ class AnyonConfig:
     retention: RetentionSettings
     logging: LoggingSettings
     auth: AuthSettings
+    images: ImageSettings = field(default_factory=ImageSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -31,13 +31,16 @@ from anyon.services.executors import ExecutorProfiles
 from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
+from anyon.services.images import ImageService
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
+from anyon.services.notifications.notifier import Notifier
+from anyon.services.notifications.sounds import SoundLibrary
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
-from anyon.services.tags import ImageService, TagService
+from anyon.services.tags import TagService
 from anyon.services.tasks import TaskService
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
@@ -71,6 +74,8 @@ class Services:
     drafts: DraftService
     maintenance: Maintenance
     file_search: FileSearch
+    sounds: SoundLibrary
+    notifier: Notifier
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -200,6 +205,17 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         project_roots=config.paths.project_roots,
         user_workspace_dir=user_workspace,
     )
+    images = ImageService(database, os.path.join(config.paths.data_dir, "images"), config.images.max_bytes)
+    sounds = SoundLibrary()
+    notifier = Notifier(
+        database,
+        user_config,
+        sounds,
+        desktop=config.notifications.desktop,
+        push_command=config.notifications.push_command,
+        sound_command=config.notifications.sound_command,
+        sound_dir=os.path.join(config.paths.temp_dir, "sounds"),
+    )
     runner, docker_runner = _runner_for(config)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
@@ -221,6 +237,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        on_attempt_finished=notifier.attempt_finished,
+        images=images,
     )
     services = Services(
         config=config,
@@ -235,7 +253,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         processes=ProcessService(database),
         filesystem=FilesystemService(paths=projects.paths),
         tags=TagService(database),
-        images=ImageService(database),
+        images=images,
         git=git,
         worktrees=worktrees,
         logstore=logstore,
@@ -244,6 +262,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             database, changes, git, worktrees, file_search, repos, paths=projects.paths
         ),
         file_search=file_search,
+        sounds=sounds,
+        notifier=notifier,
         drafts=drafts,
         maintenance=Maintenance(
             database,
@@ -253,6 +273,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             containers=docker_runner,
             reconcile_interval=config.docker.reconcile_interval_seconds,
             logstore=logstore,
+            images=images,
         ),
         docker=docker_runner,
     )
