@@ -11,7 +11,7 @@ from typing import Any
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import auth_token, drafts, executions, git, media, misc, projects, system
+from anyon.api.resources import auth_token, drafts, executions, git, mcp, media, misc, projects, system
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
@@ -84,6 +84,7 @@ def register(
     add("/api/images/{image_id}", media.ImageItem(s))
     add("/api/images/{image_id}/file", media.ImageFile(s))
     add("/api/sounds/{sound}", media.Sound(s))
+    add("/api/mcp-config", mcp.McpConfig(s))
     add("/api/containers/info", misc.ContainerInfo(s))
     # peripheral features not offered yet: soft errors, never a crash (spec §8)
     add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))

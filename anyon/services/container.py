@@ -34,6 +34,8 @@ from anyon.services.git import GitService
 from anyon.services.images import ImageService
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
+from anyon.services.mcp.files import McpConfigService
+from anyon.services.mcp.locations import agent_home_for
 from anyon.services.notifications.notifier import Notifier
 from anyon.services.notifications.sounds import SoundLibrary
 from anyon.services.projects import ProjectService
@@ -76,6 +78,7 @@ class Services:
     file_search: FileSearch
     sounds: SoundLibrary
     notifier: Notifier
+    mcp: McpConfigService
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -264,6 +267,9 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         file_search=file_search,
         sounds=sounds,
         notifier=notifier,
+        mcp=McpConfigService(
+            agent_home_for(config.is_cloud, config.paths.data_dir), follow_links=not config.is_cloud
+        ),
         drafts=drafts,
         maintenance=Maintenance(
             database,
