@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon.asgi
 
-from anyon.api import streams
+from anyon.api import docs, streams
 from anyon.api.resources import auth_token, drafts, executions, git, mcp, media, misc, projects, system
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
@@ -26,6 +26,7 @@ def register(
     # §1.1 health, config and system
     add("/api/health", system.Health())
     add("/api/openapi.json", system.OpenApi(app))
+    docs.register(app)  # /api/docs: Swagger UI on the document above, served from this origin
     add("/api/info", system.Info(s, deployment.is_cloud))
     add("/api/config", system.UserConfig(s))
     add("/api/profiles", system.Profiles(s))
