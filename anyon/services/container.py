@@ -38,6 +38,7 @@ from anyon.services.mcp.files import McpConfigService
 from anyon.services.mcp.locations import agent_home_for
 from anyon.services.notifications.notifier import Notifier
 from anyon.services.notifications.sounds import SoundLibrary
+from anyon.services.onboarding import Onboarding
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
@@ -79,6 +80,7 @@ class Services:
     sounds: SoundLibrary
     notifier: Notifier
     mcp: McpConfigService
+    onboarding: Onboarding
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -219,6 +221,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         sound_command=config.notifications.sound_command,
         sound_dir=os.path.join(config.paths.temp_dir, "sounds"),
     )
+    filesystem = FilesystemService(paths=projects.paths)
     runner, docker_runner = _runner_for(config)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
@@ -254,7 +257,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         tasks=TaskService(database, changes),
         attempts=AttemptService(database),
         processes=ProcessService(database),
-        filesystem=FilesystemService(paths=projects.paths),
+        filesystem=filesystem,
         tags=TagService(database),
         images=images,
         git=git,
@@ -267,6 +270,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         file_search=file_search,
         sounds=sounds,
         notifier=notifier,
+        onboarding=Onboarding(user_config, projects, filesystem),
         mcp=McpConfigService(
             agent_home_for(config.is_cloud, config.paths.data_dir), follow_links=not config.is_cloud
         ),
