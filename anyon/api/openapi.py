@@ -143,6 +143,12 @@ def _envelope(data: dict[str, Any], error_data: dict[str, Any] | None = None) ->
     return envelope
 
 
+_HARD_ERROR: dict[str, Any] = {
+    "description": "hard error in the envelope (message `<Kind>: <detail>`)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+}
+
+
 def _responses(meta: dict[str, Any]) -> dict[str, Any]:
     data = meta.get("data")
     if data in _RAW_TYPES:
@@ -151,14 +157,16 @@ def _responses(meta: dict[str, Any]) -> dict[str, Any]:
             "200": {
                 "description": f"not enveloped: {media}",
                 "content": {media: {"schema": {"type": "string"}}},
-            }
+            },
+            "default": _HARD_ERROR,
         }
     if isinstance(data, str) and data.startswith("raw:"):
         return {
             "200": {
                 "description": "not enveloped",
                 "content": {"application/json": {"schema": data_schema(data[4:])}},
-            }
+            },
+            "default": _HARD_ERROR,
         }
     data_shape = data_schema(data) if data else {}
     error_data = data_schema("GitOperationError") if meta.get("error_data") else None
@@ -168,10 +176,7 @@ def _responses(meta: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         str(meta.get("status", 200)): ok,
-        "default": {
-            "description": "hard error in the envelope (message `<Kind>: <detail>`)",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
-        },
+        "default": _HARD_ERROR,
     }
 
 
