@@ -254,6 +254,8 @@ def test_the_agent_reads_its_images_and_does_not_commit_them(server: LiveServer,
         json={"prompt": "x", "image_ids": ["00000000-0000-4000-8000-000000000000"]},
     ).json()
     assert bad["success"] is False and "Unknown image" in bad["message"]
+    processes = server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
+    assert len(processes) == 2  # refused before anything ran
 
 
 def test_a_planted_file_link_is_replaced_not_written_through(server: LiveServer, tmp_path: Path) -> None:

@@ -189,17 +189,26 @@ class ImageService:
                 TaskImage.create(task=task_id, image=image_id)
                 linked.add(image_id)
 
-    def link(self, task_id: uuid.UUID, image_ids: Iterable[str | uuid.UUID]) -> None:
-        """Add images to a task (a follow-up's ``image_ids``); unknown ids are a soft error."""
+    def check_known(self, image_ids: Iterable[str | uuid.UUID]) -> list[uuid.UUID]:
+        """The ids as UUIDs; a soft error naming any that is not a stored image (nothing changes)."""
         ids = [uuid.UUID(str(i)) for i in image_ids]
-        if not ids:
-            return
-        with self._db.connection(), self._db.atomic():
-            found = {row.id for row in Image.select(Image.id).where(Image.id.in_(ids))}
+        if ids:
+            with self._db.connection():
+                found = {row.id for row in Image.select(Image.id).where(Image.id.in_(ids))}
             missing = [str(i) for i in ids if i not in found]
             if missing:
                 raise ServiceError(f"Unknown image id(s): {', '.join(missing)}")
-            self._link(task_id, ids)
+        return ids
+
+    def attach_and_place(
+        self, task_id: uuid.UUID, image_ids: Iterable[str | uuid.UUID], worktree: str, prompt: str
+    ) -> str:
+        """A follow-up: its images join the task's, then all of them are placed (see place_for_task)."""
+        ids = self.check_known(image_ids)
+        if ids:
+            with self._db.connection(), self._db.atomic():
+                self._link(task_id, ids)
+        return self.place_for_task(task_id, worktree, prompt)
 
     # -- the agent's copy -----------------------------------------------------------------------
     def place_for_task(self, task_id: uuid.UUID, worktree: str, prompt: str) -> str:

@@ -28,7 +28,8 @@ _CHUNK = 64 * 1024
 _RAW_FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cross-Origin-Resource-Policy": "same-origin",
+    # pages of other sites may not even embed them (an <img> request carries no Origin to check)
+    "Cross-Origin-Resource-Policy": "same-site",
 }
 
 

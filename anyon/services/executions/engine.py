@@ -1118,14 +1118,12 @@ class ExecutionService:
         prompt = body.get("prompt") or ""
         if not prompt.strip():
             raise ServiceError("Prompt cannot be empty")
+        image_ids = body.get("image_ids") or []
+        if self._images is not None:  # unknown ids are refused before anything is reset or written
+            await asyncio.to_thread(self._images.check_known, image_ids)
         context = await self.ensure_worktree(attempt_id)
         # the container first: with the Engine away this refuses (503) before anything is reset or written
         await self._ensure_container(context)
-        if self._images is not None:  # the follow-up's images join the task's; all are placed again
-            await asyncio.to_thread(self._images.link, context.task_id, body.get("image_ids") or [])
-            prompt = await asyncio.to_thread(
-                self._images.place_for_task, context.task_id, context.worktree, prompt
-            )
         if body.get("retry_process_id"):
             await self._retry_reset(context, uuid.UUID(body["retry_process_id"]), body)
         if any(
@@ -1135,6 +1133,10 @@ class ExecutionService:
         latest, session_id = await self._db_call(self._latest_agent, attempt_id)
         if latest is None:
             raise ServiceError("No coding agent has run in this attempt yet")
+        if self._images is not None:  # the follow-up's images join the task's; all are placed again
+            prompt = await asyncio.to_thread(
+                self._images.attach_and_place, context.task_id, image_ids, context.worktree, prompt
+            )
         base_profile = latest.executor_action["typ"]["executor_profile_id"]
         profile = self._profile({"executor": base_profile["executor"], "variant": body.get("variant")})
         cleanup = actions.cleanup_or_none(context.cleanup_script)
