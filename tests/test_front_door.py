@@ -4,6 +4,8 @@ behind the same browser boundary and token as every other route."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +81,33 @@ def test_with_a_frontend_dir_the_ui_is_served_at_the_root(tmp_path: Path) -> Non
     with live_server(make_config(tmp_path, server={"frontend_dir": str(ui)})) as server:
         assert server.get("/").text == "<html>the board</html>"
         assert server.get("/api/docs").status_code == 200
+
+
+def _browser() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def test_a_browser_renders_the_docs_under_their_csp(server: LiveServer) -> None:
+    """A real headless browser loads /api/docs: the scripts run under the page's CSP and draw every route."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    result = subprocess.run(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",  # tests may run as root
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            f"{server.base_url}/api/docs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    dom = result.stdout
+    assert "Unable to render" not in dom, dom[-2000:]
+    assert "/api/images/upload" in dom and "/api/mcp-config" in dom, dom[-2000:]
+    assert "Content Security Policy" not in result.stderr  # nothing on the page was refused

@@ -2,22 +2,24 @@
 
 Someone who opens the address ``anyon serve`` prints should learn what answers there, even when no web
 UI is configured: ``/`` then gives a short page saying so, how to point ``server.frontend_dir`` at a
-built UI, and where the API is described. ``/api/docs`` renders ``/api/openapi.json`` with Swagger UI,
-whose files come from the ``swagger-ui-bundle`` package and are served by this server: nothing is fetched
-from another origin at run time. Only the few files the page needs are served (an allow-list, never a
-path from the request), and the pages carry a Content-Security-Policy that lets scripts come only from
-this origin (the page's own start-up script is a served file, not inline).
+built UI, and where the API is described. ``/api/docs`` renders ``/api/openapi.json`` (OpenAPI 3.1) with
+Swagger UI 5, whose built files ship in the ``swagger-ui-py`` package and are served by this server:
+nothing is fetched from another origin at run time. Only the package's static folder is used (found
+without importing the package, whose framework adapters are not needed), only the few files the page
+needs are served (an allow-list, never a path from the request), and the pages carry a
+Content-Security-Policy that lets scripts come only from this origin (the page's own start-up script is
+a served file, not inline).
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 from typing import Any
 
 import falcon
 import falcon.asgi
-import swagger_ui_bundle
 
 from anyon.api.http import run_sync
 from anyon.api.validation import api_operation
@@ -124,11 +126,19 @@ class ApiDocs:
         _safe_headers(resp, DOCS_CSP)
 
 
+def swagger_ui_static_dir() -> str:
+    """The folder of Swagger UI's built files inside the installed ``swagger-ui-py`` distribution."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed (pip install swagger-ui-py)")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "static")
+
+
 class ApiDocsAsset:
     """``GET /api/docs/{name}``: one of the allow-listed Swagger UI files, or the page's start-up script."""
 
     def __init__(self) -> None:
-        self._root = swagger_ui_bundle.swagger_ui_path
+        self._root = swagger_ui_static_dir()
         self._cache: dict[str, bytes] = {"init.js": _INIT_JS}
 
     def _load(self, name: str) -> bytes:
