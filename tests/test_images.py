@@ -177,8 +177,11 @@ def test_task_images_link_list_delete_and_orphans(server: LiveServer, tmp_path: 
     # an image no task uses goes once it is old enough; the used ones stay
     orphan = upload(server, png(13)).json()["data"]
     maintenance = server.services.maintenance
+    stray = images_dir(server) / f"{'0' * 64}.png"  # a file whose upload never got its row
+    stray.write_bytes(png(99))
     assert maintenance.prune_images() == 0  # too fresh: the user may still be writing the task
-    assert maintenance.prune_images(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)) == 1
+    assert maintenance.prune_images(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)) == 2
+    assert not stray.exists()
     assert server.get(f"/api/images/{orphan['id']}/file").status_code == 404
     assert server.get(f"/api/images/{loose['id']}/file").status_code == 200
     # delete: row, links and file go

@@ -238,6 +238,28 @@ class ImageService:
                 log.warning("image %s not copied into %s: %s", image.id, worktree, exc)
 
     # -- upkeep --------------------------------------------------------------------------------
+    def _delete_stray_files(self, cutoff: dt.datetime) -> int:
+        """Files of the images folder no row names (an upload cut off between file and row), once old."""
+        try:
+            entries = list(os.scandir(self._dir))
+        except FileNotFoundError:
+            return 0
+        with self._db.connection():
+            known = {row.file_path for row in Image.select(Image.file_path)}
+        removed = 0
+        for entry in entries:
+            stray = entry.name.startswith(".upload.") or (
+                _STORED_NAME.match(entry.name) is not None and entry.name not in known
+            )
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < cutoff.timestamp()
+            except FileNotFoundError:
+                continue
+            if stray and old and entry.is_file(follow_symlinks=False):
+                _unlink_quietly(entry.path)
+                removed += 1
+        return removed
+
     def delete_orphans(self, now: dt.datetime | None = None) -> int:
         """Remove images no task and no draft uses, uploaded more than :data:`ORPHAN_GRACE` ago."""
         cutoff = (now or utc_now()) - ORPHAN_GRACE
@@ -248,7 +270,7 @@ class ImageService:
                     in_drafts.update(str(i) for i in row.image_ids)
             linked = TaskImage.select(TaskImage.image)
             candidates = list(Image.select().where(Image.id.not_in(linked) & (Image.created_at < cutoff)))
-        removed = 0
+        removed = self._delete_stray_files(cutoff)
         for image in candidates:
             if str(image.id) in in_drafts:
                 continue
