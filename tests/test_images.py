@@ -279,3 +279,13 @@ def test_a_planted_file_link_is_replaced_not_written_through(server: LiveServer,
     wait_processes(server, attempt["id"], 2)
     assert victim.read_text() == "keep me\n"
     assert not placed.is_symlink() and placed.read_bytes() == png(30)
+
+
+def test_a_foreign_page_cannot_upload(server: LiveServer) -> None:
+    """A multipart POST is a "simple" request a page of any site may send: the boundary refuses it."""
+    for headers in ({"Origin": "http://evil.example"}, {"Host": "evil.example"}):
+        response = server.post(
+            "/api/images/upload", files={"image": ("a.png", png(40), "image/png")}, headers=headers
+        )
+        assert response.status_code == 403, response.text
+    assert stored_files(server) == []
