@@ -116,15 +116,15 @@ class Notifier:
         )
 
     async def deliver(self, notice: Notice) -> None:
-        jobs = []
+        commands: list[tuple[str, list[str]]] = []
         if notice.push:
-            jobs.append(self._run(self._push_command, [notice.title, notice.message]))
+            commands.append((self._push_command, [notice.title, notice.message]))
         if notice.sound_file is not None:
             player = self._sound_command or next(filter(shutil.which, SOUND_PLAYERS), None)
             path = await asyncio.to_thread(self._sound_path, notice.sound_file)
             if player and path:
-                jobs.append(self._run(player, [path]))
-        await asyncio.gather(*jobs)
+                commands.append((player, [path]))
+        await asyncio.gather(*(self._run(program, args) for program, args in commands))
 
     def _sound_path(self, name: str) -> str | None:
         """The sound as a file a player can open (written once, atomically, under the temp dir)."""
