@@ -289,3 +289,18 @@ def test_a_foreign_page_cannot_upload(server: LiveServer) -> None:
         )
         assert response.status_code == 403, response.text
     assert stored_files(server) == []
+
+
+def test_a_form_with_too_many_parts_is_refused(tmp_path: Path) -> None:
+    config = make_config(tmp_path, images={"max_form_parts": 2})
+    with live_server(config) as server:
+        fields = {f"extra{i}": (None, "x") for i in range(3)}
+        response = server.post(
+            "/api/images/upload", files={**fields, "image": ("a.png", png(50), "image/png")}
+        )
+        assert response.status_code == 400 and response.json()["success"] is False
+        assert stored_files(server) == []
+        ok = server.post(
+            "/api/images/upload", files={"note": (None, "x"), "image": ("a.png", png(50), "image/png")}
+        )
+        assert ok.json()["success"] is True

@@ -80,6 +80,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
     "images.max_bytes": (1, None),
+    "images.max_form_parts": (1, 1000),
 }
 
 #: Settings whose values may carry credentials; never printed in full.

@@ -167,6 +167,7 @@ class AuthSettings:
 @dataclass(frozen=True)
 class ImageSettings:
     max_bytes: int = 20 * 1024**2  # largest image upload; the contract's limit is 20 MB
+    max_form_parts: int = 8  # parts one upload form may hold (the contract sends one, "image")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,6 @@ from anyon.services.notifications.sounds import SOUND_FILES
 
 #: What a multipart form may add around the image itself (boundaries, part headers, small fields).
 FORM_OVERHEAD_BYTES = 64 * 1024
-#: Parts a form may hold: the contract sends one (``image``); a few extra fields are tolerated.
-MAX_FORM_PARTS = 8
 _CHUNK = 64 * 1024
 _RAW_FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -33,9 +31,9 @@ _RAW_FILE_HEADERS = {
 }
 
 
-def _form_handler() -> MultipartFormHandler:
+def _form_handler(max_parts: int) -> MultipartFormHandler:
     handler = MultipartFormHandler()
-    handler.parse_options.max_body_part_count = MAX_FORM_PARTS
+    handler.parse_options.max_body_part_count = max_parts
     handler.parse_options.max_body_part_headers_size = 8 * 1024
     return handler
 
@@ -81,7 +79,7 @@ class ImageUpload:
 
     def __init__(self, services: Services) -> None:
         self._images = services.images
-        self._handler = _form_handler()
+        self._handler = _form_handler(services.config.images.max_form_parts)
 
     async def _upload(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, task_id: str | None
