@@ -20,6 +20,8 @@ command -v git >/dev/null || apt_install git
 # the deploy/ kit tests: shellcheck for bootstrap.sh, systemd-analyze for the unit
 command -v shellcheck >/dev/null || apt_install shellcheck || true
 command -v systemd-analyze >/dev/null || apt_install systemd || true
+# the API docs page is loaded in a real headless browser (tests/test_front_door.py)
+command -v chromium >/dev/null || apt_install chromium || true
 
 # --- python packages -------------------------------------------------------------------------
 PY=${PYTHON:-python3}

@@ -17,6 +17,7 @@ from anyon.config.model import (
     DockerSettings,
     ExecutionSettings,
     LoggingSettings,
+    NotificationSettings,
     PathSettings,
     RetentionSettings,
     ServerSettings,
@@ -45,6 +46,9 @@ def make_config(root: Path, mode: str = "local", **sections: dict[str, Any]) -> 
         retention=RetentionSettings(),
         logging=LoggingSettings(format="text"),
         auth=AuthSettings(),
+        # no desktop notices from test attempts on a developer's machine (tests/test_notifications.py
+        # turns them on with recording stand-ins)
+        notifications=NotificationSettings(desktop=False),
     )
     for name, values in sections.items():
         config = dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values)})

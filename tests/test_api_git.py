@@ -128,8 +128,37 @@ def test_rename_commit_info_delete_file_children(server: LiveServer, tmp_path: P
     )
     assert "agent.txt" not in {e.name for e in repo.lookup_branch("feature/x").peel(pygit2.Commit).tree}
     children = server.ok("GET", f"/api/task-attempts/{attempt['id']}/children")
-    assert children["parent_task"]["id"] == task["id"] and children["children"] == []
+    assert children["parent_task"] is None and children["children"] == []  # made by hand: no parent
     assert children["current_attempt"]["id"] == attempt["id"]
+    # a subtask made from this attempt: the attempt lists it, and its own attempts name this task
+    sub = server.ok(
+        "POST",
+        "/api/tasks",
+        json={"project_id": project["id"], "title": "sub", "parent_task_attempt": attempt["id"]},
+    )
+    assert sub["parent_task_attempt"] == attempt["id"]
+    children = server.ok("GET", f"/api/task-attempts/{attempt['id']}/children")
+    assert [c["id"] for c in children["children"]] == [sub["id"]] and children["parent_task"] is None
+    sub_attempt = server.ok(
+        "POST",
+        "/api/task-attempts",
+        json={
+            "task_id": sub["id"],
+            "executor_profile_id": {"executor": "CLAUDE_CODE"},
+            "base_branch": "main",
+        },
+    )
+    relations = server.ok("GET", f"/api/task-attempts/{sub_attempt['id']}/children")
+    assert relations["parent_task"]["id"] == task["id"] and relations["children"] == []
+    # a parent that does not exist is refused, and nothing is created
+    missing = "00000000-0000-4000-8000-000000000000"
+    refused = server.post(
+        "/api/tasks", json={"project_id": project["id"], "title": "orphan", "parent_task_attempt": missing}
+    ).json()
+    assert refused["success"] is False
+    assert "orphan" not in {
+        t["title"] for t in server.ok("GET", "/api/tasks", params={"project_id": project["id"]})
+    }
 
 
 def test_worktree_deleted_behind_the_servers_back_is_recreated(server: LiveServer, tmp_path: Path) -> None:

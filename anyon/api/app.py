@@ -14,10 +14,12 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from anyon import __version__
 from anyon.api import routes
 from anyon.api.access_log import AccessLogMiddleware
 from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
 from anyon.api.boundary import BoundaryMiddleware
+from anyon.api.docs import front_door_page
 from anyon.api.envelope import ApiError, soft_error, typed_error
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
@@ -210,5 +212,6 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     app.add_error_handler(RunnerError, _handle_runner_error)
     routes.register(app, deployment, guard)
     app.add_route("/metrics", MetricsResource(metrics))
-    app.add_sink(FrontendSink(config.server.frontend_dir), prefix=r"^/(?!api(/|$))")
+    front_door = front_door_page(__version__)
+    app.add_sink(FrontendSink(config.server.frontend_dir, front_door), prefix=r"^/(?!api(/|$))")
     return app

@@ -2,6 +2,8 @@
 
 Any GET outside ``/api`` is a file of ``server.frontend_dir``; a path that names no file gets
 ``index.html`` (the UI routes on the client). Without an ``index.html`` the answer is a plain 404.
+Without any ``frontend_dir``, ``/`` answers the front door page (:mod:`anyon.api.docs`) instead, so the
+address the server prints never shows a bare 404; every other path is still a plain 404.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from anyon.api.docs import serve_front_door
 from anyon.api.http import run_sync
 
 
 class FrontendSink:
-    def __init__(self, frontend_dir: str | None) -> None:
+    def __init__(self, frontend_dir: str | None, front_door: bytes | None = None) -> None:
         self._root = Path(frontend_dir).resolve() if frontend_dir else None
+        self._front_door = front_door
 
     def _resolve(self, path: str) -> Path | None:
         if self._root is None:
@@ -33,6 +37,9 @@ class FrontendSink:
         assert resp is not None  # sinks are not used for WebSocket routes here
         if req.method not in ("GET", "HEAD"):
             raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        if self._root is None and self._front_door is not None and req.path in ("/", "/index.html"):
+            serve_front_door(resp, self._front_door)
+            return
         target = await run_sync(self._resolve, req.path)
         if target is None:
             resp.status = falcon.HTTP_404

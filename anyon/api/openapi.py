@@ -48,7 +48,15 @@ _EXTRA: dict[tuple[str, str], dict[str, Any]] = {
     ("/metrics", "get"): {"data": "raw-text"},
     ("/api/events", "get"): {"data": "raw-sse"},
 }
-_RAW_TYPES = {"raw-html": "text/html", "raw-text": "text/plain", "raw-sse": "text/event-stream"}
+_RAW_TYPES = {
+    "raw-html": "text/html",
+    "raw-text": "text/plain",
+    "raw-sse": "text/event-stream",
+    "raw-wav": "audio/wav",
+    "raw-image": "image/*",
+}
+#: Request bodies that are not JSON: a multipart form whose one file field is named after the suffix.
+_MULTIPART = "multipart:"
 NO_NUL = "^[^\\x00]*$"  # every JSON body and query string is refused when a string holds NUL
 _SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string", "pattern": NO_NUL},
@@ -135,6 +143,12 @@ def _envelope(data: dict[str, Any], error_data: dict[str, Any] | None = None) ->
     return envelope
 
 
+_HARD_ERROR: dict[str, Any] = {
+    "description": "hard error in the envelope (message `<Kind>: <detail>`)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+}
+
+
 def _responses(meta: dict[str, Any]) -> dict[str, Any]:
     data = meta.get("data")
     if data in _RAW_TYPES:
@@ -143,14 +157,16 @@ def _responses(meta: dict[str, Any]) -> dict[str, Any]:
             "200": {
                 "description": f"not enveloped: {media}",
                 "content": {media: {"schema": {"type": "string"}}},
-            }
+            },
+            "default": _HARD_ERROR,
         }
     if isinstance(data, str) and data.startswith("raw:"):
         return {
             "200": {
                 "description": "not enveloped",
                 "content": {"application/json": {"schema": data_schema(data[4:])}},
-            }
+            },
+            "default": _HARD_ERROR,
         }
     data_shape = data_schema(data) if data else {}
     error_data = data_schema("GitOperationError") if meta.get("error_data") else None
@@ -160,10 +176,7 @@ def _responses(meta: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         str(meta.get("status", 200)): ok,
-        "default": {
-            "description": "hard error in the envelope (message `<Kind>: <detail>`)",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
-        },
+        "default": _HARD_ERROR,
     }
 
 
@@ -186,7 +199,14 @@ def _operation(template: str, method: str, fn: Any, path_params: list[dict[str, 
     if params:
         operation["parameters"] = params
     body = meta.get("body")
-    if body is not None:
+    if isinstance(body, str) and body.startswith(_MULTIPART):
+        field = body[len(_MULTIPART) :]
+        form = {"type": "object", "properties": {field: {"type": "string", "format": "binary"}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {**form, "required": [field]}}},
+        }
+    elif body is not None:
         schema = data_schema(body) if isinstance(body, str) else fields_schema(body)
         operation["requestBody"] = {
             "required": bool(meta.get("body_required", True)),

@@ -10,8 +10,19 @@ from typing import Any
 
 import falcon.asgi
 
-from anyon.api import streams
-from anyon.api.resources import auth_token, drafts, executions, git, github, misc, projects, system
+from anyon.api import docs, streams
+from anyon.api.resources import (
+    auth_token,
+    drafts,
+    executions,
+    git,
+    github,
+    mcp,
+    media,
+    misc,
+    projects,
+    system,
+)
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
@@ -26,6 +37,7 @@ def register(
     # §1.1 health, config and system
     add("/api/health", system.Health())
     add("/api/openapi.json", system.OpenApi(app))
+    docs.register(app)  # /api/docs: Swagger UI on the document above, served from this origin
     add("/api/info", system.Info(s, deployment.is_cloud))
     add("/api/config", system.UserConfig(s))
     add("/api/profiles", system.Profiles(s))
@@ -81,14 +93,15 @@ def register(
     add("/api/tags", misc.TagCollection(s))
     add("/api/tags/{tag_id}", misc.TagItem(s))
     add("/api/images/task/{task_id}", misc.TaskImages(s))
+    upload = media.ImageUpload(s)
+    add("/api/images/upload", upload)
+    add("/api/images/task/{task_id}/upload", upload)
+    add("/api/images/{image_id}", media.ImageItem(s))
+    add("/api/images/{image_id}/file", media.ImageFile(s))
+    add("/api/sounds/{sound}", media.Sound(s))
+    add("/api/mcp-config", mcp.McpConfig(s))
     add("/api/containers/info", misc.ContainerInfo(s))
     # peripheral features not offered yet: soft errors, never a crash (spec §8)
-    add("/api/images/upload", system.NotSupported("Image upload"))
-    add("/api/images/task/{task_id}/upload", system.NotSupported("Image upload"))
-    add("/api/images/{image_id}", system.NotSupported("Image management"))
-    add("/api/images/{image_id}/file", system.NotSupported("Image download"))
-    add("/api/mcp-config", system.NotSupported("MCP server configuration"))
-    add("/api/sounds/{sound}", system.NotSupported("Notification sounds"))
     add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
     add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))

@@ -289,6 +289,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ContainerInfo": obj({"attempt_id": UUID, "task_id": UUID, "project_id": UUID}),
     "ExecutorProfileId": PROFILE_ID,
     "AuthTokenResult": obj({"auth_required": BOOL}, {"expires_in_seconds": INT}),
+    "GetMcpServerResponse": obj(
+        {
+            "mcp_config": obj(
+                {
+                    "servers": {"type": "object"},
+                    "servers_path": {"type": "array", "items": {"type": "string"}},
+                    "template": {"type": "object"},
+                    "preconfigured": {"type": "object"},
+                    "is_toml_config": BOOL,
+                }
+            ),
+            "config_path": STR,
+        }
+    ),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
 }
 

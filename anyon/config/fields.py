@@ -28,6 +28,7 @@ BYTE_SIZES = frozenset(
         "executions.log_memory_bytes",
         "executions.log_cap_bytes",
         "retention.log_total_bytes",
+        "images.max_bytes",
     }
 )
 
@@ -80,6 +81,8 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "retention.log_total_bytes": (0, None),
     "github.timeout_seconds": (0.1, 600),
     "github.pr_monitor_interval_seconds": (0, None),
+    "images.max_bytes": (1, None),
+    "images.max_form_parts": (1, 1000),
 }
 
 #: Settings whose values may carry credentials; never printed in full.

@@ -181,6 +181,20 @@ class GithubSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    max_bytes: int = 20 * 1024**2  # largest image upload; the contract's limit is 20 MB
+    max_form_parts: int = 8  # parts one upload form may hold (the contract sends one, "image")
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    # desktop notice on the server's machine when an attempt finishes (the UI's sound/push choices apply)
+    desktop: bool = True
+    push_command: str = "notify-send"  # run as PROGRAM TITLE MESSAGE; a missing program is skipped
+    sound_command: str | None = None  # run as PROGRAM FILE.wav; None = first of paplay, aplay, afplay
+
+
+@dataclass(frozen=True)
 class AnyonConfig:
     deployment: DeploymentSettings
     server: ServerSettings
@@ -192,6 +206,8 @@ class AnyonConfig:
     logging: LoggingSettings
     auth: AuthSettings
     github: GithubSettings = field(default_factory=GithubSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -295,13 +295,27 @@ class AttemptGitService:
         await self._repos.delete_file(checkout, file_path)
 
     def children(self, attempt_id: uuid.UUID) -> dict[str, Any]:
+        """``GET …/children``: the task whose attempt spawned this attempt's task, and the tasks it spawned.
+
+        The parent is reached through the task's ``parent_task_attempt`` (null when the task was made by
+        hand, or when the attempt that made it is gone); the children are the tasks made from *this*
+        attempt, newest first.
+        """
         attempt, task, _project = self._rows(attempt_id)
         with self._db.connection():
+            parent = None
+            if task.parent_task_attempt_id is not None:
+                parent = (
+                    Task.select()
+                    .join(TaskAttempt, on=(TaskAttempt.task == Task.id))
+                    .where(TaskAttempt.id == task.parent_task_attempt_id)
+                    .first()
+                )
             children = list(
                 Task.select().where(Task.parent_task_attempt == attempt.id).order_by(Task.created_at.desc())
             )
         return {
-            "parent_task": task_json(task),
+            "parent_task": task_json(parent) if parent is not None else None,
             "current_attempt": attempt_json(attempt),
             "children": [task_json(c) for c in children],
         }

@@ -32,13 +32,19 @@ from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
 from anyon.services.github.service import GitHub, build_github
+from anyon.services.images import ImageService
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
+from anyon.services.mcp.files import McpConfigService
+from anyon.services.mcp.locations import agent_home_for
+from anyon.services.notifications.notifier import Notifier
+from anyon.services.notifications.sounds import SoundLibrary
+from anyon.services.onboarding import Onboarding
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
-from anyon.services.tags import ImageService, TagService
+from anyon.services.tags import TagService
 from anyon.services.tasks import TaskService
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
@@ -73,6 +79,10 @@ class Services:
     maintenance: Maintenance
     file_search: FileSearch
     github: GitHub
+    sounds: SoundLibrary
+    notifier: Notifier
+    mcp: McpConfigService
+    onboarding: Onboarding
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -204,6 +214,18 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         project_roots=config.paths.project_roots,
         user_workspace_dir=user_workspace,
     )
+    images = ImageService(database, os.path.join(config.paths.data_dir, "images"), config.images.max_bytes)
+    sounds = SoundLibrary()
+    notifier = Notifier(
+        database,
+        user_config,
+        sounds,
+        desktop=config.notifications.desktop,
+        push_command=config.notifications.push_command,
+        sound_command=config.notifications.sound_command,
+        sound_dir=os.path.join(config.paths.temp_dir, "sounds"),
+    )
+    filesystem = FilesystemService(paths=projects.paths)
     runner, docker_runner = _runner_for(config)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
@@ -225,6 +247,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        on_attempt_finished=notifier.attempt_finished,
+        images=images,
     )
     attempt_git = AttemptGitService(
         database, changes, git, worktrees, file_search, repos, paths=projects.paths
@@ -240,15 +264,21 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         tasks=TaskService(database, changes),
         attempts=AttemptService(database),
         processes=ProcessService(database),
-        filesystem=FilesystemService(paths=projects.paths),
+        filesystem=filesystem,
         tags=TagService(database),
-        images=ImageService(database),
+        images=images,
         git=git,
         worktrees=worktrees,
         logstore=logstore,
         executions=executions,
         attempt_git=attempt_git,
         file_search=file_search,
+        sounds=sounds,
+        notifier=notifier,
+        onboarding=Onboarding(user_config, projects, filesystem),
+        mcp=McpConfigService(
+            agent_home_for(config.is_cloud, config.paths.data_dir), follow_links=not config.is_cloud
+        ),
         drafts=drafts,
         maintenance=Maintenance(
             database,
@@ -258,6 +288,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             containers=docker_runner,
             reconcile_interval=config.docker.reconcile_interval_seconds,
             logstore=logstore,
+            images=images,
         ),
         github=build_github(config, database, changes, user_config, projects, attempt_git),
         docker=docker_runner,

@@ -12,6 +12,7 @@
   still run processes nobody supervises (a crash, a lost Engine), swept; every other container of this
   instance is removed with its secrets directory and its worktree. A run that finds the Engine away is
   logged and retried at the next tick — a task deleted during an outage leaks nothing for long;
+* image clean-up, in the expiry pass and at start-up: uploads no task or draft uses a day later go;
 * file-search warm-up for the most recently active projects.
 
 Each job is written to be retried: a failure is logged by the deployment and the next run starts over.
@@ -30,6 +31,7 @@ from anyon.config.model import RetentionSettings
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
 from anyon.services.file_search import FileSearch
+from anyon.services.images import ImageService
 from anyon.services.logstore import LogStore
 from anyon.services.worktrees import WorktreeManager
 
@@ -47,7 +49,9 @@ class Maintenance:
         containers: Any = None,
         reconcile_interval: float = 60.0,
         logstore: LogStore | None = None,
+        images: ImageService | None = None,
     ) -> None:
+        self._images = images
         self._db = database
         self._logstore = logstore
         self._worktrees = worktrees
@@ -64,6 +68,10 @@ class Maintenance:
             await asyncio.to_thread(self.prune_logs)
         except Exception:
             log.exception("log retention at start-up failed; the expiry pass retries it")
+        try:
+            await asyncio.to_thread(self.prune_images)
+        except Exception:
+            log.exception("image clean-up at start-up failed; the expiry pass retries it")
         await asyncio.to_thread(self.warm_search)
 
     async def expiry_loop(self) -> None:
@@ -78,6 +86,10 @@ class Maintenance:
                 await asyncio.to_thread(self.prune_logs)
             except Exception:
                 log.exception("log retention failed; retrying in %.0f s", interval)
+            try:
+                await asyncio.to_thread(self.prune_images)
+            except Exception:
+                log.exception("image clean-up failed; retrying in %.0f s", interval)
 
     async def reconcile_loop(self) -> None:
         """Cloud: reconcile the containers every ``docker.reconcile_interval_seconds``; never raises."""
@@ -97,6 +109,10 @@ class Maintenance:
                 )
 
     # -- the work ------------------------------------------------------------------------------------
+    def prune_images(self, now: dt.datetime | None = None) -> int:
+        """Uploaded images no task or draft uses (after a grace period) are deleted with their files."""
+        return self._images.delete_orphans(now) if self._images is not None else 0
+
     def prune_logs(self, now: dt.datetime | None = None) -> list[str]:
         """One log-retention pass; returns the ids of the processes whose logs were deleted."""
         if self._logstore is None:

@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from anyon.services.db.database import Database
-from anyon.services.db.models import Image, Tag, TaskImage
-from anyon.services.db.serialize import image_json, tag_json
+from anyon.services.db.models import Tag
+from anyon.services.db.serialize import tag_json
 from anyon.services.errors import NotFound, ServiceError
 
 
@@ -64,20 +64,3 @@ class TagService:
     def delete(self, tag_id: uuid.UUID) -> None:
         with self._db.connection(), self._db.atomic():
             self._row(tag_id).delete_instance()
-
-
-class ImageService:
-    """Image metadata; uploads are not accepted yet, so lists are empty until they are."""
-
-    def __init__(self, database: Database) -> None:
-        self._db = database
-
-    def for_task(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
-        with self._db.connection():
-            rows = (
-                Image.select()
-                .join(TaskImage, on=(TaskImage.image == Image.id))
-                .where(TaskImage.task == task_id)
-                .order_by(Image.created_at)
-            )
-            return [image_json(i) for i in rows]

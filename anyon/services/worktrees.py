@@ -126,6 +126,38 @@ def _copy_into(src: str, worktree: str, rel: str) -> None:
         os.close(root)
 
 
+def write_into(worktree: str, rel: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``worktree/rel`` without following any link the worktree holds.
+
+    The parents are entered as :func:`_copy_into` does; the file is written under a fresh temporary
+    name (``O_EXCL | O_NOFOLLOW``) and renamed over ``rel``, so a symlink or hard link planted at that
+    name is replaced, never written through (THREAT-MODEL rule 3).
+    """
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise InvalidPath(f"'{rel}' is not a plain relative path")
+    root = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    parent = root
+    try:
+        for part in parts[:-1]:
+            parent = _enter_dir(parent, part, close_parent=parent != root)
+        temp = f".{parts[-1]}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=parent)
+        try:
+            os.fchmod(fd, mode)  # whatever the umask: the agent (the container's user) reads it
+            with os.fdopen(fd, "wb") as writer:
+                writer.write(data)
+            os.rename(temp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent)
+            raise
+    finally:
+        if parent != root:
+            os.close(parent)
+        os.close(root)
+
+
 def _enter_dir(parent: int, name: str, *, close_parent: bool) -> int:
     """Open (creating it) the directory ``name`` under ``parent``; a link there is refused."""
     with contextlib.suppress(FileExistsError):

@@ -5,11 +5,14 @@ Behaviour is chosen by words in the prompt so tests can drive it:
   "fail"    exit 3 after printing an error on stderr
   "sleep"   print, then sleep for a long time (ignoring SIGINT and SIGTERM when "stubborn" is also there)
   "noop"    change nothing
-otherwise it writes agent.txt (the prompt) and prints a stream-json transcript.
+otherwise it writes agent.txt (the prompt) and prints a stream-json transcript. Images the prompt links
+(``![alt](/abs/.vibe-images/x.png)``) are read, and their SHA-256 written to seen.txt.
 """
 
+import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -38,6 +41,14 @@ def main():
     if "fail" in prompt:
         sys.stderr.write("something went wrong\n")
         sys.exit(3)
+    seen = []
+    for path in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", prompt):
+        if os.path.isfile(path):
+            with open(path, "rb") as image:
+                seen.append(hashlib.sha256(image.read()).hexdigest() + "  " + path)
+    if seen:
+        with open("seen.txt", "w") as handle:
+            handle.write("\n".join(seen) + "\n")
     if "noop" not in prompt:
         name = "followup.txt" if resume else "agent.txt"
         with open(name, "w") as handle:

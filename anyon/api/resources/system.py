@@ -55,8 +55,13 @@ class UserConfig:
 
     @api_operation(body="Config", data="Config")
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """Saves the config; the first disclaimer acknowledgement also offers existing repositories."""
         body = await raw_json(req)
-        respond(resp, await run_sync(self._services.user_config.save, body))
+        onboarding = self._services.onboarding
+        saved, first_acknowledgement = await run_sync(onboarding.save_config, body)
+        if first_acknowledgement:
+            onboarding.start_auto_setup()
+        respond(resp, saved)
 
 
 class Profiles:

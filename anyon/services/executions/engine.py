@@ -46,6 +46,7 @@ from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, Profil
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.git.isolation import objects_dir
+from anyon.services.images import ImageService
 from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
 from anyon.services.memory import release_memory
@@ -167,7 +168,11 @@ class ExecutionService:
         warm_pool: WarmPool | None = None,
         repos: AttemptRepos | None = None,
         paths: PathPolicy | None = None,
+        on_attempt_finished: Callable[[uuid.UUID, uuid.UUID], None] | None = None,
+        images: ImageService | None = None,
     ) -> None:
+        self._images = images  # copies a task's images into the worktree and rewrites prompt links
+        self._on_attempt_finished = on_attempt_finished  # (attempt id, last process id): notifications
         self._db = database
         self._repos = repos or SharedAttemptRepos(git, worktrees)
         self._changes = changes
@@ -377,7 +382,10 @@ class ExecutionService:
                 TaskAttempt.id == attempt_id
             ).execute()
             context = self._load_context(attempt_id)
-        return context, project.setup_script, actions.task_prompt(task.title, task.description)
+        prompt = actions.task_prompt(task.title, task.description)
+        if self._images is not None:
+            prompt = self._images.place_for_task(task.id, worktree, prompt)
+        return context, project.setup_script, prompt
 
     async def start_attempt(self, attempt_id: uuid.UUID, profile: ExecutorProfileId) -> dict[str, Any]:
         """Worktree (and container) ready, then setup script → agent → cleanup script (spec §5.3).
@@ -946,6 +954,8 @@ class ExecutionService:
             live.store.finish()
             self._live.pop(live.process_id, None)
             self._spawn_background(self._release_memory_later(), f"release-memory:{live.process_id}")
+        if finalize and self._on_attempt_finished is not None:
+            self._on_attempt_finished(live.context.attempt_id, live.process_id)
         if finalize and self._drafts is not None:
             self._spawn_background(
                 self.send_queued(live.context.attempt_id), f"queued:{live.context.attempt_id}"
@@ -1108,6 +1118,9 @@ class ExecutionService:
         prompt = body.get("prompt") or ""
         if not prompt.strip():
             raise ServiceError("Prompt cannot be empty")
+        image_ids = body.get("image_ids") or []
+        if self._images is not None:  # unknown ids are refused before anything is reset or written
+            await asyncio.to_thread(self._images.check_known, image_ids)
         context = await self.ensure_worktree(attempt_id)
         # the container first: with the Engine away this refuses (503) before anything is reset or written
         await self._ensure_container(context)
@@ -1120,6 +1133,10 @@ class ExecutionService:
         latest, session_id = await self._db_call(self._latest_agent, attempt_id)
         if latest is None:
             raise ServiceError("No coding agent has run in this attempt yet")
+        if self._images is not None:  # the follow-up's images join the task's; all are placed again
+            prompt = await asyncio.to_thread(
+                self._images.attach_and_place, context.task_id, image_ids, context.worktree, prompt
+            )
         base_profile = latest.executor_action["typ"]["executor_profile_id"]
         profile = self._profile({"executor": base_profile["executor"], "variant": body.get("variant")})
         cleanup = actions.cleanup_or_none(context.cleanup_script)
@@ -1147,7 +1164,10 @@ class ExecutionService:
         if draft is None:
             return
         try:
-            await self.follow_up(attempt_id, {"prompt": draft["prompt"], "variant": draft["variant"]})
+            await self.follow_up(
+                attempt_id,
+                {"prompt": draft["prompt"], "variant": draft["variant"], "image_ids": draft.get("image_ids")},
+            )
         except Exception:
             log.exception("sending the queued follow-up of attempt %s failed", attempt_id)
             await asyncio.to_thread(self._drafts.release_sending, attempt_id)
