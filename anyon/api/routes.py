@@ -11,7 +11,7 @@ from typing import Any
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import auth_token, drafts, executions, git, misc, projects, system
+from anyon.api.resources import approvals, auth_token, drafts, executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
@@ -79,6 +79,7 @@ def register(
     add("/api/tags/{tag_id}", misc.TagItem(s))
     add("/api/images/task/{task_id}", misc.TaskImages(s))
     add("/api/containers/info", misc.ContainerInfo(s))
+    add("/api/approvals/{approval_id}/respond", approvals.ApprovalRespond(s))
     # peripheral features not offered yet: soft errors, never a crash (spec §8)
     add("/api/images/upload", system.NotSupported("Image upload"))
     add("/api/images/task/{task_id}/upload", system.NotSupported("Image upload"))
@@ -86,7 +87,6 @@ def register(
     add("/api/images/{image_id}/file", system.NotSupported("Image download"))
     add("/api/mcp-config", system.NotSupported("MCP server configuration"))
     add("/api/sounds/{sound}", system.NotSupported("Notification sounds"))
-    add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
     add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/task-attempts/{attempt_id}/push", system.NeedsInternet("Pushing a branch", "GitHub"))

@@ -265,6 +265,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ContainerInfo": obj({"attempt_id": UUID, "task_id": UUID, "project_id": UUID}),
     "ExecutorProfileId": PROFILE_ID,
     "AuthTokenResult": obj({"auth_required": BOOL}, {"expires_in_seconds": INT}),
+    "ApprovalStatus": obj(
+        {"status": {"enum": ["pending", "approved", "denied", "timed_out"]}}, {"reason": STR_N}
+    ),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
+from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
@@ -71,6 +72,7 @@ class Services:
     drafts: DraftService
     maintenance: Maintenance
     file_search: FileSearch
+    approvals: ApprovalService
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -201,6 +203,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_workspace_dir=user_workspace,
     )
     runner, docker_runner = _runner_for(config)
+    approvals = ApprovalService(config.executions.approval_timeout_seconds)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
         if docker_runner is not None
@@ -221,6 +224,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        approvals=approvals,
     )
     services = Services(
         config=config,
@@ -244,6 +248,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             database, changes, git, worktrees, file_search, repos, paths=projects.paths
         ),
         file_search=file_search,
+        approvals=approvals,
         drafts=drafts,
         maintenance=Maintenance(
             database,
