@@ -6,6 +6,7 @@ over the stdin/stdout the runner keeps open (local mode: host processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -95,11 +96,12 @@ def respond(server: LiveServer, approval_id: str, process_id: str, status: Any) 
     return server.post(f"/api/approvals/{approval_id}/respond", json=body)
 
 
-def pending(server: LiveServer, process_id: str, tool_name: str) -> tuple[Any, dict[str, Any], Any]:
-    """Open the normalized-logs stream and follow it until the tool waits for approval."""
-    conn = ws(server, f"/api/execution-processes/{process_id}/normalized-logs/ws")
-    doc = follow(conn, {"entries": []}, has_status(tool_name, "pending_approval"))
-    return conn, doc, status_of(doc, tool_name)
+@contextlib.contextmanager
+def pending(server: LiveServer, process_id: str, tool_name: str) -> Iterator[tuple[Any, dict[str, Any], Any]]:
+    """Follow the normalized-logs stream until the tool waits for approval: (connection, document, status)."""
+    with ws(server, f"/api/execution-processes/{process_id}/normalized-logs/ws") as conn:
+        doc = follow(conn, {"entries": []}, has_status(tool_name, "pending_approval"))
+        yield conn, doc, status_of(doc, tool_name)
 
 
 def _ts(value: str) -> datetime:
@@ -116,8 +118,7 @@ def test_approved_tool_runs_and_a_second_answer_is_a_conflict(server: LiveServer
     project = make_project(server, tmp_path)
     task, attempt = start_variant(server, project, "ask before bash", "APPROVALS")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "Bash")
-    with conn:
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
         assert set(status) == {"status", "approval_id", "requested_at", "timeout_at"}
         waited = (_ts(status["timeout_at"]) - _ts(status["requested_at"])).total_seconds()
         assert waited == pytest.approx(TIMEOUT, abs=0.01)
@@ -148,8 +149,7 @@ def test_denied_tool_is_shown_denied_and_the_agent_stops(server: LiveServer, tmp
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "ask before bash", "APPROVALS")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "Bash")
-    with conn:
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
         answer = respond(
             server, status["approval_id"], process["id"], {"status": "denied", "reason": "not now"}
         )
@@ -169,9 +169,8 @@ def test_bad_answers_change_nothing(server: LiveServer, tmp_path: Path) -> None:
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "ask before bash", "APPROVALS")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "Bash")
-    approval = status["approval_id"]
-    with conn:
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
+        approval = status["approval_id"]
         unknown = respond(
             server, "7d0c3f7e-0000-4000-8000-000000000000", process["id"], {"status": "approved"}
         )
@@ -207,8 +206,7 @@ def test_an_unanswered_approval_times_out(tmp_path: Path) -> None:
         project = make_project(server, tmp_path)
         _task, attempt = start_variant(server, project, "ask before bash", "APPROVALS")
         process = agent_process(server, attempt["id"])
-        conn, doc, status = pending(server, process["id"], "Bash")
-        with conn:
+        with pending(server, process["id"], "Bash") as (conn, doc, status):
             waited = (_ts(status["timeout_at"]) - _ts(status["requested_at"])).total_seconds()
             assert waited == pytest.approx(1.0, abs=0.01)
             doc, _ = read_to_finished(conn, doc)
@@ -225,8 +223,7 @@ def test_plan_approval_switches_the_same_process_to_bypass_permissions(
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "plan first", "PLAN")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "ExitPlanMode")
-    with conn:
+    with pending(server, process["id"], "ExitPlanMode") as (conn, doc, status):
         plan_entry = next(t for t in tools(doc) if t["entry_type"]["tool_name"] == "ExitPlanMode")
         assert plan_entry["entry_type"]["action_type"] == {
             "action": "plan_presentation",
@@ -260,8 +257,7 @@ def test_stop_cancels_the_pending_approval_and_interrupts(server: LiveServer, tm
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "ask and wait", "APPROVALS")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "Bash")
-    with conn:
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
         server.ok("POST", f"/api/execution-processes/{process['id']}/stop")
         doc, _ = read_to_finished(conn, doc)
     assert status_of(doc, "Bash")["status"] == "denied"
@@ -280,8 +276,7 @@ def test_an_agent_dying_with_an_open_question_fails_and_the_question_ends(
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "ask abrupt", "APPROVALS")
     process = agent_process(server, attempt["id"])
-    conn, doc, status = pending(server, process["id"], "Bash")
-    with conn:
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
         doc, _ = read_to_finished(conn, doc)
     done = wait_processes(server, attempt["id"], 1)[0]
     assert done["status"] == "failed" and done["exit_code"] == 9

@@ -1022,10 +1022,7 @@ class ExecutionService:
         live.stop_requested = True
         await self._record_exit(live, "killed", None)
         if live.protocol is not None:
-            try:
-                await live.protocol.interrupt()  # pending approvals end; the agent is asked to stop
-            except Exception:
-                log.exception("interrupting process %s failed", live.process_id)
+            await self._interrupt(live, live.protocol)
         if live.handle is not None:
             try:
                 await live.handle.stop(self._settings.stop_escalation_seconds)
@@ -1046,6 +1043,19 @@ class ExecutionService:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+
+    async def _interrupt(self, live: LiveProcess, protocol: AgentClient) -> None:
+        """Pending approvals end and the agent is asked to stop; it gets a moment before the signals."""
+        try:
+            asked = await protocol.interrupt()
+        except Exception:
+            log.exception("interrupting process %s failed", live.process_id)
+            return
+        if asked and live.handle is not None:
+            with contextlib.suppress(TimeoutError, RunnerError):
+                await asyncio.wait_for(
+                    asyncio.shield(live.handle.wait()), self._settings.stop_escalation_seconds
+                )
 
     async def stop_attempt(self, attempt_id: uuid.UUID) -> None:
         """``POST /api/task-attempts/{id}/stop``: every running process of the attempt becomes ``killed``.

@@ -113,11 +113,16 @@ class AgentClient:
     def on_message(self, message: dict[str, Any]) -> None:
         """One JSON object from the agent's stdout."""
 
-    async def interrupt(self) -> None:
-        """The user stops the run: pending approvals end, then the agent is asked to stop (best effort)."""
+    async def interrupt(self) -> bool:
+        """The user stops the run: pending approvals end, then the agent is asked to stop (best effort).
+
+        Returns True when the agent was asked: the engine then gives it a moment to end by itself before
+        the signals.
+        """
         self.stopping = True
         if self.approvals is not None:
             self.approvals.cancel_process(self.run.process_id)
+        return False
 
     async def finish(self) -> None:
         """The process ended: pending approvals end, and the client's own work is wound up."""

@@ -21,7 +21,6 @@ The turn ends with a ``result`` line: stdin is then closed and the CLI exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from typing import Any
@@ -189,13 +188,17 @@ class ClaudeControlClient(AgentClient):
 
     # --- end ----------------------------------------------------------------------------------------
 
-    async def interrupt(self) -> None:
+    async def interrupt(self) -> bool:
         await super().interrupt()
-        if self.interactive and self._handle is not None and not self._stdin_closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._write(_line(control_request({"subtype": "interrupt"}))), _INTERRUPT_WAIT_SECONDS
-                )
+        if not self.interactive or self._handle is None or self._stdin_closed:
+            return False
+        try:
+            await asyncio.wait_for(
+                self._write(_line(control_request({"subtype": "interrupt"}))), _INTERRUPT_WAIT_SECONDS
+            )
+        except TimeoutError:
+            return False
+        return True
 
     def failure(self) -> str | None:
         if self.result_error is not None:
