@@ -7,6 +7,7 @@ get :class:`PlainTextNormalizer` (stdout lines as assistant messages) until they
 from __future__ import annotations
 
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
+from anyon.services.normalizer.codex import CodexAppServerNormalizer
 from anyon.services.normalizer.entries import (
     SUMMARY_MAX_CHARS,
     Clock,
@@ -31,6 +32,8 @@ def normalizer_for(
     """
     if executor == "CLAUDE_CODE":
         return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "CODEX":
+        return CodexAppServerNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
     return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
 
 
@@ -38,6 +41,7 @@ __all__ = [
     "SUMMARY_MAX_CHARS",
     "ClaudeStreamJsonNormalizer",
     "Clock",
+    "CodexAppServerNormalizer",
     "Entry",
     "LogNormalizer",
     "PlainTextNormalizer",

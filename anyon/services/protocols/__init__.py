@@ -11,6 +11,7 @@ from anyon.services.approvals import ApprovalService
 from anyon.services.normalizer.entries import LogNormalizer
 from anyon.services.protocols.base import AgentClient, ProtocolSink, RunRequest
 from anyon.services.protocols.claude import ClaudeControlClient
+from anyon.services.protocols.codex import CodexAppServerClient
 
 
 def client_for(
@@ -19,6 +20,8 @@ def client_for(
     """The protocol client for one run of ``executor`` (a canonical BaseCodingAgent name), if it has one."""
     if executor == "CLAUDE_CODE":
         return ClaudeControlClient(run, normalizer, approvals)
+    if executor == "CODEX":
+        return CodexAppServerClient(run, normalizer, approvals)
     return None
 
 
