@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from anyon.services.approvals import ApprovalService
 from anyon.services.normalizer.entries import LogNormalizer
+from anyon.services.protocols.acp import AcpClient
 from anyon.services.protocols.base import AgentClient, ProtocolSink, RunRequest
 from anyon.services.protocols.claude import ClaudeControlClient
 from anyon.services.protocols.codex import CodexAppServerClient
+
+#: Executors speaking ACP, with the name their messages use.
+ACP_AGENTS = {"GEMINI": "Gemini CLI", "QWEN_CODE": "Qwen Code"}
 
 
 def client_for(
@@ -22,6 +26,8 @@ def client_for(
         return ClaudeControlClient(run, normalizer, approvals)
     if executor == "CODEX":
         return CodexAppServerClient(run, normalizer, approvals)
+    if executor in ACP_AGENTS:
+        return AcpClient(run, normalizer, approvals, agent=ACP_AGENTS[executor])
     return None
 
 
