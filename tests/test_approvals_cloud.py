@@ -25,6 +25,7 @@ from tests.test_streams import read_to_finished
 pytestmark = pytest.mark.docker
 
 AGENT = Path(__file__).parent / "agents" / "fake_claude_control.sh"
+CODEX_AGENT = Path(__file__).parent / "agents" / "fake_codex.sh"
 
 
 @pytest.fixture
@@ -34,15 +35,24 @@ def approvals_cloud(cloud: LiveServer) -> Iterator[LiveServer]:
         "DEFAULT": {"CLAUDE_CODE": {"base_command_override": override}},
         "APPROVALS": {"CLAUDE_CODE": {"approvals": True, "base_command_override": override}},
     }
-    cloud.ok("PUT", "/api/profiles", json={"executors": {"CLAUDE_CODE": variants}})
+    codex = {
+        "APPROVALS": {
+            "CODEX": {
+                "sandbox": "workspace-write",
+                "ask_for_approval": "unless-trusted",
+                "base_command_override": override,
+            }
+        }
+    }
+    cloud.ok("PUT", "/api/profiles", json={"executors": {"CLAUDE_CODE": variants, "CODEX": codex}})
     yield cloud
 
 
-def _project(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
+def _project(server: LiveServer, tmp_path: Path, agent: Path = AGENT) -> dict[str, Any]:
     body = {"name": "ctl", "git_repo_path": str(tmp_path / "ctl"), "use_existing_repo": False}
     project = server.ok("POST", "/api/projects", json=body)
     repo = pygit2.Repository(project["git_repo_path"])
-    shutil.copy(AGENT, Path(project["git_repo_path"]) / ".agent.sh")
+    shutil.copy(agent, Path(project["git_repo_path"]) / ".agent.sh")
     repo.index.add(".agent.sh")
     repo.index.write()
     sig = pygit2.Signature("Test", "test@example.com")
@@ -106,3 +116,46 @@ def test_stop_in_the_container_cancels_the_approval(approvals_cloud: LiveServer,
     late = respond(server, status["approval_id"], process["id"], {"status": "approved"})
     assert late.status_code == 409
     assert server.services.approvals.pending_count() == 0
+
+
+def test_codex_app_server_and_its_approval_inside_the_container(
+    approvals_cloud: LiveServer, tmp_path: Path
+) -> None:
+    server = approvals_cloud
+    project = _project(server, tmp_path, CODEX_AGENT)
+    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "codex in cloud"})
+    body = {
+        "task_id": task["id"],
+        "executor_profile_id": {"executor": "CODEX", "variant": "APPROVALS"},
+        "base_branch": "main",
+    }
+    attempt = server.ok("POST", "/api/task-attempts", json=body)
+    process = agent_process(server, attempt["id"])
+    with pending(server, process["id"], "exec_command") as (conn, doc, status):
+        assert (
+            respond(server, status["approval_id"], process["id"], {"status": "approved"}).status_code == 200
+        )
+        doc, _ = read_to_finished(conn, doc, timeout=60)
+    assert status_of(doc, "exec_command") == {"status": "success"}
+    texts = [e["content"]["content"] for e in doc["entries"]]
+    assert "Approved in container" in texts
+    done = wait_processes(server, attempt["id"], 1, timeout=60)[0]
+    assert done["status"] == "completed", done
+    assert "approved.txt" in branch_files(project["git_repo_path"], attempt["branch"])
+    wait_task_status(server, task["id"], "inreview")
+    follow_up = server.ok(
+        "POST",
+        f"/api/task-attempts/{attempt['id']}/follow-up",
+        json={"prompt": "again", "variant": "APPROVALS"},
+    )
+    assert follow_up["executor_action"]["typ"]["session_id"] == "/tmp/rollout-sh.jsonl"
+    with pending(server, follow_up["id"], "exec_command") as (conn, doc, status):
+        assert (
+            respond(server, status["approval_id"], follow_up["id"], {"status": "denied"}).status_code == 200
+        )
+        doc, _ = read_to_finished(conn, doc, timeout=60)
+    assert "Denied in container" in [e["content"]["content"] for e in doc["entries"]]
+    received = _received(server, attempt["id"])
+    assert [m["params"]["path"] for m in received if m.get("method") == "resumeConversation"] == [
+        "/tmp/rollout-sh.jsonl"
+    ]

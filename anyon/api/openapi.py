@@ -150,7 +150,11 @@ def _responses(meta: dict[str, Any]) -> dict[str, Any]:
             "200": {
                 "description": "not enveloped",
                 "content": {"application/json": {"schema": data_schema(data[4:])}},
-            }
+            },
+            "default": {
+                "description": "hard error in the envelope (message `<Kind>: <detail>`)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+            },
         }
     data_shape = data_schema(data) if data else {}
     error_data = data_schema("GitOperationError") if meta.get("error_data") else None
