@@ -70,7 +70,9 @@ class AgentClient:
         self.approvals = approvals
         self._handle: RunningProcess | None = None
         self._sink: ProtocolSink | None = None
-        self._partial = ""
+        self._pieces: list[str] = []
+        self._pending_chars = 0
+        self._overflow = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stdin_closed = False
         self.stopping = False
@@ -91,24 +93,44 @@ class AgentClient:
         """Hook: the process was attached (after :meth:`initial_input` was written)."""
 
     def on_stdout(self, text: str) -> None:
-        """A chunk of the agent's stdout; complete lines are parsed and dispatched."""
-        data = self._partial + text
-        *lines, self._partial = data.split("\n")
-        if len(self._partial) > MAX_LINE_CHARS:
-            self._partial = ""  # a runaway line: it is logged and normalised, but never a message here
-        for line in lines:
-            line = line.strip()
-            if not line.startswith("{") or len(line) > MAX_LINE_CHARS:
-                continue
+        """A chunk of the agent's stdout; complete lines are parsed and dispatched.
+
+        An unfinished line is kept as pieces (joined once, when it ends), so a long line costs linear
+        time; past :data:`MAX_LINE_CHARS` it is dropped here (it is still logged and normalised).
+        """
+        start = 0
+        while (end := text.find("\n", start)) >= 0:
+            self._keep(text[start:end])
+            line, self._pieces, self._pending_chars = "".join(self._pieces), [], 0
+            if self._overflow:
+                self._overflow = False
+            else:
+                self._dispatch(line)
+            start = end + 1
+        self._keep(text[start:])
+
+    def _keep(self, piece: str) -> None:
+        if self._overflow or not piece:
+            return
+        self._pending_chars += len(piece)
+        if self._pending_chars > MAX_LINE_CHARS:
+            self._pieces, self._pending_chars, self._overflow = [], 0, True
+        else:
+            self._pieces.append(piece)
+
+    def _dispatch(self, line: str) -> None:
+        line = line.strip()
+        if not line.startswith("{"):
+            return
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(message, dict):
             try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                try:
-                    self.on_message(message)
-                except Exception:  # a malformed message must not break the engine's output pump
-                    log.exception("process %s: could not handle an agent message", self.run.process_id)
+                self.on_message(message)
+            except Exception:  # a malformed message must not break the engine's output pump
+                log.exception("process %s: could not handle an agent message", self.run.process_id)
 
     def on_message(self, message: dict[str, Any]) -> None:
         """One JSON object from the agent's stdout."""
