@@ -47,6 +47,7 @@ while written < total:
     i += 10000
     out.write(block)
     written += len(block)
+out.write('{{"type":"assistant","message":{{"content":[{{"type":"text","text":"flooded"}}]}}}}\\n')
 out.write("LAST LINE OF THE FLOOD\\n")
 out.flush()
 """

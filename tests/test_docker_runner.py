@@ -506,3 +506,44 @@ def test_an_unread_stream_blocks_the_process_instead_of_filling_memory(
     still_running, total, code = asyncio.run(main())
     assert still_running
     assert (total, code) == (100_000_000, 0)
+
+
+@pytest.mark.parametrize("prestart", [True, False], ids=["prestarted-exec", "fresh-exec"])
+def test_interactive_stdin_stays_open_inside_the_container(
+    make_runner: Callable[..., Any], attempt_repo: tuple[Path, Path], prestart: bool
+) -> None:
+    """An agent's protocol needs an open stdin: writes reach the process in the container while it runs."""
+    repo, worktree = attempt_repo
+    runner = make_runner(prestart_exec=prestart)
+    script = 'while IFS= read -r line; do echo "got:$line"; done; echo eof'
+
+    async def main() -> tuple[bytes, int, str]:
+        await runner.ensure_container("att-tty", str(worktree), str(repo / ".git" / "objects"))
+        waiting = ""
+        if prestart:
+            runner.prestart("att-tty")
+            await runner._prestarting["att-tty"]
+            waiting = runner._prestarted["att-tty"].exec_id
+        proc = await runner.spawn(
+            ["sh", "-c", script], str(worktree), {}, stdin=b"first\n", attempt_id="att-tty", interactive=True
+        )
+        assert (proc.id == waiting) is prestart  # the waiting launcher ran it, or a fresh exec did
+        chunks = proc.stdout.__aiter__()
+        seen = b""
+        while b"got:first\n" not in seen:
+            seen += await asyncio.wait_for(chunks.__anext__(), 10)
+        await proc.write(b"second\n")
+        while b"got:second\n" not in seen:
+            seen += await asyncio.wait_for(chunks.__anext__(), 10)
+        assert proc.returncode is None
+        await proc.close_stdin()
+        seen += b"".join([chunk async for chunk in proc.stdout])
+        code = await proc.wait()
+        with pytest.raises(RunnerError) as excinfo:
+            await proc.write(b"too late\n")
+        return seen, code, str(excinfo.value)
+
+    out, code, error = asyncio.run(main())
+    assert out == b"got:first\ngot:second\neof\n"
+    assert code == 0
+    assert "closed" in error

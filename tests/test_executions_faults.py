@@ -29,8 +29,11 @@ def _rss_mb() -> float:
 def test_an_agent_printing_100_mb_keeps_server_memory_bounded(tmp_path: Path) -> None:
     # with the log cap off everything is stored: the in-memory window alone keeps memory bounded
     config = make_config(tmp_path, executions={"log_memory_bytes": 4 * 1024**2, "log_cap_bytes": 0})
+    # the flood, then the agent's answer (a run without one is not completed)
+    answer = '{"type":"assistant","message":{"content":[{"type":"text","text":"flooded"}]}}'
     flood = (
         f"import sys\nline = 'y' * 1023 + '\\n'\nfor _ in range({FLOOD_MB} * 1024): sys.stdout.write(line)\n"
+        f"print({answer!r})\n"
     )
     script = tmp_path / "flood.py"
     script.write_text(flood)

@@ -174,8 +174,8 @@ def test_an_agent_exiting_0_without_output_gets_an_error_entry(server: LiveServe
     project = make_project(server, tmp_path)
     task, attempt = start(server, project, "do it quietly")
     process = wait_processes(server, attempt["id"], 1)[0]
-    # the contract: exit 0 is "completed"; the log says what the status cannot
-    assert process["status"] == "completed" and process["exit_code"] == 0
+    # exit 0 without a word is no success: the agent answered nothing (the log says why)
+    assert process["status"] == "failed" and process["exit_code"] == 0
     errors = _errors(server, process["id"])
     assert len(errors) == 1 and "printed nothing at all" in errors[0], errors
     wait_task_status(server, task["id"], "inreview")

@@ -24,8 +24,11 @@ CAP = 2 * 1024 * 1024
 LAST = "LAST LINE OF THE FLOOD"
 LINES = 525000  # of 100 bytes: 52.5 MB
 
+# The agent's answer (a run without one is not completed); the flooders print it, counted with the rest.
+ANSWER = '{"type":"assistant","message":{"content":[{"type":"text","text":"flooded"}]}}\n'
+
 # Waits for the test's followers (a "go" file), then prints `lines` of numbered 100-byte lines on stdout
-# (big writes: fast), a few stderr lines in between, and a last line the tail must keep.
+# (big writes: fast), a few stderr lines in between, its answer, and a last line the tail must keep.
 FLOODER = """\
 import os, sys, time
 sys.stdin.read()
@@ -39,17 +42,20 @@ while i < {lines}:
     i += 5000
     if i % 100000 == 0:
         sys.stderr.write(f"progress {{i}}\\n")
+sys.stdout.write({answer!r})
 sys.stdout.write({last!r} + "\\n")
 sys.stdout.flush()
 """
 
 # One giant line of multibyte characters, never a newline: the cuts cannot use line boundaries, and the
-# normaliser's unterminated line meets the marker (a window-sized patch in the live store).
+# normaliser's unterminated line meets the marker (a window-sized patch in the live store). Its answer
+# comes first, the only line that ends.
 NO_NEWLINES = """\
 import os, sys, time
 sys.stdin.read()
 while not os.path.exists({go!r}):
     time.sleep(0.01)
+sys.stdout.write({answer!r})
 for _ in range(30):
     sys.stdout.write("é€" * 200000)
 sys.stdout.write("END")
@@ -116,7 +122,7 @@ def test_a_50_mb_flood_keeps_head_marker_and_tail_in_store_and_both_streams(
     server: LiveServer, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    agent_script(server, tmp_path, FLOODER.format(go=str(go), lines=LINES, last=LAST))
+    agent_script(server, tmp_path, FLOODER.format(go=str(go), lines=LINES, last=LAST, answer=ANSWER))
     project = make_project(server, tmp_path)
     _task, attempt = start(server, project, "flood")
     pid = first_process(server, attempt["id"])
@@ -130,7 +136,7 @@ def test_a_50_mb_flood_keeps_head_marker_and_tail_in_store_and_both_streams(
 
     chunks = stored(server, pid)
     progress = sum(len(f"progress {i}\n") for i in range(100000, LINES + 1, 100000))
-    printed = LINES * 100 + progress + len(LAST) + 1
+    printed = LINES * 100 + progress + len(ANSWER) + len(LAST) + 1
     assert payload_bytes(chunks) <= CAP  # the markers are the only thing beyond the cap
     (count,) = omitted(chunks)
     assert payload_bytes(chunks) + count == printed  # every byte is either kept or counted as omitted
@@ -161,7 +167,7 @@ def test_a_flood_without_newlines_of_multibyte_text_stays_within_the_cap(
     server: LiveServer, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    agent_script(server, tmp_path, NO_NEWLINES.format(go=str(go)))
+    agent_script(server, tmp_path, NO_NEWLINES.format(go=str(go), answer=ANSWER))
     project = make_project(server, tmp_path)
     _task, attempt = start(server, project, "one long line")
     pid = first_process(server, attempt["id"])
@@ -174,7 +180,8 @@ def test_a_flood_without_newlines_of_multibyte_text_stays_within_the_cap(
     chunks = stored(server, pid)
     assert payload_bytes(chunks) <= CAP
     (count,) = omitted(chunks)
-    assert payload_bytes(chunks) + count == 30 * 200000 * 5 + 3  # é is 2 bytes, € 3: no character split
+    # é is 2 bytes, € 3: no character split
+    assert payload_bytes(chunks) + count == len(ANSWER) + 30 * 200000 * 5 + 3
     assert chunks[-1][1].endswith("END")
     assert live_raw == chunks
     assert raw_doc(server, pid) == chunks

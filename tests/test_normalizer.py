@@ -7,7 +7,9 @@ from pathlib import Path
 
 from anyon.services import jsonpatch as jp
 from anyon.services.normalizer import (
+    AcpNormalizer,
     ClaudeStreamJsonNormalizer,
+    CodexAppServerNormalizer,
     PlainTextNormalizer,
     normalizer_for,
     setup_required_entry,
@@ -174,7 +176,7 @@ def test_summary_is_capped_at_4096_characters() -> None:
 
 
 def test_plain_text_normalizer_for_other_executors() -> None:
-    norm = normalizer_for("GEMINI", clock=fixed_clock)
+    norm = normalizer_for("OPENCODE", clock=fixed_clock)
     assert isinstance(norm, PlainTextNormalizer)
     ops = norm.replay([("stdout", "hello\nwor"), ("stderr", "warn\n"), ("stdout", "ld\n\n"), ("other", "x")])
     assert [(e["entry_type"]["type"], e["content"]) for e in norm.entries] == [
@@ -185,6 +187,9 @@ def test_plain_text_normalizer_for_other_executors() -> None:
     assert [op["path"] for op in ops] == ["/entries/0", "/entries/1", "/entries/2"]
     assert norm.summary == "world" and norm.session_id is None
     assert isinstance(normalizer_for("CLAUDE_CODE"), ClaudeStreamJsonNormalizer)
+    assert isinstance(normalizer_for("CODEX"), CodexAppServerNormalizer)
+    assert isinstance(normalizer_for("GEMINI"), AcpNormalizer)
+    assert isinstance(normalizer_for("QWEN_CODE"), AcpNormalizer)
 
 
 def test_setup_required_entry_shape() -> None:

@@ -146,3 +146,62 @@ def test_an_unread_stream_blocks_the_process_instead_of_filling_memory(tmp_path:
     running, total, code = asyncio.run(main())
     assert running is None  # still blocked on its full pipe after half a second
     assert (total, code) == (100_000_000, 0)
+
+
+ECHO_LOOP = 'while IFS= read -r line; do echo "got:$line"; done; echo "eof"'
+
+
+async def read_until(chunks: object, marker: bytes, seen: bytearray) -> bytes:
+    """Read stdout chunks until ``marker`` shows up (a reply to what was written)."""
+    iterator = chunks.__aiter__()  # type: ignore[attr-defined]
+    while marker not in seen:
+        seen += await asyncio.wait_for(iterator.__anext__(), 10)
+    return bytes(seen)
+
+
+def test_interactive_stdin_stays_open_for_writes_until_closed(tmp_path: Path) -> None:
+    async def main() -> tuple[bytes, int, str]:
+        proc = await HostRunner().spawn(
+            ["sh", "-c", ECHO_LOOP], str(tmp_path), {}, stdin=b"first\n", interactive=True
+        )
+        seen = bytearray()
+        await read_until(proc.stdout, b"got:first\n", seen)
+        # the process is still running and reading: a reply comes for each write
+        await proc.write(b"second\n")
+        await read_until(proc.stdout, b"got:second\n", seen)
+        assert proc.returncode is None
+        await proc.close_stdin()
+        await proc.close_stdin()  # twice is harmless
+        rest = b"".join([chunk async for chunk in proc.stdout])  # type: ignore[attr-defined]
+        code = await proc.wait()
+        with pytest.raises(RunnerError) as excinfo:
+            await proc.write(b"too late\n")
+        return bytes(seen) + rest, code, str(excinfo.value)
+
+    out, code, error = asyncio.run(main())
+    assert out == b"got:first\ngot:second\neof\n"
+    assert code == 0
+    assert "closed" in error
+
+
+def test_write_to_a_one_shot_process_is_refused(tmp_path: Path) -> None:
+    async def main() -> str:
+        proc = await HostRunner().spawn(["cat"], str(tmp_path), {}, stdin=b"x")
+        with pytest.raises(RunnerError) as excinfo:
+            await proc.write(b"more")
+        await collect(proc)
+        return str(excinfo.value)
+
+    assert "not started with an open stdin" in asyncio.run(main())
+
+
+def test_write_after_the_process_exited_is_a_clear_error(tmp_path: Path) -> None:
+    async def main() -> str:
+        proc = await HostRunner().spawn(["sh", "-c", "exit 0"], str(tmp_path), {}, interactive=True)
+        await collect(proc)
+        with pytest.raises(RunnerError) as excinfo:
+            for _ in range(50):  # the pipe's reader is gone: a write fails (at once or after a few)
+                await proc.write(b"x" * 65536)
+        return str(excinfo.value)
+
+    assert "stdin" in asyncio.run(main())

@@ -12,6 +12,7 @@ import falcon.asgi
 
 from anyon.api import docs, streams
 from anyon.api.resources import (
+    approvals,
     auth_token,
     drafts,
     executions,
@@ -101,8 +102,8 @@ def register(
     add("/api/sounds/{sound}", media.Sound(s))
     add("/api/mcp-config", mcp.McpConfig(s))
     add("/api/containers/info", misc.ContainerInfo(s))
+    add("/api/approvals/{approval_id}/respond", approvals.ApprovalRespond(s))
     # peripheral features not offered yet: soft errors, never a crash (spec §8)
-    add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
     add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/task-attempts/{attempt_id}/run-agent-setup", system.NotSupported("Agent setup scripts"))

@@ -303,6 +303,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "config_path": STR,
         }
     ),
+    "ApprovalStatus": obj(
+        {"status": {"enum": ["pending", "approved", "denied", "timed_out"]}}, {"reason": STR_N}
+    ),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
 }
 

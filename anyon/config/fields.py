@@ -74,6 +74,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_memory_bytes": (1024, None),
     "executions.start_timeout_seconds": (0, None),
     "executions.max_run_seconds": (0, None),
+    "executions.approval_timeout_seconds": (0.1, None),
     "retention.worktree_hours": (0, None),
     "retention.expiry_interval_minutes": (0.1, None),
     "executions.log_cap_bytes": (0, None),

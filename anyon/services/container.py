@@ -17,6 +17,7 @@ from typing import Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
+from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
@@ -83,6 +84,7 @@ class Services:
     notifier: Notifier
     mcp: McpConfigService
     onboarding: Onboarding
+    approvals: ApprovalService
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -227,6 +229,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     )
     filesystem = FilesystemService(paths=projects.paths)
     runner, docker_runner = _runner_for(config)
+    approvals = ApprovalService(config.executions.approval_timeout_seconds)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
         if docker_runner is not None
@@ -247,6 +250,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        approvals=approvals,
         on_attempt_finished=notifier.attempt_finished,
         images=images,
     )
@@ -279,6 +283,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         mcp=McpConfigService(
             agent_home_for(config.is_cloud, config.paths.data_dir), follow_links=not config.is_cloud
         ),
+        approvals=approvals,
         drafts=drafts,
         maintenance=Maintenance(
             database,

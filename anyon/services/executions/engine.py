@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from anyon.config.model import ExecutionSettings
+from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_repos import AttemptRepos, Checkout, SharedAttemptRepos
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
@@ -53,6 +54,7 @@ from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
+from anyon.services.protocols import AgentClient, ProtocolSink, RunRequest, client_for
 from anyon.services.runners.base import (
     ExecutableNotFound,
     Runner,
@@ -130,6 +132,8 @@ class LiveProcess:
     supervisor: asyncio.Task[None] | None = None
     stop_requested: bool = False
     normalizer: LogNormalizer | None = None
+    #: the agent's protocol client (it writes to the agent and answers its requests), if it has one
+    protocol: AgentClient | None = None
     session_saved: bool = False
     first_output_seen: bool = False
     pending_logs: list[tuple[str, str]] = field(default_factory=list)
@@ -170,10 +174,12 @@ class ExecutionService:
         paths: PathPolicy | None = None,
         on_attempt_finished: Callable[[uuid.UUID, uuid.UUID], None] | None = None,
         images: ImageService | None = None,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self._images = images  # copies a task's images into the worktree and rewrites prompt links
         self._on_attempt_finished = on_attempt_finished  # (attempt id, last process id): notifications
         self._db = database
+        self._approvals = approvals
         self._repos = repos or SharedAttemptRepos(git, worktrees)
         self._changes = changes
         self._logstore = logstore
@@ -596,6 +602,13 @@ class ExecutionService:
         profile = self._profiles.profile_id_from_json(typ["executor_profile_id"])
         session = typ.get("session_id") if typ["type"] == actions.FOLLOW_UP else None
         command = self._profiles.command(profile, follow_up_session_id=session)
+        if live.normalizer is not None:
+            prompt = self._profiles.full_prompt(profile, typ["prompt"])
+            options = self._profiles.options(profile)
+            run = RunRequest(live.process_id, prompt, session, options, live.context.worktree)
+            live.protocol = client_for(profile.executor, run, live.normalizer, self._approvals)
+            if live.protocol is not None:
+                return command.argv, live.protocol.initial_input()
         stdin = self._profiles.stdin_payload(profile, typ["prompt"]) if command.prompt_via_stdin else None
         return command.argv, stdin
 
@@ -613,8 +626,15 @@ class ExecutionService:
             argv, stdin = self._command(live)
             try:
                 live.handle = await self._runner.spawn(
-                    argv, live.context.worktree, {}, stdin, attempt_id=str(live.context.attempt_id)
+                    argv,
+                    live.context.worktree,
+                    {},
+                    stdin,
+                    attempt_id=str(live.context.attempt_id),
+                    interactive=live.protocol is not None and live.protocol.interactive,
                 )
+                if live.protocol is not None:
+                    live.protocol.attach(live.handle, self._protocol_sink(live))
                 if live.run_reason == "codingagent":
                     self.timings.mark(live.context.attempt_id, "spawned")
             except (RunnerError, ProfileError, OSError) as exc:
@@ -808,6 +828,8 @@ class ExecutionService:
             text = decoder.decode(chunk)
             if text:
                 self._emit(live, stream, text)
+                if live.protocol is not None and stream == "stdout":
+                    live.protocol.on_stdout(text)
             if live.pending_bytes >= _LOG_FLUSH_BYTES or loop.time() - last_flush >= _LOG_FLUSH_SECONDS:
                 await self._flush_logs(live)
                 last_flush = loop.time()
@@ -868,6 +890,8 @@ class ExecutionService:
 
     async def _finish(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
         """The process ended: status, summary, commit, next action or finalisation (spec §5.3 "On exit")."""
+        if live.protocol is not None:
+            await live.protocol.finish()
         await self._release_tail(live)
         if live.normalizer is not None:
             ops = live.normalizer.finish()
@@ -876,11 +900,12 @@ class ExecutionService:
         if oom:
             self._emit(live, "stderr", "Process was killed: it exceeded its memory limit.\n")
         self._note_outcome(live, exit_code, oom=oom)
+        refused = self._protocol_failure(live, exit_code)
         await self._flush_logs(live)
         killed = live.stop_requested
         if killed:
             status = "killed"
-        elif live.failure_reason is not None:
+        elif live.failure_reason is not None or refused:
             status = "failed"
         else:
             status = "completed" if exit_code == 0 else "failed"
@@ -902,6 +927,24 @@ class ExecutionService:
             except Exception:
                 log.exception("starting the next action of process %s failed", live.process_id)
         await self._close(live, finalize=not started_next and live.run_reason != "devserver")
+
+    def _protocol_sink(self, live: LiveProcess) -> ProtocolSink:
+        def log_line(text: str) -> None:
+            self._emit(live, "stdout", text, from_server=True)
+            self._spawn_background(self._flush_logs(live), f"flush-logs:{live.process_id}")
+
+        return ProtocolSink(live.store.push_patch, log_line, lambda message: self._note(live, message))
+
+    def _protocol_failure(self, live: LiveProcess, exit_code: int | None) -> bool:
+        """A clean exit the agent's protocol client refuses as a success (no answer, an error result)."""
+        if live.protocol is None or live.stop_requested or live.failure_reason is not None or exit_code != 0:
+            return False
+        reason = live.protocol.failure()
+        if reason is None:
+            return False
+        if live.output.is_set():  # a silent process has its note already (see _note_outcome)
+            self._note(live, reason)
+        return True
 
     def _note_outcome(self, live: LiveProcess, exit_code: int | None, *, oom: bool) -> None:
         """What the exit code alone does not say: a silent success, a child OOM kill, a pids limit."""
@@ -988,6 +1031,8 @@ class ExecutionService:
             return
         live.stop_requested = True
         await self._record_exit(live, "killed", None)
+        if live.protocol is not None:
+            await self._interrupt(live, live.protocol)
         if live.handle is not None:
             try:
                 await live.handle.stop(self._settings.stop_escalation_seconds)
@@ -1008,6 +1053,19 @@ class ExecutionService:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+
+    async def _interrupt(self, live: LiveProcess, protocol: AgentClient) -> None:
+        """Pending approvals end and the agent is asked to stop; it gets a moment before the signals."""
+        try:
+            asked = await protocol.interrupt()
+        except Exception:
+            log.exception("interrupting process %s failed", live.process_id)
+            return
+        if asked and live.handle is not None:
+            with contextlib.suppress(TimeoutError, RunnerError):
+                await asyncio.wait_for(
+                    asyncio.shield(live.handle.wait()), self._settings.stop_escalation_seconds
+                )
 
     async def stop_attempt(self, attempt_id: uuid.UUID) -> None:
         """``POST /api/task-attempts/{id}/stop``: every running process of the attempt becomes ``killed``.

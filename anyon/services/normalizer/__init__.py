@@ -6,7 +6,9 @@ get :class:`PlainTextNormalizer` (stdout lines as assistant messages) until they
 
 from __future__ import annotations
 
+from anyon.services.normalizer.acp import AcpNormalizer
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
+from anyon.services.normalizer.codex import CodexAppServerNormalizer
 from anyon.services.normalizer.entries import (
     SUMMARY_MAX_CHARS,
     Clock,
@@ -31,13 +33,20 @@ def normalizer_for(
     """
     if executor == "CLAUDE_CODE":
         return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor in ("GEMINI", "QWEN_CODE"):
+        agent = "Gemini CLI" if executor == "GEMINI" else "Qwen Code"
+        return AcpNormalizer(agent=agent, worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "CODEX":
+        return CodexAppServerNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
     return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
 
 
 __all__ = [
     "SUMMARY_MAX_CHARS",
+    "AcpNormalizer",
     "ClaudeStreamJsonNormalizer",
     "Clock",
+    "CodexAppServerNormalizer",
     "Entry",
     "LogNormalizer",
     "PlainTextNormalizer",

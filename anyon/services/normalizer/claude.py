@@ -36,6 +36,8 @@ from anyon.services.normalizer.entries import (
 )
 
 _EXIT_CODE = re.compile(r"[Ee]xit code[: ]+(-?\d+)")
+#: A tool the user denied (or whose approval timed out) keeps saying so when the agent reports the refusal.
+_KEPT_STATUSES = ("denied", "timed_out")
 
 
 class ClaudeStreamJsonNormalizer(LogNormalizer):
@@ -47,7 +49,6 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         super().__init__(clock=clock, keep_entries=keep_entries)
         self.worktree = os.path.abspath(worktree) if worktree else None
         self.model: str | None = None
-        self._tool_index: dict[str, int] = {}
 
     # --- line dispatch -------------------------------------------------------------------------------
 
@@ -150,7 +151,8 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         is_error = bool(block.get("is_error"))
         output = _result_text(block.get("content"))
         etype = json.loads(json.dumps(old["entry_type"]))  # a fresh copy: entries already sent stay unchanged
-        etype["status"] = {"status": "failed" if is_error else "success"}
+        if etype.get("status", {}).get("status") not in _KEPT_STATUSES:
+            etype["status"] = {"status": "failed" if is_error else "success"}
         action = etype["action_type"]
         if action.get("action") == "command_run":
             match = _EXIT_CODE.search(output) if is_error else None

@@ -11,6 +11,8 @@ Output arrives in chunks, not lines (spec §2.5), so the base class reassembles 
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -19,6 +21,28 @@ from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_en
 from anyon.services.logcap import is_marker
 
 SUMMARY_MAX_CHARS: Final = 4096
+#: A line the server writes into an agent's stdout log when a tool approval was answered, so that a replay
+#: of the stored log shows the outcome too: ``{"anyon_approval": {"call_id", "tool_name", "status"}}``.
+APPROVAL_LINE_PREFIX: Final = '{"anyon_approval":'
+
+
+def approval_line(call_id: str, tool_name: str, status: dict[str, Any]) -> str:
+    """The stored record of an approval's outcome (see :data:`APPROVAL_LINE_PREFIX`)."""
+    body = {"call_id": call_id, "tool_name": tool_name, "status": status}
+    return json.dumps({"anyon_approval": body}, ensure_ascii=False) + "\n"
+
+
+def approval_tool_status(status: dict[str, Any]) -> dict[str, Any]:
+    """ApprovalStatus → the ToolStatus the entry shows: approved tools go back to ``created`` (they run)."""
+    kind = status.get("status")
+    if kind == "denied":
+        reason = status.get("reason")
+        return {"status": "denied", "reason": reason if isinstance(reason, str) else None}
+    if kind == "timed_out":
+        return {"status": "timed_out"}
+    return {"status": "created"}
+
+
 Entry = dict[str, Any]
 Clock = Callable[[], str]
 
@@ -74,6 +98,8 @@ class LogNormalizer:
         self.entries: list[Entry] = []
         self.entry_count = 0
         self._pending: dict[int, Entry] = {}
+        #: tool call id → index of its entry, while a later line (result, approval) may update it
+        self._tool_index: dict[str, int] = {}
         self.session_id: str | None = None
         self._last_assistant: str | None = None
         self._partial = {"stdout": "", "stderr": ""}
@@ -88,7 +114,55 @@ class LogNormalizer:
         return self._last_assistant[:SUMMARY_MAX_CHARS]
 
     def feed_stdout(self, chunk: str) -> list[Op]:
-        return [op for line in self._lines("stdout", chunk) for op in self._stdout_line(line)]
+        ops: list[Op] = []
+        for line in self._lines("stdout", chunk):
+            ops += (
+                self._approval_line(line)
+                if line.startswith(APPROVAL_LINE_PREFIX)
+                else self._stdout_line(line)
+            )
+        return ops
+
+    @property
+    def line_open(self) -> bool:
+        """True while stdout holds an unterminated line (a server line now would split it)."""
+        return bool(self._partial["stdout"])
+
+    def has_tool(self, call_id: str) -> bool:
+        return call_id in self._tool_index
+
+    def tool_status(self, call_id: str, status: dict[str, Any]) -> list[Op]:
+        """Set the status of the tool entry of ``call_id`` (an approval); the entry stays updatable."""
+        index = self._tool_index.get(call_id)
+        old = self._peek(index) if index is not None else None
+        if index is None or old is None:
+            return []
+        etype = copy.deepcopy(old["entry_type"])
+        etype["status"] = status
+        new = {**old, "entry_type": etype}
+        if not self._keep_all:
+            self._pending[index] = new
+        return [self._replace(index, new)]
+
+    def add_tool(self, call_id: str, tool_name: str, arguments: Any) -> list[Op]:
+        """A tool entry for a call the output has not shown yet (an approval asked before it ran)."""
+        if call_id in self._tool_index:
+            return []
+        args = arguments if isinstance(arguments, dict) else {"input": arguments}
+        action = {"action": "tool", "tool_name": tool_name, "arguments": args, "result": None}
+        op = self._add(
+            entry(tool_use_type(tool_name, action), tool_name, timestamp=self._now()), may_update=True
+        )
+        self._tool_index[call_id] = self.entry_count - 1
+        return [op]
+
+    def _approval_line(self, line: str) -> list[Op]:
+        try:
+            record = json.loads(line)["anyon_approval"]
+            call_id, status = str(record["call_id"]), dict(record["status"])
+        except (ValueError, KeyError, TypeError):
+            return self._stdout_line(line)
+        return self.tool_status(call_id, approval_tool_status(status))
 
     def feed_stderr(self, chunk: str) -> list[Op]:
         if is_marker(chunk):
@@ -139,6 +213,12 @@ class LogNormalizer:
         if self._keep_all:
             return self.entries[index] if 0 <= index < len(self.entries) else None
         return self._pending.pop(index, None)
+
+    def _peek(self, index: int) -> Entry | None:
+        """The entry at ``index`` if it is still updatable, without forgetting it."""
+        if self._keep_all:
+            return self.entries[index] if 0 <= index < len(self.entries) else None
+        return self._pending.get(index)
 
     def _replace(self, index: int, value: Entry) -> Op:
         if self._keep_all:

@@ -10,6 +10,7 @@ from anyon.services.runners.base import (
     Runner,
     RunnerError,
     RunningProcess,
+    StdinClosed,
 )
 from anyon.services.runners.host import HostProcess, HostRunner
 
@@ -21,4 +22,5 @@ __all__ = [
     "Runner",
     "RunnerError",
     "RunningProcess",
+    "StdinClosed",
 ]

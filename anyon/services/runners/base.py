@@ -41,6 +41,10 @@ class ExecutableNotFound(RunnerError):
         self.program = program
 
 
+class StdinClosed(RunnerError):
+    """The process's stdin is closed (it exited, closed it, or was never interactive)."""
+
+
 class ChunkStream:
     """An async iterator of output chunks fed by a producer through a bounded queue.
 
@@ -87,6 +91,9 @@ class RunningProcess(abc.ABC):
             (the process itself may still exit 0); only runners that can see it set it.
         pids_limit_hit: set when a fork was refused by the container's pids limit while it ran.
         stop_requested: set once :meth:`stop` was called, so a caller can tell "killed" from "failed".
+
+    A process spawned with ``interactive=True`` keeps its stdin open: :meth:`write` sends more input while
+    it runs (an agent's control protocol answers, follow-up messages) and :meth:`close_stdin` ends it.
     """
 
     pid: int
@@ -98,6 +105,17 @@ class RunningProcess(abc.ABC):
     child_oom_killed: bool = False
     pids_limit_hit: bool = False
     stop_requested: bool = False
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the process's stdin; raises :class:`StdinClosed` once it cannot take more.
+
+        Only a process spawned with ``interactive=True`` has a stdin to write to.
+        """
+        raise StdinClosed("this process was not started with an open stdin")
+
+    async def close_stdin(self) -> None:
+        """End the process's input (it reads end-of-file); a no-op when it is closed already."""
+        return None
 
     @abc.abstractmethod
     async def wait(self) -> int:
@@ -122,14 +140,18 @@ class Runner(Protocol):
         stdin: bytes | None = None,
         *,
         attempt_id: str | None = None,
+        interactive: bool = False,
     ) -> RunningProcess:
         """Start ``argv`` in ``cwd`` and return once it runs.
 
         ``env`` holds the variables this command needs on top of the runner's base environment (the
         server's own environment on the host; an allow-listed, minimal one in a container) — do not
         pass ``os.environ`` here. ``stdin`` is written to the process and then closed; ``None`` gives
-        it an empty stdin. ``attempt_id`` names the attempt whose container runs the command (required
-        by the Docker runner, ignored by the host runner).
+        it an empty stdin. With ``interactive``, ``stdin`` (if any) is written first and the stdin then
+        stays open for :meth:`RunningProcess.write` until :meth:`RunningProcess.close_stdin` or the
+        process's exit: the way agents that speak a protocol on stdin/stdout run. ``attempt_id`` names
+        the attempt whose container runs the command (required by the Docker runner, ignored by the
+        host runner).
 
         Raises :class:`ExecutableNotFound` when argv[0] cannot be found, :class:`RunnerError` for
         any other reason the process could not start.

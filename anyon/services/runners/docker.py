@@ -53,6 +53,7 @@ from anyon.services.runners.base import (
     RunnerError,
     RunnerUnavailable,
     RunningProcess,
+    StdinClosed,
 )
 from anyon.services.runners.engine_stream import STDERR, read_frame, start_exec
 from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR, SecretsDirs, check_attempt_id
@@ -218,13 +219,22 @@ class DockerProcess(RunningProcess):
         self._eof = asyncio.Event()
         self._wait_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # the exec stream carries stdin too: writes go one at a time, in order, while it is open
+        self._stdin_lock = asyncio.Lock()
+        self._stdin_open = False
         #: set at the first output (or the end): background work waits for it, not the agent
         self.output_seen = asyncio.Event()
 
     async def _start_prestarted(
-        self, pre: PrestartedExec, argv0: str, cwd: str, line: bytes, stdin: bytes | None
+        self,
+        pre: PrestartedExec,
+        argv0: str,
+        cwd: str,
+        line: bytes,
+        stdin: bytes | None,
+        interactive: bool = False,
     ) -> bool:
-        """Hand ``line`` (then stdin, then end-of-input) to a waiting launcher and read its answer.
+        """Hand ``line`` (then stdin, then end-of-input unless ``interactive``) to a waiting launcher.
 
         Returns False when the launcher was gone before it read the line: nothing ran, and the caller
         may use a fresh exec instead.
@@ -232,7 +242,10 @@ class DockerProcess(RunningProcess):
         self.pid = pre.pid
         if pre.early_stderr:
             await self._err.feed(pre.early_stderr)
-        self._tasks.append(asyncio.create_task(self._feed_stdin((stdin or b""), prefix=line)))
+        self._stdin_open = interactive
+        self._tasks.append(
+            asyncio.create_task(self._feed_stdin((stdin or b""), prefix=line, close=not interactive))
+        )
         try:
             answer = await self._handshake()
         except BaseException:
@@ -252,10 +265,11 @@ class DockerProcess(RunningProcess):
             raise RunnerError(f"could not start {argv0!r} in the container: cannot enter {cwd!r}")
         return False
 
-    async def _start(self, argv0: str, stdin: bytes | None) -> None:
+    async def _start(self, argv0: str, stdin: bytes | None, interactive: bool = False) -> None:
         """Feed stdin, read the launcher's pid line, then pump frames in the background."""
-        if stdin is not None:
-            self._tasks.append(asyncio.create_task(self._feed_stdin(stdin)))
+        self._stdin_open = interactive
+        if stdin is not None or interactive:
+            self._tasks.append(asyncio.create_task(self._feed_stdin(stdin or b"", close=not interactive)))
         try:
             first = await self._handshake()
         except BaseException:
@@ -288,14 +302,36 @@ class DockerProcess(RunningProcess):
             await self._out.feed(rest)
         return line.strip()
 
-    async def _feed_stdin(self, data: bytes, prefix: bytes = b"") -> None:
-        with contextlib.suppress(OSError, RuntimeError):
-            if prefix:
-                self._writer.write(prefix)
-            self._writer.write(data)
-            await self._writer.drain()
-            # half-close: the daemon closes the process's stdin, the output side stays open
-            self._writer.write_eof()
+    async def _feed_stdin(self, data: bytes, prefix: bytes = b"", *, close: bool = True) -> None:
+        async with self._stdin_lock:
+            with contextlib.suppress(OSError, RuntimeError):
+                if prefix:
+                    self._writer.write(prefix)
+                if data:
+                    self._writer.write(data)
+                await self._writer.drain()
+                if close:
+                    # half-close: the daemon closes the process's stdin, the output side stays open
+                    self._writer.write_eof()
+
+    async def write(self, data: bytes) -> None:
+        async with self._stdin_lock:
+            if not self._stdin_open or self._writer.is_closing() or self._eof.is_set():
+                raise StdinClosed("the process's stdin is closed")
+            try:
+                self._writer.write(data)
+                await self._writer.drain()
+            except (OSError, RuntimeError) as exc:
+                self._stdin_open = False
+                raise StdinClosed(f"the process no longer reads its stdin: {exc}") from exc
+
+    async def close_stdin(self) -> None:
+        async with self._stdin_lock:
+            if not self._stdin_open:
+                return
+            self._stdin_open = False
+            with contextlib.suppress(OSError, RuntimeError):
+                self._writer.write_eof()
 
     async def _pump(self) -> None:
         try:
@@ -813,6 +849,7 @@ class DockerRunner:
         stdin: bytes | None = None,
         *,
         attempt_id: str | None = None,
+        interactive: bool = False,
     ) -> DockerProcess:
 
         if not argv:
@@ -833,7 +870,7 @@ class DockerRunner:
         if line is not None:
             while (pre := await self._take_prestarted(attempt_id, container.id)) is not None:
                 proc = DockerProcess(self, pre.exec_id, container.id, pre.reader, pre.writer, attempt_id)
-                if await proc._start_prestarted(pre, argv[0], cwd, line, stdin):
+                if await proc._start_prestarted(pre, argv[0], cwd, line, stdin, interactive):
                     self._refill_after(attempt_id, proc)
                     return proc
                 log.info("the pre-started exec of attempt %s was gone; starting another", attempt_id)
@@ -842,13 +879,13 @@ class DockerRunner:
             container.id,
             ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
             argv[0],
-            stdin=stdin is not None,
+            stdin=stdin is not None or interactive,
             environment=exec_env,
             workdir=cwd,
         )
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
         proc = DockerProcess(self, exec_id, container.id, reader, writer, attempt_id)
-        await proc._start(argv[0], stdin)
+        await proc._start(argv[0], stdin, interactive)
         self._refill_after(attempt_id, proc)
         return proc
 

@@ -19,6 +19,7 @@ from anyon.services.runners.base import (
     ExecutableNotFound,
     RunnerError,
     RunningProcess,
+    StdinClosed,
     signal_exit_code,
 )
 from anyon.services.runners.environment import agent_environment
@@ -62,7 +63,9 @@ class _PipeChunks:
 
 
 class HostProcess(RunningProcess):
-    def __init__(self, proc: asyncio.subprocess.Process, stdin: bytes | None) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, stdin: bytes | None, *, interactive: bool = False
+    ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self.id = str(proc.pid)
@@ -70,17 +73,45 @@ class HostProcess(RunningProcess):
         self.stdout = _PipeChunks(proc.stdout)
         self.stderr = _PipeChunks(proc.stderr)
         self._stdin_task: asyncio.Task[None] | None = None
+        self._interactive = interactive
+        # writes (the first input, then :meth:`write` calls) reach the pipe one at a time, in order
+        self._stdin_lock = asyncio.Lock()
         if proc.stdin is not None:
-            self._stdin_task = asyncio.create_task(self._feed_stdin(proc.stdin, stdin or b""))
+            self._stdin_task = asyncio.create_task(
+                self._feed_stdin(proc.stdin, stdin or b"", close=not interactive)
+            )
 
-    @staticmethod
-    async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
+    async def _feed_stdin(self, writer: asyncio.StreamWriter, data: bytes, *, close: bool) -> None:
         # written in the background so a process that prints before reading cannot deadlock us
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            writer.write(data)
-            await writer.drain()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
-            writer.close()
+        async with self._stdin_lock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                if data:
+                    writer.write(data)
+                    await writer.drain()
+            if close:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                    writer.close()
+
+    async def write(self, data: bytes) -> None:
+        writer = self._proc.stdin
+        if not self._interactive or writer is None:
+            raise StdinClosed("this process was not started with an open stdin")
+        async with self._stdin_lock:
+            if writer.is_closing():
+                raise StdinClosed("the process's stdin is closed")
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+                raise StdinClosed(f"the process no longer reads its stdin: {exc}") from exc
+
+    async def close_stdin(self) -> None:
+        writer = self._proc.stdin
+        if writer is None:
+            return
+        async with self._stdin_lock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                writer.close()
 
     async def wait(self) -> int:
         code = signal_exit_code(await self._proc.wait())
@@ -134,6 +165,7 @@ class HostRunner:
         stdin: bytes | None = None,
         *,
         attempt_id: str | None = None,
+        interactive: bool = False,
     ) -> HostProcess:
         if not argv:
             raise RunnerError("nothing to run: the command is empty")
@@ -144,7 +176,11 @@ class HostRunner:
                 *argv,
                 cwd=cwd,
                 env={**self._base_env, **env},
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdin=(
+                    asyncio.subprocess.PIPE
+                    if stdin is not None or interactive
+                    else asyncio.subprocess.DEVNULL
+                ),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
@@ -156,4 +192,4 @@ class HostRunner:
             raise RunnerError(f"{argv[0]!r} cannot be executed: {exc.strerror}") from exc
         except OSError as exc:
             raise RunnerError(f"could not start {argv[0]!r}: {exc}") from exc
-        return HostProcess(proc, stdin)
+        return HostProcess(proc, stdin, interactive=interactive)
