@@ -46,6 +46,7 @@ PATHS = frozenset(
         "auth.token_file",
         "auth.credentials_dir",
         "auth.secrets_dir",
+        "agents.home",
     }
 )
 
@@ -78,6 +79,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_cap_bytes": (0, None),
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
+    "agents.login_timeout_seconds": (1, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.
@@ -102,6 +104,8 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "auth.token_file": ("ANYON_API_TOKEN_FILE",),
     "auth.credentials_dir": ("CREDENTIALS_DIRECTORY",),
     "auth.secrets_dir": ("ANYON_SECRETS_DIR",),
+    "agents.home": ("ANYON_AGENT_HOME",),
+    "agents.claude_login_command": ("CLAUDE_LOGIN_COMMAND",),
 }
 
 

@@ -7,6 +7,7 @@ they fit together, so the API and the tests build exactly what the server runs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -31,6 +32,7 @@ from anyon.services.executors import ExecutorProfiles
 from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
+from anyon.services.launchers import AgentLauncher
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.projects import ProjectService
@@ -176,6 +178,22 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
     return docker_runner, docker_runner
 
 
+def launcher_for(config: AnyonConfig) -> AgentLauncher:
+    """The ``[launchers]`` settings, keyed by executor name."""
+    modes = {f.name.upper(): getattr(config.launchers, f.name) for f in dataclasses.fields(config.launchers)}
+    return AgentLauncher(modes)
+
+
+def agent_env_for(config: AnyonConfig) -> dict[str, str]:
+    """Local mode with an agent home: agents run with it as HOME (where their logins are kept).
+
+    Cloud containers have their own HOME, filled from the agent home when they start (runners/docker.py).
+    """
+    if config.is_cloud or not config.agents.home:
+        return {}
+    return {"HOME": config.agents.home}
+
+
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
     bus = EventBus()
@@ -221,6 +239,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        launcher=launcher_for(config),
+        agent_env=agent_env_for(config),
     )
     services = Services(
         config=config,

@@ -1,13 +1,18 @@
 """Log normalisers: an agent's raw output → NormalizedEntry patches for the normalized-logs stream.
 
 :func:`normalizer_for` picks the parser of an executor. Claude Code has a stream-json parser; the other agents
-get :class:`PlainTextNormalizer` (stdout lines as assistant messages) until they have their own.
+with their own parsers (Amp, Cursor, OpenCode, Copilot) get theirs; the rest get :class:`PlainTextNormalizer`
+(stdout lines as assistant messages).
 """
 
 from __future__ import annotations
 
+from anyon.services.normalizer.amp import AmpNormalizer
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
+from anyon.services.normalizer.copilot import CopilotNormalizer
+from anyon.services.normalizer.cursor import CursorNormalizer
 from anyon.services.normalizer.entries import (
+    COMMAND_PREFIX,
     SUMMARY_MAX_CHARS,
     Clock,
     Entry,
@@ -20,6 +25,7 @@ from anyon.services.normalizer.entries import (
     tool_use_type,
     utc_now,
 )
+from anyon.services.normalizer.opencode import OpenCodeNormalizer
 
 
 def normalizer_for(
@@ -31,10 +37,19 @@ def normalizer_for(
     """
     if executor == "CLAUDE_CODE":
         return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "AMP":
+        return AmpNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "CURSOR_AGENT":
+        return CursorNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "OPENCODE":
+        return OpenCodeNormalizer(clock=clock, keep_entries=keep_entries)
+    if executor == "COPILOT":
+        return CopilotNormalizer(clock=clock, keep_entries=keep_entries)
     return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
 
 
 __all__ = [
+    "COMMAND_PREFIX",
     "SUMMARY_MAX_CHARS",
     "ClaudeStreamJsonNormalizer",
     "Clock",

@@ -17,8 +17,12 @@ from typing import Any, Final, Literal
 
 from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
 from anyon.services.logcap import is_marker
+from anyon.services.normalizer.failures import Diagnosis, diagnose
 
 SUMMARY_MAX_CHARS: Final = 4096
+#: A line the server writes into an agent's stdout before starting it: the command line that runs. Every
+#: normaliser shows it as a system entry, so live and replayed logs agree.
+COMMAND_PREFIX: Final = "[anyon] command: "
 Entry = dict[str, Any]
 Clock = Callable[[], str]
 
@@ -77,6 +81,10 @@ class LogNormalizer:
         self.session_id: str | None = None
         self._last_assistant: str | None = None
         self._partial = {"stdout": "", "stderr": ""}
+        #: the first failure read from the agent's output (failures.py); the engine ends the run on it
+        self.failure: Diagnosis | None = None
+        #: output-only agents: a run without any assistant message is not a success
+        self.requires_answer = False
 
     # --- public API ----------------------------------------------------------------------------------
 
@@ -87,8 +95,18 @@ class LogNormalizer:
             return None
         return self._last_assistant[:SUMMARY_MAX_CHARS]
 
+    @property
+    def answered(self) -> bool:
+        """Whether the agent produced at least one assistant message."""
+        return self._last_assistant is not None
+
     def feed_stdout(self, chunk: str) -> list[Op]:
-        return [op for line in self._lines("stdout", chunk) for op in self._stdout_line(line)]
+        return [op for line in self._lines("stdout", chunk) for op in self._stdout_or_command(line)]
+
+    def _stdout_or_command(self, line: str) -> list[Op]:
+        if line.startswith(COMMAND_PREFIX):
+            return [self._system(f"Running `{line[len(COMMAND_PREFIX) :]}`")]
+        return self._stdout_line(line)
 
     def feed_stderr(self, chunk: str) -> list[Op]:
         if is_marker(chunk):
@@ -102,7 +120,7 @@ class LogNormalizer:
         for stream in ("stdout", "stderr"):
             rest, self._partial[stream] = self._partial[stream], ""
             if rest.strip():
-                ops += self._stdout_line(rest) if stream == "stdout" else self._stderr_line(rest)
+                ops += self._stdout_or_command(rest) if stream == "stdout" else self._stderr_line(rest)
         return ops
 
     def replay(self, records: Iterable[tuple[str, str]]) -> list[Op]:
@@ -154,6 +172,15 @@ class LogNormalizer:
 
     def _error(self, text: str, kind: Literal["setup_required", "other"] = "other") -> Op:
         return self._add(entry(error_type(kind), text, timestamp=self._now()))
+
+    def _diagnosed(self, executor: str, line: str) -> list[Op] | None:
+        """An error entry in the user's words when ``line`` reports a known failure (failures.py)."""
+        found = diagnose(executor, line)
+        if found is None:
+            return None
+        if self.failure is None:
+            self.failure = found
+        return [self._error(found.message, "setup_required" if found.setup_required else "other")]
 
     def _stdout_line(self, line: str) -> list[Op]:
         raise NotImplementedError
