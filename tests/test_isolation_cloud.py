@@ -168,7 +168,7 @@ def test_the_container_sees_its_own_repository_and_the_objects_read_only(
             "setup_script": (
                 "git rev-parse --git-dir --git-common-dir > gitdirs.txt; "
                 "cat .git/objects/info/alternates >> gitdirs.txt; "
-                "touch \"$(cat .git/objects/info/alternates)/probe\" 2>/dev/null || echo objects-read-only "
+                'touch "$(cat .git/objects/info/alternates)/probe" 2>/dev/null || echo objects-read-only '
                 ">> gitdirs.txt; git log --oneline | wc -l >> gitdirs.txt"
             ),
         },
