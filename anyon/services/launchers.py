@@ -167,4 +167,11 @@ def display_tokens(argv: list[str]) -> list[str]:
 
 def display_argv(argv: list[str]) -> str:
     """The masked command line, shell-quoted so it can be read (and copied) as one line."""
-    return shlex.join(display_tokens(argv))
+    return " ".join(_quote(token) for token in display_tokens(argv))
+
+
+def _quote(token: str) -> str:
+    if token.endswith(MASK):  # "--token=***" reads better than "'--token=***'"
+        head = token[: -len(MASK)]
+        return (shlex.quote(head) if head else "") + MASK
+    return shlex.quote(token)

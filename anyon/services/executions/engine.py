@@ -51,11 +51,10 @@ from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
 from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
-from anyon.services.normalizer import COMMAND_PREFIX, LogNormalizer, normalizer_for, setup_required_entry
+from anyon.services.normalizer import COMMAND_PREFIX, LogNormalizer, normalizer_for
 from anyon.services.normalizer.failures import no_answer_message
 from anyon.services.paths import PathPolicy
 from anyon.services.runners.base import (
-    ExecutableNotFound,
     Runner,
     RunnerError,
     RunnerUnavailable,
@@ -769,18 +768,8 @@ class ExecutionService:
         reason = launch.spawn_failure_message(live.command, exc)
         message = f"Failed to start execution: {reason}"
         log.warning("process %s: %s", live.process_id, message)
+        # every normaliser reads this line: a missing CLI becomes a setup_required entry (spec §2.6)
         self._emit(live, "stderr", message + "\n")
-        if isinstance(exc, ExecutableNotFound) and live.normalizer is not None:
-            entry = setup_required_entry(reason)
-            live.store.push_patch(
-                [
-                    {
-                        "op": "add",
-                        "path": f"/entries/{live.normalizer.entry_count}",
-                        "value": {"type": "NORMALIZED_ENTRY", "content": entry},
-                    }
-                ]
-            )
         await self._flush_logs(live)
         await self._record_exit(live, "failed", None)
         await self._close(live, finalize=live.run_reason != "devserver")

@@ -23,6 +23,9 @@ SUMMARY_MAX_CHARS: Final = 4096
 #: A line the server writes into an agent's stdout before starting it: the command line that runs. Every
 #: normaliser shows it as a system entry, so live and replayed logs agree.
 COMMAND_PREFIX: Final = "[anyon] command: "
+#: The server's stderr line when an agent could not be started; a missing CLI is a setup_required entry.
+SPAWN_FAILED_PREFIX: Final = "Failed to start execution: "
+NOT_INSTALLED_WORDS: Final = "is not installed"
 Entry = dict[str, Any]
 Clock = Callable[[], str]
 
@@ -112,7 +115,13 @@ class LogNormalizer:
         if is_marker(chunk):
             # the log cap omitted output here: unterminated lines end, and the marker is an entry of its own
             return [*self.finish(), self._system(chunk.strip())]
-        return [op for line in self._lines("stderr", chunk) for op in self._stderr_line(line)]
+        return [op for line in self._lines("stderr", chunk) for op in self._stderr_or_spawn(line)]
+
+    def _stderr_or_spawn(self, line: str) -> list[Op]:
+        if line.startswith(SPAWN_FAILED_PREFIX):
+            reason = line[len(SPAWN_FAILED_PREFIX) :]
+            return [self._error(reason, "setup_required" if NOT_INSTALLED_WORDS in reason else "other")]
+        return self._stderr_line(line)
 
     def finish(self) -> list[Op]:
         """Process what is left of unterminated lines (the process has exited)."""
@@ -120,7 +129,7 @@ class LogNormalizer:
         for stream in ("stdout", "stderr"):
             rest, self._partial[stream] = self._partial[stream], ""
             if rest.strip():
-                ops += self._stdout_or_command(rest) if stream == "stdout" else self._stderr_line(rest)
+                ops += self._stdout_or_command(rest) if stream == "stdout" else self._stderr_or_spawn(rest)
         return ops
 
     def replay(self, records: Iterable[tuple[str, str]]) -> list[Op]:
