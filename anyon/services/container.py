@@ -18,6 +18,7 @@ from typing import Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
+from anyon.services.agent_home import ensure_agent_home
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
@@ -191,6 +192,7 @@ def agent_env_for(config: AnyonConfig) -> dict[str, str]:
     """
     if config.is_cloud or not config.agents.home:
         return {}
+    ensure_agent_home(config.agents.home)
     return {"HOME": config.agents.home}
 
 
