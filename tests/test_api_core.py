@@ -356,7 +356,6 @@ def test_no_frontend_gives_plain_404(server: LiveServer) -> None:
         ("GET", "/api/mcp-config?executor=CLAUDE_CODE"),
         ("GET", "/api/sounds/COW_MOOING"),
         ("POST", f"/api/task-attempts/{uuid.UUID(int=1)}/pr"),
-        ("POST", "/api/auth/claude/session"),
         ("GET", "/api/github/repositories?page=1"),
     ],
 )

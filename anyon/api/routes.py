@@ -11,7 +11,7 @@ from typing import Any
 import falcon.asgi
 
 from anyon.api import streams
-from anyon.api.resources import auth_token, drafts, executions, git, misc, projects, system
+from anyon.api.resources import agent_login, auth_token, drafts, executions, git, misc, projects, system
 from anyon.deployment.base import Deployment
 from anyon.security.auth import AccessGuard
 
@@ -34,8 +34,7 @@ def register(
     add("/api/auth/github/check", system.GithubCheck(s))
     add("/api/auth/github/device/start", system.NeedsInternet("GitHub sign-in", "GitHub"))
     add("/api/auth/github/device/poll", system.NeedsInternet("GitHub sign-in", "GitHub"))
-    add("/api/auth/claude/session", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/auth/claude/logout", system.NeedsInternet("Claude logout", "Anthropic"))
+    agent_login.register(app, s.agent_login)  # the browser's login terminal for the agents
     add("/api/github/repositories", system.NeedsInternet("Listing GitHub repositories", "GitHub"))
     add("/api/projects/from-github", system.NeedsInternet("Cloning from GitHub", "GitHub"))
     # §1.3 projects, §1.4 tasks
@@ -87,8 +86,6 @@ def register(
     add("/api/mcp-config", system.NotSupported("MCP server configuration"))
     add("/api/sounds/{sound}", system.NotSupported("Notification sounds"))
     add("/api/approvals/{approval_id}/respond", system.NotSupported("Tool approvals"))
-    add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
     add("/api/task-attempts/{attempt_id}/push", system.NeedsInternet("Pushing a branch", "GitHub"))
     add("/api/task-attempts/{attempt_id}/pr", system.NeedsInternet("Creating a pull request", "GitHub"))
     add(

@@ -266,6 +266,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ExecutorProfileId": PROFILE_ID,
     "AuthTokenResult": obj({"auth_required": BOOL}, {"expires_in_seconds": INT}),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
+    "ClaudeLoginSession": obj({"session_id": STR}),
+    "ClaudePtyLogEntry": obj({"timestamp": STR, "direction": STR, "data": STR}),
+    "ClaudePtyLog": obj({"session_id": STR, "entries": array("ClaudePtyLogEntry")}),
 }
 
 

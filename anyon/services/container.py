@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shlex
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
 from anyon.services.agent_home import ensure_agent_home
+from anyon.services.agent_login import AgentLoginService
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
@@ -33,7 +36,7 @@ from anyon.services.executors import ExecutorProfiles
 from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
-from anyon.services.launchers import AgentLauncher
+from anyon.services.launchers import AGENT_CLIS, AgentLauncher
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.projects import ProjectService
@@ -74,6 +77,7 @@ class Services:
     drafts: DraftService
     maintenance: Maintenance
     file_search: FileSearch
+    agent_login: AgentLoginService
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -123,6 +127,7 @@ class Services:
             return repaired, queries.settle_idle_tasks()
 
     async def stop(self) -> None:
+        await self.agent_login.end_all()
         await self.executions.stop_all()
         if self.docker is not None:
             await self.docker.close()
@@ -194,6 +199,39 @@ def agent_env_for(config: AnyonConfig) -> dict[str, str]:
         return {}
     ensure_agent_home(config.agents.home)
     return {"HOME": config.agents.home}
+
+
+def agent_home_for(config: AnyonConfig) -> str:
+    """``agents.home``; unset, the user's own HOME locally (where their CLIs keep logins) or, in cloud
+    mode, ``<base_dir>/agent-home``."""
+    if config.agents.home:
+        return config.agents.home
+    if config.is_cloud:
+        return os.path.join(config.paths.base_dir, "agent-home")
+    return os.path.expanduser("~")
+
+
+def login_service_for(config: AnyonConfig) -> AgentLoginService:
+    """The login terminal: ``agents.claude_login_command``, else the Claude Code CLI (installed or npx)."""
+    env = agent_environment(
+        os.environ, config.executions.host_env_allowlist, secrets=url_secrets(config.database_url)
+    )
+    custom = config.agents.claude_login_command
+    command = shlex.split(custom) if custom else ["claude"]
+
+    def resolve(argv: list[str]) -> list[str]:
+        if custom or shutil.which("claude", path=env.get("PATH")):
+            return argv
+        return AGENT_CLIS["CLAUDE_CODE"].npx_argv
+
+    return AgentLoginService(
+        agent_home_for(config),
+        command,
+        env,
+        timeout_seconds=config.agents.login_timeout_seconds,
+        resolve=resolve,
+        own_home=bool(config.agents.home) or config.is_cloud,
+    )
 
 
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
@@ -276,6 +314,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             reconcile_interval=config.docker.reconcile_interval_seconds,
             logstore=logstore,
         ),
+        agent_login=login_service_for(config),
         docker=docker_runner,
     )
     for name, value in overrides.items():
