@@ -180,7 +180,10 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
 
     secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
     host_env = without_server_secrets(os.environ, secrets=secrets)
-    docker_runner = DockerRunner(config.docker, instance_id(config), secrets_root, host_env=host_env)
+    agent_home = str(ensure_agent_home(agent_home_for(config)))
+    docker_runner = DockerRunner(
+        config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
+    )
     return docker_runner, docker_runner
 
 
