@@ -132,9 +132,7 @@ def test_runner_image_installs_every_npm_agent_cli_at_the_pinned_version() -> No
 
     text = (DEPLOY / "image" / "Dockerfile").read_text()
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
-    installed = {
-        package: args[arg] for package, arg in re.findall(r'"(@?[\w./-]+)@\$\{(\w+)\}"', text)
-    }
+    installed = {package: args[arg] for package, arg in re.findall(r'"(@?[\w./-]+)@\$\{(\w+)\}"', text)}
     for executor, cli in AGENT_CLIS.items():
         if cli.package is None or executor == "CLAUDE_CODE_ROUTER":
             continue

@@ -210,3 +210,23 @@ def test_unknown_executors_and_variants_are_clear_errors(
     assert 400 <= response.status_code < 500 or response.json()["success"] is False, response.text
     assert words in response.json()["message"]
     assert server.ok("GET", f"/api/task-attempts?task_id={task['id']}") == []
+
+
+def test_run_agent_setup_runs_cursors_helper_then_its_last_request(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    first = run(server, tmp_path, "CURSOR_AGENT", "Add a file")
+    attempt_id = first["task_attempt_id"]
+    body = {"executor_profile_id": {"executor": "CURSOR_AGENT"}}
+    assert server.ok("POST", f"/api/task-attempts/{attempt_id}/run-agent-setup", json=body) == {}
+    processes = wait_processes(server, attempt_id, 3, timeout=30)
+    assert [p["run_reason"] for p in processes] == ["codingagent", "setupscript", "codingagent"]
+    assert [p["status"] for p in processes] == ["completed"] * 3
+    setup_log = "".join(c.content for c in server.services.logstore.read(processes[1]["id"]))
+    assert "Cursor Agent is already installed" in setup_log
+    assert processes[2]["executor_action"]["typ"] == first["executor_action"]["typ"]
+    # other agents have no setup helper: a clear error, nothing started
+    other = {"executor_profile_id": {"executor": "AMP"}}
+    refused = server.post(f"/api/task-attempts/{attempt_id}/run-agent-setup", json=other)
+    assert "only available for CURSOR_AGENT" in refused.json()["message"]
+    assert len(server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt_id}")) == 3

@@ -92,7 +92,7 @@ def register(
         "/api/task-attempts/{attempt_id}/pr/attach",
         system.NeedsInternet("Attaching a pull request", "GitHub"),
     )
-    add("/api/task-attempts/{attempt_id}/run-agent-setup", system.NotSupported("Agent setup scripts"))
+    add("/api/task-attempts/{attempt_id}/run-agent-setup", executions.AgentSetup(s))
     # §2 streams
     add("/api/events", streams.EventsSse(s))
     add("/api/tasks/stream/ws", streams.TasksStream(s))

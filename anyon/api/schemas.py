@@ -267,6 +267,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "AuthTokenResult": obj({"auth_required": BOOL}, {"expires_in_seconds": INT}),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
     "ClaudeLoginSession": obj({"session_id": STR}),
+    "EmptyObject": obj({}),
     "ClaudePtyLogEntry": obj({"timestamp": STR, "direction": STR, "data": STR}),
     "ClaudePtyLog": obj({"session_id": STR, "entries": array("ClaudePtyLogEntry")}),
 }

@@ -39,7 +39,7 @@ from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project,
 from anyon.services.db.serialize import attempt_json, process_json
 from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
-from anyon.services.executions import actions, launch, supervision
+from anyon.services.executions import actions, agent_setup, launch, supervision
 from anyon.services.executions.slots import ExecutionSlots
 from anyon.services.executions.timings import StartTimings
 from anyon.services.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
@@ -1177,6 +1177,18 @@ class ExecutionService:
             if body.get("retry_process_id"):
                 await asyncio.to_thread(self._drafts.clear, attempt_id, "retry")
         return process
+
+    async def run_agent_setup(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST …/run-agent-setup``: the executor's setup helper, then its last request again."""
+        profile = self._profile(body.get("executor_profile_id"))
+        context = await self.ensure_worktree(attempt_id)
+        await self._ensure_container(context)
+        if self.attempt_busy(attempt_id):
+            raise Conflict("A process of this attempt is still running; stop it before running the setup")
+        latest, _session = await self._db_call(self._latest_agent, attempt_id)
+        action = agent_setup.setup_action(profile, latest.executor_action if latest is not None else None)
+        await self._start_execution(context, action)
+        return {}
 
     def attempt_busy(self, attempt_id: uuid.UUID) -> bool:
         return any(
