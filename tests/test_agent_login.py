@@ -7,6 +7,7 @@ passes the same Host/Origin boundary as every other stream.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -158,3 +159,29 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_socket_needs_the_token_when_the_server_is_reachable(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_auth import bearer, reachable_config
+
+    monkeypatch.delenv("ANYON_API_TOKEN", raising=False)
+    config = reachable_config(tmp_path)
+    config = dataclasses.replace(
+        config,
+        agents=dataclasses.replace(
+            config.agents, home=str(home), claude_login_command=f"{sys.executable} {FAKE_LOGIN}"
+        ),
+    )
+    with live_server(config) as server:
+        for headers in ({}, bearer("wrong")):
+            with pytest.raises(InvalidStatus) as refused:
+                open_pty(server, **headers).close()
+            assert refused.value.response.status_code == 401
+        assert not (home / "login.pid").exists()  # nothing was started
+        logout = server.post("/api/auth/claude/logout")
+        assert logout.status_code == 401
+        with open_pty(server, **bearer()) as conn:
+            session_id(conn)
+            read_until(conn, "Paste code here:")
