@@ -230,3 +230,26 @@ def test_run_agent_setup_runs_cursors_helper_then_its_last_request(
     refused = server.post(f"/api/task-attempts/{attempt_id}/run-agent-setup", json=other)
     assert "only available for CURSOR_AGENT" in refused.json()["message"]
     assert len(server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt_id}")) == 3
+
+
+@pytest.mark.parametrize(
+    ("executor", "resume"),
+    [
+        ("AMP", "continue T-amp-1"),
+        ("CURSOR_AGENT", "--resume cursor-sess-1"),
+        ("OPENCODE", "--session ses_standin1"),
+    ],
+)
+def test_a_follow_up_resumes_the_agents_session(
+    server: LiveServer, tmp_path: Path, executor: str, resume: str
+) -> None:
+    first = run(server, tmp_path, executor, "Add a file")
+    attempt_id = first["task_attempt_id"]
+    server.ok("POST", f"/api/task-attempts/{attempt_id}/follow-up", json={"prompt": "And another"})
+    second = wait_processes(server, attempt_id, 2, timeout=30)[1]
+    assert second["status"] == "completed", second
+    assert second["executor_action"]["typ"]["type"] == "CodingAgentFollowUpRequest"
+    answers = [
+        e["content"] for e in entries(server, second["id"]) if e["entry_type"]["type"] == "assistant_message"
+    ]
+    assert answers and f"(resumed: {resume})" in answers[-1], answers

@@ -22,6 +22,15 @@ def out(obj: object) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def resumed() -> str:
+    """`` (resumed: <args>)`` when the command line names a session to continue (a follow-up)."""
+    args = sys.argv[2:]
+    for flag in ("--resume", "--session", "continue"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            return f" (resumed: {flag} {args[args.index(flag) + 1]})"
+    return ""
+
+
 def wait() -> None:
     time.sleep(120)
 
@@ -49,7 +58,7 @@ def amp(prompt: str) -> None:
     Path("standin.txt").write_text("amp\n")
     result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "", "is_error": False}
     out({"type": "user", "session_id": "T-amp-1", "message": {"content": [result]}})
-    text = {"type": "text", "text": f"Amp did: {prompt.strip()}"}
+    text = {"type": "text", "text": f"Amp did: {prompt.strip()}{resumed()}"}
     out({"type": "assistant", "session_id": "T-amp-1", "message": {"content": [text]}})
     out(
         {"type": "result", "subtype": "success", "is_error": False, "result": "done", "session_id": "T-amp-1"}
@@ -79,7 +88,7 @@ def cursor(prompt: str) -> None:
         }
     }
     out({"type": "tool_call", "subtype": "completed", "call_id": "c1", "tool_call": done, "session_id": sid})
-    for piece in ("Cursor ", "did: ", prompt.strip()):
+    for piece in ("Cursor ", "did: ", prompt.strip() + resumed()):
         message = {"role": "assistant", "content": [{"type": "text", "text": piece}]}
         out({"type": "assistant", "message": message, "session_id": sid})
     out({"type": "result", "subtype": "success", "is_error": False, "result": "done", "session_id": sid})
@@ -119,7 +128,7 @@ def opencode(prompt: str) -> None:
         {
             "type": "text",
             "sessionID": sid,
-            "part": {"type": "text", "text": f"OpenCode did: {prompt.strip()}"},
+            "part": {"type": "text", "text": f"OpenCode did: {prompt.strip()}{resumed()}"},
         }
     )
     out({"type": "step_finish", "sessionID": sid, "part": {"reason": "stop"}})
