@@ -144,6 +144,8 @@ def test_amp_reads_claude_stream_json_and_its_login_prompt() -> None:
         ("npm ERR! network request to https://registry.npmjs.org/x failed", "registry"),
         ("Error: getaddrinfo ENOTFOUND api.anthropic.com", "network"),
         ("TypeError: fetch failed", "network"),
+        ("Request failed with status code 401", "login"),
+        ("GEMINI_API_KEY is not set", "login"),
     ],
 )
 def test_known_failures_are_read(line: str, kind: str) -> None:
@@ -157,6 +159,9 @@ def test_known_failures_are_read(line: str, kind: str) -> None:
         "npm notice New major version of npm available! 10.8.2 -> 11.6.0",
         "npm warn deprecated inflight@1.0.6: This module is not supported",
         "Reading src/login.ts",
+        "Using OPENAI_API_KEY from the environment",
+        "Checked 401 files in 3 s",
+        "Error: file not found: config.yaml",
         "",
     ],
 )

@@ -53,9 +53,9 @@ _NETWORK = re.compile(
 _LOGIN = re.compile(
     r"(?i)invalid api key|please run /login|no api key found|starting login flow"
     r"|no authentication information found|not logged in|not signed in|please (?:log ?in|sign in)"
-    r"|press any key to sign in|authentication required|unauthori[sz]ed|\b401\b"
+    r"|press any key to sign in|authentication required|\bunauthori[sz]ed\b|(?:status|http|code)\W{0,3}401\b"
     r"|api key (?:is )?(?:missing|not (?:set|found))|missing api key|please set an auth method"
-    r"|OPENAI_API_KEY|GEMINI_API_KEY|login required"
+    r"|[A-Z]+_API_KEY (?:is )?(?:not set|missing|required)|login required"
 )
 
 
