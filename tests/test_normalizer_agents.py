@@ -189,3 +189,38 @@ def test_replaying_gives_the_same_entries_as_live() -> None:
     assert apply_ops({"entries": []}, ops)["entries"] == [
         {"type": "NORMALIZED_ENTRY", "content": e} for e in replayed.entries
     ]
+
+
+def test_claude_without_credentials_points_at_the_login() -> None:
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": True,
+        "result": "Invalid API key · Please run /login",
+    }
+    normalizer, entries, doc = conversation(
+        "CLAUDE_CODE", [result], ["npm notice New minor version of npm available!"]
+    )
+    assert entries[0][0] == "error_message" and "agent login of the web UI" in entries[0][1]
+    assert doc["entries"][0]["content"]["entry_type"]["error_type"] == {"type": "setup_required"}
+    assert entries[1] == ("system_message", "npm notice New minor version of npm available!")
+    assert normalizer.failure is not None and normalizer.failure.kind == "login"
+
+
+def test_agents_without_a_parser_still_read_their_stderr_and_scripts_do_not() -> None:
+    _n, entries, _ = conversation("GEMINI", [], ["npm error code E404"])
+    assert "Gemini CLI is not installed" in entries[0][1]
+    _n, entries, _ = conversation("SCRIPT", [], ["npm error code E404"])
+    assert entries == [("error_message", "npm error code E404")]
+
+
+def test_long_ordinary_lines_are_no_failure() -> None:
+    """Every stderr and non-JSON line is read for failures: an ordinary line must cost next to nothing."""
+    import time
+
+    line = "y" * 4095
+    started = time.perf_counter()
+    for _ in range(2000):
+        assert diagnose("CLAUDE_CODE", line) is None
+    per_line = (time.perf_counter() - started) / 2000
+    print(f"failures.diagnose: {per_line * 1e6:.1f} µs per 4 KiB line")

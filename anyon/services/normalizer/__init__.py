@@ -25,6 +25,7 @@ from anyon.services.normalizer.entries import (
     tool_use_type,
     utc_now,
 )
+from anyon.services.normalizer.failures import is_agent
 from anyon.services.normalizer.opencode import OpenCodeNormalizer
 
 
@@ -45,7 +46,8 @@ def normalizer_for(
         return OpenCodeNormalizer(clock=clock, keep_entries=keep_entries)
     if executor == "COPILOT":
         return CopilotNormalizer(clock=clock, keep_entries=keep_entries)
-    return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
+    known = executor if is_agent(executor) else None  # a script's stderr is not read as an agent's
+    return PlainTextNormalizer(executor=known, clock=clock, keep_entries=keep_entries)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ class AmpNormalizer(ClaudeStreamJsonNormalizer):
         self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
     ) -> None:
         super().__init__(worktree=worktree, clock=clock, keep_entries=keep_entries)
+        self.executor = "AMP"
         self.requires_answer = True
 
     def _stdout_line(self, line: str) -> list[Op]:

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
 from anyon.services.logcap import is_marker
-from anyon.services.normalizer.failures import Diagnosis, diagnose
+from anyon.services.normalizer.failures import Diagnosis, diagnose, is_npm_notice
 
 SUMMARY_MAX_CHARS: Final = 4096
 #: A line the server writes into an agent's stdout before starting it: the command line that runs. Every
@@ -194,14 +194,26 @@ class LogNormalizer:
     def _stdout_line(self, line: str) -> list[Op]:
         raise NotImplementedError
 
+    #: the executor whose failures (failures.py) stderr is read for; None reads none
+    executor: str | None = None
+
     def _stderr_line(self, line: str) -> list[Op]:
         if not line.strip():
             return []
-        return [self._error(line)]
+        if is_npm_notice(line):  # npm's update and deprecation notices are not the agent failing
+            return [self._system(line.strip())]
+        diagnosed = self._diagnosed(self.executor, line) if self.executor else None
+        return diagnosed or [self._error(line)]
 
 
 class PlainTextNormalizer(LogNormalizer):
     """Agents without a parser yet: each non-empty stdout line is an assistant message."""
+
+    def __init__(
+        self, *, executor: str | None = None, clock: Clock | None = None, keep_entries: bool = True
+    ) -> None:
+        super().__init__(clock=clock, keep_entries=keep_entries)
+        self.executor = executor
 
     def _stdout_line(self, line: str) -> list[Op]:
         if not line.strip():

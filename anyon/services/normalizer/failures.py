@@ -36,6 +36,35 @@ _KEYS: Final = {
     "COPILOT": "COPILOT_GITHUB_TOKEN or GH_TOKEN",
 }
 
+#: Characters of a line that are read (the patterns stay linear, and output floods stay cheap).
+_LONGEST = 600
+#: Every pattern below needs one of these (lower-case) words; a line with none of them is no failure.
+_TRIGGERS: Final = (
+    "npm",
+    "registry",
+    "executable",
+    "not found",
+    "enotfound",
+    "eai_again",
+    "econn",
+    "enetunreach",
+    "etimedout",
+    "unreachable",
+    "connect",
+    "fetch",
+    "resolve host",
+    "api key",
+    "api_key",
+    "login",
+    "log in",
+    "logged in",
+    "sign in",
+    "signed in",
+    "authenticat",
+    "unauthori",
+    "401",
+    "auth method",
+)
 _NPM_NOTICE = re.compile(r"^\s*npm (?:notice|warn|WARN)\b")
 _NOT_INSTALLED = re.compile(
     r"(?i)npm (?:error|ERR!) (?:code E404|404 )|could not determine executable to run"
@@ -55,7 +84,7 @@ _LOGIN = re.compile(
     r"|no authentication information found|not logged in|not signed in|please (?:log ?in|sign in)"
     r"|press any key to sign in|authentication required|\bunauthori[sz]ed\b|(?:status|http|code)\W{0,3}401\b"
     r"|api key (?:is )?(?:missing|not (?:set|found))|missing api key|please set an auth method"
-    r"|[A-Z]+_API_KEY (?:is )?(?:not set|missing|required)|login required"
+    r"|\b[A-Z][A-Z0-9]*_API_KEY (?:is )?(?:not set|missing|required)|login required"
 )
 
 
@@ -73,6 +102,10 @@ class Diagnosis:
         return self.kind in ("not_installed", "login")
 
 
+def is_agent(executor: str) -> bool:
+    return executor in _NAMES
+
+
 def agent_name(executor: str) -> str:
     return _NAMES.get(executor, executor)
 
@@ -84,8 +117,11 @@ def is_npm_notice(line: str) -> bool:
 
 def diagnose(executor: str, line: str) -> Diagnosis | None:
     """The failure a line of the agent's output (stdout text or stderr) reports, if it is one we know."""
-    text = line.strip()
+    text = line.strip()[:_LONGEST]  # error lines are short; a long line is read by its start only
     if not text or is_npm_notice(text):
+        return None
+    lower = text.lower()
+    if not any(word in lower for word in _TRIGGERS):  # the common case, cheaply: an ordinary line
         return None
     name = agent_name(executor)
     if _REGISTRY.search(text):
