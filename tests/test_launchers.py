@@ -97,3 +97,16 @@ def test_every_default_base_is_the_pinned_npx_form() -> None:
 def test_secrets_are_masked_in_what_is_shown(argv: list[str], shown: list[str]) -> None:
     assert display_tokens(argv) == shown
     assert "sk-1" not in display_argv(argv) and "pw" not in display_argv(argv)
+
+
+def test_found_programs_are_kept_per_container_and_bounded() -> None:
+    from anyon.services.executions.launch import _CACHED_CONTAINERS, FoundPrograms
+
+    found = FoundPrograms()
+    found.put("a1", "amp", "/usr/bin/amp")
+    assert found.get("a1", "amp") == "/usr/bin/amp"
+    assert found.get("a2", "amp") is None and found.get("a1", "codex") is None
+    for i in range(_CACHED_CONTAINERS):
+        found.put(f"b{i}", "amp", "/x")
+    assert found.get("a1", "amp") is None  # the oldest container was forgotten
+    assert found.get(f"b{_CACHED_CONTAINERS - 1}", "amp") == "/x"

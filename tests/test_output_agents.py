@@ -245,7 +245,13 @@ def test_a_follow_up_resumes_the_agents_session(
 ) -> None:
     first = run(server, tmp_path, executor, "Add a file")
     attempt_id = first["task_attempt_id"]
-    server.ok("POST", f"/api/task-attempts/{attempt_id}/follow-up", json={"prompt": "And another"})
+    deadline = time.monotonic() + 10
+    while (
+        sent := server.post(f"/api/task-attempts/{attempt_id}/follow-up", json={"prompt": "More"})
+    ).status_code == 409:
+        assert time.monotonic() < deadline, sent.text  # the first run is still being closed
+        time.sleep(0.05)
+    assert sent.json()["success"] is True, sent.text
     second = wait_processes(server, attempt_id, 2, timeout=30)[1]
     assert second["status"] == "completed", second
     assert second["executor_action"]["typ"]["type"] == "CodingAgentFollowUpRequest"

@@ -199,6 +199,7 @@ class ExecutionService:
         self._claimed: dict[uuid.UUID, WarmSlot] = {}  # slot taken by an attempt row, not started yet
         self._first_output: dict[uuid.UUID, asyncio.Event] = {}
         self._launcher = launcher or AgentLauncher()
+        self._found = launch.FoundPrograms()  # CLIs found in attempts' containers
         # extra variables of coding agents only (HOME = the agent home in local mode)
         self._agent_env = dict(agent_env or {})
 
@@ -738,7 +739,12 @@ class ExecutionService:
     async def _launch(self, live: LiveProcess, command: Command) -> list[str]:
         """Pick the agent's binary (launchers.py), then show the command line and record it."""
         chosen = await launch.resolve(
-            self._launcher, self._runner, command, live.context.worktree, str(live.context.attempt_id)
+            self._launcher,
+            self._runner,
+            command,
+            live.context.worktree,
+            str(live.context.attempt_id),
+            self._found,
         )
         self._emit(live, "stdout", f"{COMMAND_PREFIX}{chosen.display}\n", from_server=True)
         live.action = launch.action_with_command(live.action, chosen)

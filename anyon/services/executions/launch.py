@@ -48,16 +48,49 @@ async def find_program(runner: Runner, program: str, cwd: str, attempt_id: str) 
     return path if path.startswith("/") else None
 
 
+#: Containers whose found CLIs are remembered at most (the oldest are forgotten first).
+_CACHED_CONTAINERS = 256
+
+
+class FoundPrograms:
+    """CLIs found in an attempt's container: its image does not change, so a found path stays valid and a
+    follow-up starts without another lookup exec. Host lookups are not kept (the user may install or
+    remove a CLI at any time); a CLI not found is looked up again (run-agent-setup may install it)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, dict[str, str]] = {}
+
+    def get(self, attempt_id: str, program: str) -> str | None:
+        return self._found.get(attempt_id, {}).get(program)
+
+    def put(self, attempt_id: str, program: str, path: str) -> None:
+        if attempt_id not in self._found and len(self._found) >= _CACHED_CONTAINERS:
+            self._found.pop(next(iter(self._found)))
+        self._found.setdefault(attempt_id, {})[program] = path
+
+
 async def resolve(
-    launcher: AgentLauncher, runner: Runner, command: Command, cwd: str, attempt_id: str
+    launcher: AgentLauncher,
+    runner: Runner,
+    command: Command,
+    cwd: str,
+    attempt_id: str,
+    found: FoundPrograms | None = None,
 ) -> Launch:
     """The argv to run for ``command`` (an agent's), per the executor's launcher setting."""
+    in_container = getattr(runner, "run_captured", None) is not None
+    cache = found if in_container else None
 
     async def which(program: str) -> str | None:
+        if cache is not None and (known := cache.get(attempt_id, program)) is not None:
+            return known
         try:
-            return await find_program(runner, program, cwd, attempt_id)
+            path = await find_program(runner, program, cwd, attempt_id)
         except ExecutableNotFound:
             return None
+        if cache is not None and path is not None:
+            cache.put(attempt_id, program, path)
+        return path
 
     return await launcher.resolve(
         command.executor, command.argv, base_tokens=command.base_tokens, cli_key=command.cli, which=which
