@@ -116,16 +116,15 @@ def test_closing_the_socket_ends_the_login_process(server: LiveServer, home: Pat
 def test_the_legacy_session_routes(server: LiveServer, home: Path) -> None:
     sid = server.ok("POST", "/api/auth/claude/session")["session_id"]
     with server.client.stream("GET", f"/api/auth/claude/session/{sid}/stream") as stream:
-        seen = ""
+        seen, typed = "", False
         for line in stream.iter_lines():
             if line.startswith("data:"):
                 event = json.loads(line[5:])
                 seen += event.get("data", "")
-                if "Paste code here:" in seen:
-                    assert (
-                        server.ok("POST", f"/api/auth/claude/session/{sid}/input", json={"input": "abc\n"})
-                        is None
-                    )
+                if "Paste code here:" in seen and not typed:
+                    typed = True
+                    sent = server.ok("POST", f"/api/auth/claude/session/{sid}/input", json={"input": "abc\n"})
+                    assert sent is None
                 if event["type"] == "success":
                     break
     assert (home / ".claude" / ".credentials.json").exists()
@@ -185,3 +184,25 @@ def test_the_socket_needs_the_token_when_the_server_is_reachable(
         with open_pty(server, **bearer()) as conn:
             session_id(conn)
             read_until(conn, "Paste code here:")
+
+
+def test_open_login_terminals_are_limited_and_time_out(tmp_path: Path, home: Path) -> None:
+    from anyon.services.agent_login import MAX_OPEN_SESSIONS
+
+    agents = {
+        "home": str(home),
+        "claude_login_command": f"{sys.executable} {FAKE_LOGIN}",
+        "login_timeout_seconds": 3.0,
+    }
+    with live_server(make_config(tmp_path, agents=agents)) as server:
+        ids = [server.ok("POST", "/api/auth/claude/session")["session_id"] for _ in range(MAX_OPEN_SESSIONS)]
+        refused = server.post("/api/auth/claude/session").json()
+        assert refused["success"] is False and "already open" in refused["message"]
+        with pytest.raises(InvalidStatus) as denied:
+            open_pty(server).close()
+        assert denied.value.response.status_code == 503
+        deadline = time.monotonic() + 15  # nobody watches them: they end at login_timeout_seconds
+        while not all(server.services.agent_login.get(i).ended for i in ids):
+            assert time.monotonic() < deadline, "login sessions were not ended at their timeout"
+            time.sleep(0.1)
+        assert server.ok("POST", "/api/auth/claude/session")["session_id"]

@@ -40,6 +40,8 @@ CLAUDE_ACCOUNT_FILE = ".claude.json"
 CHECK_SECONDS = 2.0
 #: Sessions whose log stays readable after they end.
 KEPT_SESSIONS = 16
+#: Login terminals open at once (each is a process): more are refused rather than piling up.
+MAX_OPEN_SESSIONS = 4
 _LOG_ENTRIES = 2000
 _READ_BYTES = 16 * 1024
 
@@ -115,6 +117,10 @@ class AgentLoginService:
     async def start(self, rows: int = 40, cols: int = 120) -> LoginSession:
         from anyon.services.agent_home import ensure_agent_home
 
+        if sum(1 for s in self._sessions.values() if not s.ended) >= MAX_OPEN_SESSIONS:
+            raise ServiceError(
+                f"{MAX_OPEN_SESSIONS} login terminals are already open; close one or wait for its timeout"
+            )
         if self._own_home:
             ensure_agent_home(str(self.home))
         argv = self._resolve(self._command) if self._resolve is not None else self._command
@@ -140,7 +146,10 @@ class AgentLoginService:
         session = LoginSession(str(uuid.uuid4()), proc, master, time.monotonic())
         self._sessions[session.id] = session
         self._forget_old()
-        asyncio.get_running_loop().add_reader(master, self._readable, session)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(master, self._readable, session)
+        # ends a session nobody watches (the legacy routes have no socket whose closing ends it)
+        loop.call_later(self._timeout, lambda: asyncio.ensure_future(self.end(session.id)))
         log.info("login session %s started (%s)", session.id, argv[0])
         return session
 
