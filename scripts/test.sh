@@ -20,6 +20,8 @@ command -v git >/dev/null || apt_install git
 # the deploy/ kit tests: shellcheck for bootstrap.sh, systemd-analyze for the unit
 command -v shellcheck >/dev/null || apt_install shellcheck || true
 command -v systemd-analyze >/dev/null || apt_install systemd || true
+# the real agent CLIs (tests/test_real_agent_clis.py) are installed with npm into /var/cache/anyon-test
+command -v npm >/dev/null || apt_install nodejs npm || true
 
 # --- python packages -------------------------------------------------------------------------
 PY=${PYTHON:-python3}
