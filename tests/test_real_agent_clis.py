@@ -27,8 +27,9 @@ from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_output_agents import entries, run
 
-#: executor → the CLI installed for it (the ones the npm registry serves; Cursor's CLI is not on npm)
-REAL = {"AMP": "AMP", "OPENCODE": "OPENCODE", "COPILOT": "COPILOT"}
+#: executor → the CLI installed for it (the ones the npm registry serves; Cursor's CLI is not on npm).
+#: Codex, Gemini and Qwen Code speak JSON-RPC/ACP over stdin and are driven by their protocol clients.
+REAL = {"CLAUDE_CODE": "CLAUDE_CODE", "AMP": "AMP", "OPENCODE": "OPENCODE", "COPILOT": "COPILOT"}
 CACHE = Path(os.environ.get("ANYON_TEST_AGENT_CACHE", "/var/cache/anyon-test/agents"))
 CLOSED = "http://127.0.0.1:9"
 
@@ -93,6 +94,10 @@ def server(tmp_path: Path, cli_bin: Path, monkeypatch: pytest.MonkeyPatch) -> It
 def test_a_real_cli_without_credentials_fails_within_seconds_saying_why(
     server: LiveServer, tmp_path: Path, cli_bin: Path, executor: str
 ) -> None:
+    if executor == "CLAUDE_CODE" and os.geteuid() == 0:
+        # as root Claude Code refuses --dangerously-skip-permissions before anything else; run it without
+        options = {"CLAUDE_CODE": {"dangerously_skip_permissions": False}}
+        server.ok("PUT", "/api/profiles", json={"executors": {"CLAUDE_CODE": {"DEFAULT": options}}})
     started = time.monotonic()
     process = run(server, tmp_path, executor, "Add a README")
     took = time.monotonic() - started
