@@ -22,6 +22,8 @@ command -v shellcheck >/dev/null || apt_install shellcheck || true
 command -v systemd-analyze >/dev/null || apt_install systemd || true
 # the API docs page is loaded in a real headless browser (tests/test_front_door.py)
 command -v chromium >/dev/null || apt_install chromium || true
+# the real agent CLIs (tests/test_real_agent_clis.py) are installed with npm into /var/cache/anyon-test
+command -v npm >/dev/null || apt_install nodejs npm || true
 
 # --- python packages -------------------------------------------------------------------------
 PY=${PYTHON:-python3}

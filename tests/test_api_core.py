@@ -355,7 +355,6 @@ def test_no_frontend_gives_plain_404(server: LiveServer) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/api/auth/claude/session"),
         ("GET", "/api/github/repositories?page=1"),
     ],
 )

@@ -37,6 +37,8 @@ EXCLUDED = {
     ("POST", "/api/task-attempts/{attempt_id}/replace-process"): "starts a coding agent",
     ("POST", "/api/task-attempts/{attempt_id}/start-dev-server"): "starts the project's dev script",
     ("POST", "/api/task-attempts/{attempt_id}/draft/queue"): "queuing a follow-up can start an agent",
+    ("POST", "/api/task-attempts/{attempt_id}/run-agent-setup"): "starts a setup script and an agent",
+    ("POST", "/api/auth/claude/session"): "starts the agent login CLI",
     ("GET", "/api/events"): "an endless server-sent event stream",
 }
 

@@ -167,6 +167,18 @@ def test_runner_image_is_non_root_with_git_node_and_agent_clis() -> None:
     assert users and users[-1] not in ("root", "0")
 
 
+def test_runner_image_installs_every_npm_agent_cli_at_the_pinned_version() -> None:
+    from anyon.services.launchers import AGENT_CLIS
+
+    text = (DEPLOY / "image" / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+    installed = {package: args[arg] for package, arg in re.findall(r'"(@?[\w./-]+)@\$\{(\w+)\}"', text)}
+    for executor, cli in AGENT_CLIS.items():
+        if cli.package is None or executor == "CLAUDE_CODE_ROUTER":
+            continue
+        assert installed.get(cli.package) == cli.version, (executor, cli.package, installed)
+
+
 def test_runbook_covers_what_ops_need() -> None:
     text = (DEPLOY / "RUNBOOK.md").read_text()
     for needle in (

@@ -104,17 +104,17 @@ def test_other_executor_command_shapes() -> None:
     assert cmd("AMP") == [
         "npx",
         "-y",
-        "@sourcegraph/amp@0.0.1761050239-g36fe88",
+        "@sourcegraph/amp@0.0.1790142911-g7618fb",
         "--execute",
         "--stream-json",
         "--dangerously-allow-all",
     ]
     assert cmd("AMP", session="T-1")[3:6] == ["threads", "continue", "T-1"]
-    assert cmd("GEMINI") == ["npx", "-y", "@google/gemini-cli@0.8.1", "--yolo", "--experimental-acp"]
+    assert cmd("GEMINI") == ["npx", "-y", "@google/gemini-cli@0.61.0", "--yolo", "--experimental-acp"]
     assert cmd("GEMINI", "FLASH")[3:5] == ["--model", "gemini-2.5-flash"]
-    assert cmd("QWEN_CODE") == ["npx", "-y", "@qwen-code/qwen-code@0.0.14", "--yolo", "--experimental-acp"]
+    assert cmd("QWEN_CODE") == ["npx", "-y", "@qwen-code/qwen-code@0.24.4", "--yolo", "--experimental-acp"]
     assert cmd("CODEX") == ["npx", "-y", "@openai/codex@0.55.0", "app-server"]
-    assert cmd("OPENCODE")[:4] == ["npx", "-y", "opencode-ai@0.15.8", "run"]
+    assert cmd("OPENCODE")[:4] == ["npx", "-y", "opencode-ai@1.18.33", "run"]
     assert cmd("CURSOR_AGENT", "GPT_5") == [
         "cursor-agent",
         "-p",

@@ -137,10 +137,13 @@ def test_error_result_and_stderr() -> None:
     assert norm.session_id == "9d0e7a51-1c2b-4e3f-8a6d-5f4e3d2c1b0a"
     ops = norm.feed_stderr("Error: ANTHROPIC_API_KEY is not set\n\n")
     assert len(ops) == 1 and ops[0]["path"] == f"/entries/{len(norm.entries) - 1}"
-    assert ops[0]["value"]["content"]["entry_type"] == {
+    assert ops[0]["value"]["content"]["entry_type"] == {  # no credentials: the login is the fix
         "type": "error_message",
-        "error_type": {"type": "other"},
+        "error_type": {"type": "setup_required"},
     }
+    assert "agent login of the web UI" in ops[0]["value"]["content"]["content"]
+    ops = norm.feed_stderr("Error: the build broke\n")
+    assert ops[0]["value"]["content"]["entry_type"]["error_type"] == {"type": "other"}
 
 
 def test_unterminated_last_line_is_processed_on_finish() -> None:

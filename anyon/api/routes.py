@@ -12,6 +12,7 @@ import falcon.asgi
 
 from anyon.api import docs, streams
 from anyon.api.resources import (
+    agent_login,
     approvals,
     auth_token,
     drafts,
@@ -47,8 +48,7 @@ def register(
     add("/api/auth/github/check", github.Check(s))
     add("/api/auth/github/device/start", github.DeviceStart(s))
     add("/api/auth/github/device/poll", github.DevicePoll(s))
-    add("/api/auth/claude/session", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/auth/claude/logout", system.NeedsInternet("Claude logout", "Anthropic"))
+    agent_login.register(app, s.agent_login)  # the browser's login terminal for the agents
     add("/api/github/repositories", github.Repositories(s))
     add("/api/projects/from-github", github.FromGitHub(s))
     # §1.3 projects, §1.4 tasks
@@ -104,9 +104,7 @@ def register(
     add("/api/containers/info", misc.ContainerInfo(s))
     add("/api/approvals/{approval_id}/respond", approvals.ApprovalRespond(s))
     # peripheral features not offered yet: soft errors, never a crash (spec §8)
-    add("/api/auth/claude/session/{session_id}/input", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/auth/claude/session/{session_id}/cancel", system.NeedsInternet("Claude login", "Anthropic"))
-    add("/api/task-attempts/{attempt_id}/run-agent-setup", system.NotSupported("Agent setup scripts"))
+    add("/api/task-attempts/{attempt_id}/run-agent-setup", executions.AgentSetup(s))
     # §2 streams
     add("/api/events", streams.EventsSse(s))
     add("/api/tasks/stream/ws", streams.TasksStream(s))

@@ -307,6 +307,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"status": {"enum": ["pending", "approved", "denied", "timed_out"]}}, {"reason": STR_N}
     ),
     "OpenApiDocument": obj({"openapi": STR, "paths": {"type": "object"}}),
+    "ClaudeLoginSession": obj({"session_id": STR}),
+    "EmptyObject": obj({}),
+    "ClaudePtyLogEntry": obj({"timestamp": STR, "direction": STR, "data": STR}),
+    "ClaudePtyLog": obj({"session_id": STR, "entries": array("ClaudePtyLogEntry")}),
 }
 
 

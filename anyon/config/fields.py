@@ -47,6 +47,7 @@ PATHS = frozenset(
         "auth.token_file",
         "auth.credentials_dir",
         "auth.secrets_dir",
+        "agents.home",
     }
 )
 
@@ -84,6 +85,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "github.pr_monitor_interval_seconds": (0, None),
     "images.max_bytes": (1, None),
     "images.max_form_parts": (1, 1000),
+    "agents.login_timeout_seconds": (1, None),
 }
 
 #: Settings whose values may carry credentials; never printed in full.
@@ -109,6 +111,8 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "auth.credentials_dir": ("CREDENTIALS_DIRECTORY",),
     "auth.secrets_dir": ("ANYON_SECRETS_DIR",),
     "github.client_id": ("GITHUB_CLIENT_ID",),
+    "agents.home": ("ANYON_AGENT_HOME",),
+    "agents.claude_login_command": ("CLAUDE_LOGIN_COMMAND",),
 }
 
 

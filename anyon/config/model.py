@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 DeploymentMode = Literal["local", "cloud"]
+Launcher = Literal["auto", "installed", "npx"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -197,6 +198,35 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class LauncherSettings:
+    """Which binary runs each agent: "auto" prefers a CLI installed on the PATH (the host's in local mode,
+    the runner image's in cloud mode) over ``npx -y <pinned package>``; "installed" and "npx" force one."""
+
+    claude_code: Launcher = "auto"
+    amp: Launcher = "auto"
+    gemini: Launcher = "auto"
+    codex: Launcher = "auto"
+    opencode: Launcher = "auto"
+    # cursor-agent is not published on npm, so it has no "npx" launcher
+    cursor_agent: Literal["auto", "installed"] = "auto"
+    qwen_code: Launcher = "auto"
+    copilot: Launcher = "auto"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Where agents keep their logins, and the browser login terminal."""
+
+    # the per-deployment agent home (0700): agents' HOME locally when set; mounted read-only and copied
+    # into each attempt's container HOME in cloud mode. None = local agents keep the user's own HOME.
+    home: str | None = None
+    # the command the login terminal runs (the contract's CLAUDE_LOGIN_COMMAND); None = `claude` itself
+    claude_login_command: str | None = None
+    # a login terminal left open longer than this is closed
+    login_timeout_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
 class AnyonConfig:
     deployment: DeploymentSettings
     server: ServerSettings
@@ -210,6 +240,8 @@ class AnyonConfig:
     github: GithubSettings = field(default_factory=GithubSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    launchers: LauncherSettings = field(default_factory=LauncherSettings)
+    agents: AgentSettings = field(default_factory=AgentSettings)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -7,9 +7,12 @@ they fit together, so the API and the tests build exactly what the server runs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
+import shlex
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +20,8 @@ from typing import Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
+from anyon.services.agent_home import ensure_agent_home
+from anyon.services.agent_login import AgentLoginService
 from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
@@ -34,10 +39,10 @@ from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
 from anyon.services.github.service import GitHub, build_github
 from anyon.services.images import ImageService
+from anyon.services.launchers import AGENT_CLIS, AgentLauncher
 from anyon.services.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.mcp.files import McpConfigService
-from anyon.services.mcp.locations import agent_home_for
 from anyon.services.notifications.notifier import Notifier
 from anyon.services.notifications.sounds import SoundLibrary
 from anyon.services.onboarding import Onboarding
@@ -85,6 +90,7 @@ class Services:
     mcp: McpConfigService
     onboarding: Onboarding
     approvals: ApprovalService
+    agent_login: AgentLoginService
     docker: Any = None  # the DockerRunner in cloud mode
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -134,6 +140,7 @@ class Services:
             return repaired, queries.settle_idle_tasks()
 
     async def stop(self) -> None:
+        await self.agent_login.end_all()
         await self.executions.stop_all()
         if self.docker is not None:
             await self.docker.close()
@@ -188,8 +195,61 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
 
     secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
     host_env = without_server_secrets(os.environ, secrets=secrets)
-    docker_runner = DockerRunner(config.docker, instance_id(config), secrets_root, host_env=host_env)
+    agent_home = str(ensure_agent_home(agent_home_for(config)))
+    docker_runner = DockerRunner(
+        config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
+    )
     return docker_runner, docker_runner
+
+
+def launcher_for(config: AnyonConfig) -> AgentLauncher:
+    """The ``[launchers]`` settings, keyed by executor name."""
+    modes = {f.name.upper(): getattr(config.launchers, f.name) for f in dataclasses.fields(config.launchers)}
+    return AgentLauncher(modes)
+
+
+def agent_env_for(config: AnyonConfig) -> dict[str, str]:
+    """Local mode with an agent home: agents run with it as HOME (where their logins are kept).
+
+    Cloud containers have their own HOME, filled from the agent home when they start (runners/docker.py).
+    """
+    if config.is_cloud or not config.agents.home:
+        return {}
+    ensure_agent_home(config.agents.home)
+    return {"HOME": config.agents.home}
+
+
+def agent_home_for(config: AnyonConfig) -> str:
+    """``agents.home``; unset, the user's own HOME locally (where their CLIs keep logins) or, in cloud
+    mode, ``<base_dir>/agent-home``."""
+    if config.agents.home:
+        return config.agents.home
+    if config.is_cloud:
+        return os.path.join(config.paths.base_dir, "agent-home")
+    return os.path.expanduser("~")
+
+
+def login_service_for(config: AnyonConfig) -> AgentLoginService:
+    """The login terminal: ``agents.claude_login_command``, else the Claude Code CLI (installed or npx)."""
+    env = agent_environment(
+        os.environ, config.executions.host_env_allowlist, secrets=url_secrets(config.database_url)
+    )
+    custom = config.agents.claude_login_command
+    command = shlex.split(custom) if custom else ["claude"]
+
+    def resolve(argv: list[str]) -> list[str]:
+        if custom or shutil.which("claude", path=env.get("PATH")):
+            return argv
+        return AGENT_CLIS["CLAUDE_CODE"].npx_argv
+
+    return AgentLoginService(
+        agent_home_for(config),
+        command,
+        env,
+        timeout_seconds=config.agents.login_timeout_seconds,
+        resolve=resolve,
+        own_home=bool(config.agents.home) or config.is_cloud,
+    )
 
 
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
@@ -250,6 +310,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        launcher=launcher_for(config),
+        agent_env=agent_env_for(config),
         approvals=approvals,
         on_attempt_finished=notifier.attempt_finished,
         images=images,
@@ -280,9 +342,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         sounds=sounds,
         notifier=notifier,
         onboarding=Onboarding(user_config, projects, filesystem),
-        mcp=McpConfigService(
-            agent_home_for(config.is_cloud, config.paths.data_dir), follow_links=not config.is_cloud
-        ),
+        mcp=McpConfigService(agent_home_for(config), follow_links=not config.is_cloud),
         approvals=approvals,
         drafts=drafts,
         maintenance=Maintenance(
@@ -296,6 +356,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             images=images,
         ),
         github=build_github(config, database, changes, user_config, projects, attempt_git),
+        agent_login=login_service_for(config),
         docker=docker_runner,
     )
     for name, value in overrides.items():

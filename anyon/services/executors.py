@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from anyon.services.launchers import AGENT_CLIS, base_command
+
 EXECUTORS: Final = (
     "CLAUDE_CODE",
     "AMP",
@@ -51,18 +53,9 @@ CAPABILITIES: Final[dict[str, list[str]]] = {
 
 DEFAULT_VARIANT: Final = "DEFAULT"
 
-# Base commands (spec §5.1 table); the variant's options become params after them.
-BASE_COMMANDS: Final = {
-    "CLAUDE_CODE": "npx -y @anthropic-ai/claude-code@2.0.31",
-    "CLAUDE_CODE_ROUTER": "npx -y @musistudio/claude-code-router@1.0.58 code",
-    "AMP": "npx -y @sourcegraph/amp@0.0.1761050239-g36fe88",
-    "GEMINI": "npx -y @google/gemini-cli@0.8.1",
-    "QWEN_CODE": "npx -y @qwen-code/qwen-code@0.0.14",
-    "CODEX": "npx -y @openai/codex@0.55.0",
-    "OPENCODE": "npx -y opencode-ai@0.15.8",
-    "CURSOR_AGENT": "cursor-agent",
-    "COPILOT": "npx -y @github/copilot@0.0.337",
-}
+# Base commands (spec §5.1 table, with the versions the npm registry serves); the variant's options become
+# params after them. Which binary actually runs is decided at start (launchers.py).
+BASE_COMMANDS: Final = {name: base_command(name) for name in AGENT_CLIS}
 
 _STR, _BOOL, _STRLIST = "string", "boolean", "array of strings"
 _COMMON: Final = {"append_prompt": _STR, "base_command_override": _STR, "additional_params": _STRLIST}
@@ -221,10 +214,18 @@ def canonical_variant(name: str) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """What to spawn: ``argv`` (program first) and whether the prompt is written to stdin."""
+    """What to spawn: ``argv`` (program first) and whether the prompt is written to stdin.
+
+    ``base_tokens`` is how many leading tokens are the executor's default base command (``None`` when the
+    profile overrides it) and ``cli`` names that base's CLI: the launcher may swap them for an installed
+    binary.
+    """
 
     argv: list[str]
     prompt_via_stdin: bool
+    executor: str = ""
+    cli: str = ""
+    base_tokens: int | None = None
 
 
 class ExecutorProfiles:
@@ -340,7 +341,14 @@ class ExecutorProfiles:
 
     def command(self, profile_id: ExecutorProfileId, *, follow_up_session_id: str | None = None) -> Command:
         argv, via_stdin = self.build_command(profile_id, follow_up_session_id=follow_up_session_id)
-        return Command(argv, via_stdin)
+        profile_id = self.validate_profile_id(profile_id.executor, profile_id.variant)
+        opts = self.options(profile_id)
+        executor = profile_id.executor
+        router = executor == "CLAUDE_CODE" and bool(opts.get("claude_code_router"))
+        cli = "CLAUDE_CODE_ROUTER" if router else executor
+        overridden = bool(opts.get("base_command_override"))
+        base_tokens = None if overridden else len(shlex.split(BASE_COMMANDS[cli]))
+        return Command(argv, via_stdin, executor, cli, base_tokens)
 
     def full_prompt(self, profile_id: ExecutorProfileId, prompt: str) -> str:
         """The prompt with the profile's ``append_prompt`` appended."""
@@ -402,7 +410,7 @@ def _command_parts(
         if o.get("oss"):
             params.append("--oss")
     elif executor == "OPENCODE":
-        params += ["run", "--print-logs"]
+        params += ["run", "--print-logs", "--format", "json"]
         if o.get("model"):
             params += ["--model", o["model"]]
         if o.get("agent"):

@@ -23,6 +23,7 @@ CREATE_AND_START = {
     "base_branch": F("branch", required=True, nullable=False),
 }
 LIST_ATTEMPTS = {"task_id": F("uuid")}
+AGENT_SETUP = {"executor_profile_id": F("object", required=True, nullable=False, fields=PROFILE)}
 FOLLOW_UP = {
     "prompt": F("str", required=True, nullable=False),
     "variant": F("str"),
@@ -82,6 +83,19 @@ class FollowUp:
         aid = parse_uuid(attempt_id, "attempt id")
         body = await json_body(req, FOLLOW_UP)
         respond(resp, await self._services.executions.follow_up(aid, body))
+
+
+class AgentSetup:
+    """``POST …/run-agent-setup``: Cursor Agent's setup helper, chained before its last request."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    @api_operation(body=AGENT_SETUP, data="EmptyObject")
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, attempt_id: str) -> None:
+        aid = parse_uuid(attempt_id, "attempt id")
+        body = await json_body(req, AGENT_SETUP)
+        respond(resp, await self._services.executions.run_agent_setup(aid, body))
 
 
 class ReplaceProcess:

@@ -40,23 +40,24 @@ from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project,
 from anyon.services.db.serialize import attempt_json, process_json
 from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, NotFound, ServiceError
-from anyon.services.executions import actions, supervision
+from anyon.services.executions import actions, agent_setup, launch, supervision
 from anyon.services.executions.slots import ExecutionSlots
 from anyon.services.executions.timings import StartTimings
-from anyon.services.executors import ExecutorProfileId, ExecutorProfiles, ProfileError
+from anyon.services.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.git.isolation import objects_dir
 from anyon.services.images import ImageService
+from anyon.services.launchers import AgentLauncher
 from anyon.services.logcap import LogCap
 from anyon.services.logstore import LogStore
 from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
-from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
+from anyon.services.normalizer import COMMAND_PREFIX, LogNormalizer, normalizer_for
+from anyon.services.normalizer.failures import no_answer_message
 from anyon.services.paths import PathPolicy
 from anyon.services.protocols import AgentClient, ProtocolSink, RunRequest, client_for
 from anyon.services.runners.base import (
-    ExecutableNotFound,
     Runner,
     RunnerError,
     RunnerUnavailable,
@@ -151,6 +152,8 @@ class LiveProcess:
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     flush_timer: asyncio.TimerHandle | None = None
     cap: LogCap = field(default_factory=lambda: LogCap(0))  # executions.log_cap_bytes: head and tail kept
+    command: Command | None = None  # a coding agent's command, before the launcher picks its binary
+    failure_acted: bool = False  # the agent's output reported a failure (failures.py): the run fails
 
 
 class ExecutionService:
@@ -175,6 +178,8 @@ class ExecutionService:
         on_attempt_finished: Callable[[uuid.UUID, uuid.UUID], None] | None = None,
         images: ImageService | None = None,
         approvals: ApprovalService | None = None,
+        launcher: AgentLauncher | None = None,
+        agent_env: dict[str, str] | None = None,
     ) -> None:
         self._images = images  # copies a task's images into the worktree and rewrites prompt links
         self._on_attempt_finished = on_attempt_finished  # (attempt id, last process id): notifications
@@ -204,6 +209,10 @@ class ExecutionService:
         self.warm_pool = warm_pool if provisioner is not None and usable_pool else None
         self._claimed: dict[uuid.UUID, WarmSlot] = {}  # slot taken by an attempt row, not started yet
         self._first_output: dict[uuid.UUID, asyncio.Event] = {}
+        self._launcher = launcher or AgentLauncher()
+        self._found = launch.FoundPrograms()  # CLIs found in attempts' containers
+        # extra variables of coding agents only (HOME = the agent home in local mode)
+        self._agent_env = dict(agent_env or {})
 
     # ------------------------------------------------------------------------------------------
     # status and lookup
@@ -602,6 +611,7 @@ class ExecutionService:
         profile = self._profiles.profile_id_from_json(typ["executor_profile_id"])
         session = typ.get("session_id") if typ["type"] == actions.FOLLOW_UP else None
         command = self._profiles.command(profile, follow_up_session_id=session)
+        live.command = command
         if live.normalizer is not None:
             prompt = self._profiles.full_prompt(profile, typ["prompt"])
             options = self._profiles.options(profile)
@@ -624,11 +634,15 @@ class ExecutionService:
             if live.queued_at is not None:
                 await self._note_dequeued(live)
             argv, stdin = self._command(live)
+            env: dict[str, str] = {}
             try:
+                if live.command is not None:
+                    argv = await self._launch(live, live.command)
+                    env = self._agent_env
                 live.handle = await self._runner.spawn(
                     argv,
                     live.context.worktree,
-                    {},
+                    env,
                     stdin,
                     attempt_id=str(live.context.attempt_id),
                     interactive=live.protocol is not None and live.protocol.interactive,
@@ -750,21 +764,46 @@ class ExecutionService:
         prefix = "\n" if live.stderr_line_open else ""
         self._emit(live, "stderr", f"{prefix}{message}\n", from_server=True)
 
-    async def _spawn_failed(self, live: LiveProcess, exc: Exception) -> None:
-        message = f"Failed to start execution: {exc}"
+    async def _launch(self, live: LiveProcess, command: Command) -> list[str]:
+        """Pick the agent's binary (launchers.py), then show the command line and record it."""
+        chosen = await launch.resolve(
+            self._launcher,
+            self._runner,
+            command,
+            live.context.worktree,
+            str(live.context.attempt_id),
+            self._found,
+        )
+        self._emit(live, "stdout", f"{COMMAND_PREFIX}{chosen.display}\n", from_server=True)
+        live.action = launch.action_with_command(live.action, chosen)
+
+        def record() -> None:
+            ExecutionProcess.update(executor_action=live.action, updated_at=utc_now()).where(
+                ExecutionProcess.id == live.process_id
+            ).execute()
+
+        await self._db_call(record)
+        await asyncio.to_thread(self._changes.process_changed, live.process_id)
+        return chosen.argv
+
+    async def _fail_fast(self, live: LiveProcess, message: str) -> None:
+        """The agent said it cannot work (not signed in, no network): end it now, not at a timeout."""
+        handle = live.handle
+        if live.stop_requested or handle is None or handle.returncode is not None:
+            return
         log.warning("process %s: %s", live.process_id, message)
+        await self._flush_logs(live)
+        try:
+            await handle.stop(self._settings.stop_escalation_seconds)
+        except RunnerError as exc:
+            log.warning("stopping process %s failed: %s", live.process_id, exc)
+
+    async def _spawn_failed(self, live: LiveProcess, exc: Exception) -> None:
+        reason = launch.spawn_failure_message(live.command, exc)
+        message = f"Failed to start execution: {reason}"
+        log.warning("process %s: %s", live.process_id, message)
+        # every normaliser reads this line: a missing CLI becomes a setup_required entry (spec §2.6)
         self._emit(live, "stderr", message + "\n")
-        if isinstance(exc, ExecutableNotFound) and live.normalizer is not None:
-            entry = setup_required_entry(f"{exc.program} is not installed or not on the PATH: {exc}")
-            live.store.push_patch(
-                [
-                    {
-                        "op": "add",
-                        "path": f"/entries/{live.normalizer.entry_count}",
-                        "value": {"type": "NORMALIZED_ENTRY", "content": entry},
-                    }
-                ]
-            )
         await self._flush_logs(live)
         await self._record_exit(live, "failed", None)
         await self._close(live, finalize=live.run_reason != "devserver")
@@ -797,6 +836,10 @@ class ExecutionService:
             )
             if ops:
                 live.store.push_patch(ops)
+            failure = live.normalizer.failure
+            if failure is not None and not live.failure_acted and not live.normalizer.answered:
+                live.failure_acted = True
+                self._spawn_background(self._fail_fast(live, failure.message), f"fail:{live.process_id}")
             if live.normalizer.session_id and not live.session_saved:
                 live.session_saved = True
                 live.store.push_session_id(live.normalizer.session_id)
@@ -905,10 +948,17 @@ class ExecutionService:
         killed = live.stop_requested
         if killed:
             status = "killed"
-        elif live.failure_reason is not None or refused:
+        elif live.failure_reason is not None or refused or live.failure_acted:
             status = "failed"
         else:
             status = "completed" if exit_code == 0 else "failed"
+        normalizer = live.normalizer
+        if status == "completed" and normalizer is not None and normalizer.requires_answer:
+            status = "completed" if normalizer.answered else "failed"  # no reply is no success
+            if not normalizer.answered and live.output.is_set():  # a silent run got its note already
+                executor = live.command.executor if live.command is not None else "the agent"
+                self._note(live, no_answer_message(executor, exit_code))
+                await self._flush_logs(live)
         if live.normalizer is not None:
             await self._db_call(self._save_session, live.process_id, None, live.normalizer.summary)
         next_action = live.action.get("next_action")
@@ -1208,6 +1258,18 @@ class ExecutionService:
             if body.get("retry_process_id"):
                 await asyncio.to_thread(self._drafts.clear, attempt_id, "retry")
         return process
+
+    async def run_agent_setup(self, attempt_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST …/run-agent-setup``: the executor's setup helper, then its last request again."""
+        profile = self._profile(body.get("executor_profile_id"))
+        context = await self.ensure_worktree(attempt_id)
+        await self._ensure_container(context)
+        if self.attempt_busy(attempt_id):
+            raise Conflict("A process of this attempt is still running; stop it before running the setup")
+        latest, _session = await self._db_call(self._latest_agent, attempt_id)
+        action = agent_setup.setup_action(profile, latest.executor_action if latest is not None else None)
+        await self._start_execution(context, action)
+        return {}
 
     def attempt_busy(self, attempt_id: uuid.UUID) -> bool:
         return any(

@@ -1,10 +1,9 @@
 """Where each agent reads its MCP configuration: one function, so the home can move in one place.
 
-Paths are relative to the home the *agents* run with. Locally that is the user's home (the agents are
-host processes of that user). In cloud mode agents run in containers whose home is a per-container
-tmpfs, so there is no shared file yet; the deployment passes the directory it intends to mount as the
-agents' home (see ``agent_home_for`` in :mod:`anyon.services.container`), and when a persistent agent
-home is mounted into the containers this is the only module to point at it.
+Paths are relative to the home the *agents* run with, chosen by ``agent_home_for`` in
+:mod:`anyon.services.container`: locally ``agents.home`` or the user's own home (the agents are host
+processes of that user); in cloud mode the agent home that is mounted read-only into every attempt's
+container and copied into its HOME when the container is created.
 """
 
 from __future__ import annotations
@@ -22,17 +21,6 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
     "QWEN_CODE": (".qwen", "settings.json"),
     "COPILOT": (".copilot", "mcp-config.json"),
 }
-
-
-def agent_home_for(is_cloud: bool, data_dir: str) -> str:
-    """The home directory whose config files the agents read.
-
-    Local: the home of the user running the server (``$HOME``), where the agents already look. Cloud:
-    ``<data_dir>/agent-home`` until the containers mount a persistent agent home; point this at it then.
-    """
-    if is_cloud:
-        return os.path.join(data_dir, "agent-home")
-    return os.path.expanduser("~")
 
 
 def mcp_config_path(executor: str, agent_home: str) -> str | None:

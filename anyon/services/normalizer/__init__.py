@@ -1,15 +1,20 @@
 """Log normalisers: an agent's raw output → NormalizedEntry patches for the normalized-logs stream.
 
 :func:`normalizer_for` picks the parser of an executor. Claude Code has a stream-json parser; the other agents
-get :class:`PlainTextNormalizer` (stdout lines as assistant messages) until they have their own.
+with their own parsers (Amp, Cursor, OpenCode, Copilot) get theirs; the rest get :class:`PlainTextNormalizer`
+(stdout lines as assistant messages).
 """
 
 from __future__ import annotations
 
 from anyon.services.normalizer.acp import AcpNormalizer
+from anyon.services.normalizer.amp import AmpNormalizer
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
 from anyon.services.normalizer.codex import CodexAppServerNormalizer
+from anyon.services.normalizer.copilot import CopilotNormalizer
+from anyon.services.normalizer.cursor import CursorNormalizer
 from anyon.services.normalizer.entries import (
+    COMMAND_PREFIX,
     SUMMARY_MAX_CHARS,
     Clock,
     Entry,
@@ -22,6 +27,8 @@ from anyon.services.normalizer.entries import (
     tool_use_type,
     utc_now,
 )
+from anyon.services.normalizer.failures import is_agent
+from anyon.services.normalizer.opencode import OpenCodeNormalizer
 
 
 def normalizer_for(
@@ -38,10 +45,20 @@ def normalizer_for(
         return AcpNormalizer(agent=agent, worktree=worktree, clock=clock, keep_entries=keep_entries)
     if executor == "CODEX":
         return CodexAppServerNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
-    return PlainTextNormalizer(clock=clock, keep_entries=keep_entries)
+    if executor == "AMP":
+        return AmpNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "CURSOR_AGENT":
+        return CursorNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
+    if executor == "OPENCODE":
+        return OpenCodeNormalizer(clock=clock, keep_entries=keep_entries)
+    if executor == "COPILOT":
+        return CopilotNormalizer(clock=clock, keep_entries=keep_entries)
+    known = executor if is_agent(executor) else None  # a script's stderr is not read as an agent's
+    return PlainTextNormalizer(executor=known, clock=clock, keep_entries=keep_entries)
 
 
 __all__ = [
+    "COMMAND_PREFIX",
     "SUMMARY_MAX_CHARS",
     "AcpNormalizer",
     "ClaudeStreamJsonNormalizer",

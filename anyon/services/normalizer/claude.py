@@ -47,6 +47,7 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
     ) -> None:
         super().__init__(clock=clock, keep_entries=keep_entries)
+        self.executor = "CLAUDE_CODE"
         self.worktree = os.path.abspath(worktree) if worktree else None
         self.model: str | None = None
 
@@ -58,9 +59,9 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         try:
             msg = json.loads(line)
         except json.JSONDecodeError:
-            return [self._system(line)]
+            return self._text_line(line)
         if not isinstance(msg, dict):
-            return [self._system(line)]
+            return self._text_line(line)
         sid = msg.get("session_id")
         if isinstance(sid, str) and sid and self.session_id is None:
             self.session_id = sid
@@ -74,6 +75,10 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         if kind == "result":
             return self._on_result(msg)
         return []  # stream_event, control protocol, and future line types carry nothing new to show
+
+    def _text_line(self, line: str) -> list[Op]:
+        """A line that is not stream-json (npx, Node): a known failure in words, else a system line."""
+        return self._diagnosed(self.executor or "CLAUDE_CODE", line) or [self._system(line)]
 
     def _on_system(self, msg: Mapping[str, Any]) -> list[Op]:
         if msg.get("subtype") != "init":
@@ -123,7 +128,7 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
         failed = bool(msg.get("is_error")) or (msg.get("subtype") not in (None, "success"))
         if failed:
             detail = text or str(msg.get("subtype") or "error")
-            return [self._error(detail)]
+            return self._diagnosed(self.executor or "CLAUDE_CODE", detail) or [self._error(detail)]
         if text.strip():
             self._last_assistant = text
         return []

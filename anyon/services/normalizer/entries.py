@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
 from anyon.services.logcap import is_marker
+from anyon.services.normalizer.failures import Diagnosis, diagnose, is_npm_notice
 
 SUMMARY_MAX_CHARS: Final = 4096
 #: A line the server writes into an agent's stdout log when a tool approval was answered, so that a replay
@@ -41,6 +42,14 @@ def approval_tool_status(status: dict[str, Any]) -> dict[str, Any]:
     if kind == "timed_out":
         return {"status": "timed_out"}
     return {"status": "created"}
+
+
+#: A line the server writes into an agent's stdout before starting it: the command line that runs. Every
+#: normaliser shows it as a system entry, so live and replayed logs agree.
+COMMAND_PREFIX: Final = "[anyon] command: "
+#: The server's stderr line when an agent could not be started; a missing CLI is a setup_required entry.
+SPAWN_FAILED_PREFIX: Final = "Failed to start execution: "
+NOT_INSTALLED_WORDS: Final = "is not installed"
 
 
 Entry = dict[str, Any]
@@ -103,6 +112,10 @@ class LogNormalizer:
         self.session_id: str | None = None
         self._last_assistant: str | None = None
         self._partial = {"stdout": "", "stderr": ""}
+        #: the first failure read from the agent's output (failures.py); the engine ends the run on it
+        self.failure: Diagnosis | None = None
+        #: output-only agents: a run without any assistant message is not a success
+        self.requires_answer = False
 
     # --- public API ----------------------------------------------------------------------------------
 
@@ -113,13 +126,18 @@ class LogNormalizer:
             return None
         return self._last_assistant[:SUMMARY_MAX_CHARS]
 
+    @property
+    def answered(self) -> bool:
+        """Whether the agent produced at least one assistant message."""
+        return self._last_assistant is not None
+
     def feed_stdout(self, chunk: str) -> list[Op]:
         ops: list[Op] = []
         for line in self._lines("stdout", chunk):
             ops += (
                 self._approval_line(line)
                 if line.startswith(APPROVAL_LINE_PREFIX)
-                else self._stdout_line(line)
+                else self._stdout_or_command(line)
             )
         return ops
 
@@ -164,11 +182,22 @@ class LogNormalizer:
             return self._stdout_line(line)
         return self.tool_status(call_id, approval_tool_status(status))
 
+    def _stdout_or_command(self, line: str) -> list[Op]:
+        if line.startswith(COMMAND_PREFIX):
+            return [self._system(f"Running `{line[len(COMMAND_PREFIX) :]}`")]
+        return self._stdout_line(line)
+
     def feed_stderr(self, chunk: str) -> list[Op]:
         if is_marker(chunk):
             # the log cap omitted output here: unterminated lines end, and the marker is an entry of its own
             return [*self.finish(), self._system(chunk.strip())]
-        return [op for line in self._lines("stderr", chunk) for op in self._stderr_line(line)]
+        return [op for line in self._lines("stderr", chunk) for op in self._stderr_or_spawn(line)]
+
+    def _stderr_or_spawn(self, line: str) -> list[Op]:
+        if line.startswith(SPAWN_FAILED_PREFIX):
+            reason = line[len(SPAWN_FAILED_PREFIX) :]
+            return [self._error(reason, "setup_required" if NOT_INSTALLED_WORDS in reason else "other")]
+        return self._stderr_line(line)
 
     def finish(self) -> list[Op]:
         """Process what is left of unterminated lines (the process has exited)."""
@@ -176,7 +205,7 @@ class LogNormalizer:
         for stream in ("stdout", "stderr"):
             rest, self._partial[stream] = self._partial[stream], ""
             if rest.strip():
-                ops += self._stdout_line(rest) if stream == "stdout" else self._stderr_line(rest)
+                ops += self._stdout_or_command(rest) if stream == "stdout" else self._stderr_or_spawn(rest)
         return ops
 
     def replay(self, records: Iterable[tuple[str, str]]) -> list[Op]:
@@ -235,17 +264,38 @@ class LogNormalizer:
     def _error(self, text: str, kind: Literal["setup_required", "other"] = "other") -> Op:
         return self._add(entry(error_type(kind), text, timestamp=self._now()))
 
+    def _diagnosed(self, executor: str, line: str) -> list[Op] | None:
+        """An error entry in the user's words when ``line`` reports a known failure (failures.py)."""
+        found = diagnose(executor, line)
+        if found is None:
+            return None
+        if self.failure is None:
+            self.failure = found
+        return [self._error(found.message, "setup_required" if found.setup_required else "other")]
+
     def _stdout_line(self, line: str) -> list[Op]:
         raise NotImplementedError
+
+    #: the executor whose failures (failures.py) stderr is read for; None reads none
+    executor: str | None = None
 
     def _stderr_line(self, line: str) -> list[Op]:
         if not line.strip():
             return []
-        return [self._error(line)]
+        if is_npm_notice(line):  # npm's update and deprecation notices are not the agent failing
+            return [self._system(line.strip())]
+        diagnosed = self._diagnosed(self.executor, line) if self.executor else None
+        return diagnosed or [self._error(line)]
 
 
 class PlainTextNormalizer(LogNormalizer):
     """Agents without a parser yet: each non-empty stdout line is an assistant message."""
+
+    def __init__(
+        self, *, executor: str | None = None, clock: Clock | None = None, keep_entries: bool = True
+    ) -> None:
+        super().__init__(clock=clock, keep_entries=keep_entries)
+        self.executor = executor
 
     def _stdout_line(self, line: str) -> list[Op]:
         if not line.strip():

@@ -75,6 +75,10 @@ LABEL_INSTANCE = "anyon.instance"
 LABEL_ATTEMPT = "anyon.attempt"
 #: HOME inside every container: a tmpfs owned by the container user.
 CONTAINER_HOME = "/home/anyon"
+#: Where the deployment's agent home (logins) is mounted, read-only; it is copied into HOME at start so an
+#: agent works on its own copy and can never change the shared credentials.
+CONTAINER_AGENT_HOME = "/opt/anyon/agent-home"
+_COPY_AGENT_HOME = 'cp -R "$0"/. "$HOME"/ 2>/dev/null; exit 0'
 BUILD_HINT = "build it with `bash scripts/build-test-image.sh` (tests) or from deploy/image/Dockerfile"
 
 #: Keeps the container alive without a busy process; exits at once on TERM/INT.
@@ -423,8 +427,10 @@ class DockerRunner:
         *,
         host_env: Mapping[str, str] | None = None,
         client: Any | None = None,
+        agent_home: str | None = None,
     ) -> None:
         self.settings = settings
+        self.agent_home = agent_home
         self.instance_id = instance_id
         self.uid, self.gid = resolve_user(settings.user)
         self.secrets = SecretsDirs(secrets_root, self.uid, self.gid)
@@ -638,6 +644,7 @@ class DockerRunner:
                 Mount(target=worktree, source=worktree, type="bind", read_only=False),
                 Mount(target=git_dir, source=git_dir, type="bind", read_only=True),
                 Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
+                *self._agent_home_mounts(),
             ],
             "tmpfs": {
                 "/tmp": tmpfs_opts,
@@ -656,10 +663,36 @@ class DockerRunner:
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
+    def _agent_home_mounts(self) -> list[Any]:
+        from docker.types import Mount
+
+        if not self.agent_home or not os.path.isdir(self.agent_home):
+            return []
+        return [Mount(target=CONTAINER_AGENT_HOME, source=self.agent_home, type="bind", read_only=True)]
+
+    def _share_agent_home(self) -> None:
+        """A root server gives the agent home to the container user, who must read it (like secrets_dir)."""
+        if not self.agent_home or os.geteuid() != 0 or (self.uid, self.gid) == (0, 0):
+            return
+        for root, dirs, files in os.walk(self.agent_home):
+            for name in [".", *dirs, *files]:
+                with contextlib.suppress(OSError):
+                    os.lchown(os.path.join(root, name), self.uid, self.gid)
+
+    async def _copy_agent_home(self, container_id: str) -> None:
+        """The container's HOME starts as a copy of the agent home, so its agents are signed in."""
+        if not self.agent_home or not os.path.isdir(self.agent_home):
+            return
+        try:
+            await self._run_quiet(container_id, ["/bin/sh", "-c", _COPY_AGENT_HOME, CONTAINER_AGENT_HOME], 30)
+        except RunnerError as exc:
+            log.warning("copying the agent home into container %s failed: %s", container_id[:12], exc)
+
     async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
         import docker
 
         secrets_dir = await self._in_thread(self.secrets.ensure, attempt_id)
+        await self._in_thread(self._share_agent_home)
         labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
         container_id: str | None = None
         try:
@@ -681,6 +714,7 @@ class DockerRunner:
             )
             container_id = str(created["Id"])
             await self._call(lambda: self.api.start(container_id))
+            await self._copy_agent_home(container_id)
         except docker.errors.ImageNotFound as exc:
             await self._undo_create(attempt_id, container_id)
             raise self._image_missing() from exc
