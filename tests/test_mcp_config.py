@@ -169,7 +169,7 @@ def test_cloud_mode_never_follows_a_link_in_the_agents_home(tmp_path: Path) -> N
         notifications={"desktop": False},
         docker={"user": f"{os.getuid()}:{os.getgid()}", "network": "none"},
     )
-    agent_home = Path(config.paths.data_dir) / "agent-home"
+    agent_home = Path(config.paths.base_dir) / "agent-home"  # the cloud default of agents.home
     (agent_home / ".gemini").mkdir(parents=True)
     secret = tmp_path / "server-secret.json"
     secret.write_text('{"mcpServers": {"leak": {"command": "secret"}}}')

@@ -179,7 +179,7 @@ def test_summary_is_capped_at_4096_characters() -> None:
 
 
 def test_plain_text_normalizer_for_other_executors() -> None:
-    norm = normalizer_for("OPENCODE", clock=fixed_clock)
+    norm = normalizer_for("AN_EXECUTOR_WITHOUT_A_PARSER", clock=fixed_clock)
     assert isinstance(norm, PlainTextNormalizer)
     ops = norm.replay([("stdout", "hello\nwor"), ("stderr", "warn\n"), ("stdout", "ld\n\n"), ("other", "x")])
     assert [(e["entry_type"]["type"], e["content"]) for e in norm.entries] == [
