@@ -210,6 +210,9 @@ def test_claude_without_credentials_points_at_the_login() -> None:
 def test_agents_without_a_parser_still_read_their_stderr_and_scripts_do_not() -> None:
     _n, entries, _ = conversation("GEMINI", [], ["npm error code E404"])
     assert "Gemini CLI is not installed" in entries[0][1]
+    for executor, name in [("QWEN_CODE", "Qwen Code"), ("CODEX", "Codex")]:  # the protocol agents too
+        _n, entries, _ = conversation(executor, [], ["npm error code E404"])
+        assert f"{name} is not installed" in entries[0][1], executor
     _n, entries, _ = conversation("SCRIPT", [], ["npm error code E404"])
     assert entries == [("error_message", "npm error code E404")]
 

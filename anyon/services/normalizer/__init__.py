@@ -41,8 +41,7 @@ def normalizer_for(
     if executor == "CLAUDE_CODE":
         return ClaudeStreamJsonNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
     if executor in ("GEMINI", "QWEN_CODE"):
-        agent = "Gemini CLI" if executor == "GEMINI" else "Qwen Code"
-        return AcpNormalizer(agent=agent, worktree=worktree, clock=clock, keep_entries=keep_entries)
+        return AcpNormalizer(executor=executor, worktree=worktree, clock=clock, keep_entries=keep_entries)
     if executor == "CODEX":
         return CodexAppServerNormalizer(worktree=worktree, clock=clock, keep_entries=keep_entries)
     if executor == "AMP":

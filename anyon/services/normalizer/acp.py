@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyon.services.jsonpatch import Op
-from anyon.services.normalizer.entries import Clock, Entry, LogNormalizer, entry, tool_use_type
+from anyon.services.normalizer.entries import (
+    Clock,
+    Entry,
+    JsonLinesNormalizer,
+    entry,
+    tool_use_type,
+)
+from anyon.services.normalizer.failures import agent_name
 
 REPLAY_KEY = "anyon_replay"
 
@@ -33,34 +40,27 @@ def replay_line(on: bool) -> str:
     return json.dumps({REPLAY_KEY: on}) + "\n"
 
 
-class AcpNormalizer(LogNormalizer):
+class AcpNormalizer(JsonLinesNormalizer):
     """ACP JSON-RPC → NormalizedEntry patches; see the module docstring."""
 
     def __init__(
         self,
         *,
-        agent: str = "The agent",
+        executor: str = "GEMINI",
         worktree: str | None = None,
         clock: Clock | None = None,
         keep_entries: bool = True,
     ) -> None:
         super().__init__(clock=clock, keep_entries=keep_entries)
-        self.agent = agent
+        self.executor = executor  # its stderr is read for the failures of failures.py
+        self.agent = agent_name(executor)
         self.worktree = worktree
         #: set by the protocol client while ``session/load`` replays the old conversation
         self.replaying = False
         # the message being streamed: (kind, entry index, text so far)
         self._stream: tuple[str, int, str] | None = None
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if not line.strip():
-            return []
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            return [self._system(line)]
-        if not isinstance(msg, dict):
-            return [self._system(line)]
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
         if REPLAY_KEY in msg:
             self.replaying = bool(msg[REPLAY_KEY])
             return []

@@ -8,8 +8,6 @@ that never produced an assistant message is not a success.
 
 from __future__ import annotations
 
-import json
-
 from anyon.services.jsonpatch import Op
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
 from anyon.services.normalizer.entries import Clock
@@ -25,14 +23,7 @@ class AmpNormalizer(ClaudeStreamJsonNormalizer):
         self.executor = "AMP"
         self.requires_answer = True
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if line.lstrip().startswith("{"):
-            try:
-                json.loads(line)
-            except json.JSONDecodeError:
-                pass
-            else:
-                return super()._stdout_line(line)
+    def _other_line(self, line: str) -> list[Op]:
         text = strip_ansi(line).strip()
         if not text:
             return []

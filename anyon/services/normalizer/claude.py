@@ -29,7 +29,7 @@ from typing import Any
 from anyon.services.jsonpatch import Op
 from anyon.services.normalizer.entries import (
     Clock,
-    LogNormalizer,
+    JsonLinesNormalizer,
     entry,
     simple_type,
     tool_use_type,
@@ -40,8 +40,10 @@ _EXIT_CODE = re.compile(r"[Ee]xit code[: ]+(-?\d+)")
 _KEPT_STATUSES = ("denied", "timed_out")
 
 
-class ClaudeStreamJsonNormalizer(LogNormalizer):
+class ClaudeStreamJsonNormalizer(JsonLinesNormalizer):
     """Claude Code stream-json → NormalizedEntry patches; see the module docstring for the mapping."""
+
+    session_key = "session_id"
 
     def __init__(
         self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
@@ -53,18 +55,7 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
 
     # --- line dispatch -------------------------------------------------------------------------------
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if not line.strip():
-            return []
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            return self._text_line(line)
-        if not isinstance(msg, dict):
-            return self._text_line(line)
-        sid = msg.get("session_id")
-        if isinstance(sid, str) and sid and self.session_id is None:
-            self.session_id = sid
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
         kind = msg.get("type")
         if kind == "system":
             return self._on_system(msg)
@@ -76,7 +67,7 @@ class ClaudeStreamJsonNormalizer(LogNormalizer):
             return self._on_result(msg)
         return []  # stream_event, control protocol, and future line types carry nothing new to show
 
-    def _text_line(self, line: str) -> list[Op]:
+    def _other_line(self, line: str) -> list[Op]:
         """A line that is not stream-json (npx, Node): a known failure in words, else a system line."""
         return self._diagnosed(self.executor or "CLAUDE_CODE", line) or [self._system(line)]
 

@@ -22,31 +22,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyon.services.jsonpatch import Op
-from anyon.services.normalizer.entries import Clock, LogNormalizer, entry, simple_type, tool_use_type
+from anyon.services.normalizer.entries import (
+    Clock,
+    JsonLinesNormalizer,
+    entry,
+    simple_type,
+    tool_use_type,
+)
 
 EXEC_TOOL = "exec_command"
 PATCH_TOOL = "apply_patch"
 
 
-class CodexAppServerNormalizer(LogNormalizer):
+class CodexAppServerNormalizer(JsonLinesNormalizer):
     """Codex app-server JSON-RPC → NormalizedEntry patches; see the module docstring."""
 
     def __init__(
         self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
     ) -> None:
         super().__init__(clock=clock, keep_entries=keep_entries)
+        self.executor = "CODEX"  # its stderr is read for the failures of failures.py
         self.worktree = worktree
         self.model: str | None = None
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if not line.strip():
-            return []
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            return [self._system(line)]
-        if not isinstance(msg, dict):
-            return [self._system(line)]
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
         method = msg.get("method")
         if isinstance(method, str):
             params = msg.get("params")

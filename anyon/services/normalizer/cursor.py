@@ -23,7 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyon.services.jsonpatch import Op
-from anyon.services.normalizer.entries import Clock, LogNormalizer, entry, simple_type, tool_use_type
+from anyon.services.normalizer.entries import (
+    Clock,
+    JsonLinesNormalizer,
+    entry,
+    simple_type,
+    tool_use_type,
+)
 from anyon.services.normalizer.failures import Diagnosis, is_npm_notice
 from anyon.services.normalizer.text import strip_ansi
 
@@ -42,7 +48,9 @@ _KINDS = {
 }
 
 
-class CursorNormalizer(LogNormalizer):
+class CursorNormalizer(JsonLinesNormalizer):
+    session_key = "session_id"
+
     def __init__(
         self, *, worktree: str | None = None, clock: Clock | None = None, keep_entries: bool = True
     ) -> None:
@@ -54,18 +62,7 @@ class CursorNormalizer(LogNormalizer):
         self._calls: dict[str, int] = {}
         self._model_shown = False
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if not line.strip():
-            return []
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            return self._text(line)
-        if not isinstance(msg, dict):
-            return self._text(line)
-        sid = msg.get("session_id")
-        if isinstance(sid, str) and sid and self.session_id is None:
-            self.session_id = sid
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
         kind = msg.get("type")
         if kind != "assistant":
             self._answer, self._answer_index = None, None
@@ -86,12 +83,12 @@ class CursorNormalizer(LogNormalizer):
             return []
         if kind == "user":
             return []
-        return [self._system(line)]
+        return [self._system(json.dumps(msg, ensure_ascii=False))]  # a line type this parser does not know
 
     def _stderr_line(self, line: str) -> list[Op]:
-        return self._text(line)
+        return self._other_line(line)
 
-    def _text(self, line: str) -> list[Op]:
+    def _other_line(self, line: str) -> list[Op]:
         text = strip_ansi(line).strip()
         if not text:
             return []

@@ -288,6 +288,36 @@ class LogNormalizer:
         return diagnosed or [self._error(line)]
 
 
+class JsonLinesNormalizer(LogNormalizer):
+    """An agent printing one JSON object per line: each object goes to :meth:`_json_line`, any other line
+    (npx and Node noise, a crash trace) to :meth:`_other_line`, and the first ``session_key`` value seen is
+    the session id follow-ups resume."""
+
+    #: the key of a line's object that names the agent's session; None when the lines carry none
+    session_key: str | None = None
+
+    def _stdout_line(self, line: str) -> list[Op]:
+        if not line.strip():
+            return []
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            return self._other_line(line)
+        if not isinstance(msg, dict):
+            return self._other_line(line)
+        if self.session_key is not None and self.session_id is None:
+            sid = msg.get(self.session_key)
+            if isinstance(sid, str) and sid:
+                self.session_id = sid
+        return self._json_line(msg)
+
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
+        raise NotImplementedError
+
+    def _other_line(self, line: str) -> list[Op]:
+        return [self._system(line)]
+
+
 class PlainTextNormalizer(LogNormalizer):
     """Agents without a parser yet: each non-empty stdout line is an assistant message."""
 

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from anyon.services.jsonpatch import Op
-from anyon.services.normalizer.entries import Clock, LogNormalizer, entry, simple_type, tool_use_type
+from anyon.services.normalizer.entries import (
+    Clock,
+    JsonLinesNormalizer,
+    entry,
+    simple_type,
+    tool_use_type,
+)
 from anyon.services.normalizer.failures import is_npm_notice
 from anyon.services.normalizer.text import strip_ansi
 
@@ -41,24 +47,15 @@ def logfmt(line: str) -> dict[str, str]:
     return out
 
 
-class OpenCodeNormalizer(LogNormalizer):
+class OpenCodeNormalizer(JsonLinesNormalizer):
+    session_key = "sessionID"
+
     def __init__(self, *, clock: Clock | None = None, keep_entries: bool = True) -> None:
         super().__init__(clock=clock, keep_entries=keep_entries)
         self.requires_answer = True
         self._calls: dict[str, int] = {}
 
-    def _stdout_line(self, line: str) -> list[Op]:
-        if not line.strip():
-            return []
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            return self._text(line)
-        if not isinstance(msg, dict):
-            return self._text(line)
-        sid = msg.get("sessionID")
-        if isinstance(sid, str) and sid and self.session_id is None:
-            self.session_id = sid
+    def _json_line(self, msg: dict[str, Any]) -> list[Op]:
         raw_part = msg.get("part")
         part: Mapping[str, Any] = raw_part if isinstance(raw_part, Mapping) else {}
         kind = msg.get("type")
@@ -119,9 +116,9 @@ class OpenCodeNormalizer(LogNormalizer):
             if fields.get("message") == "stream error":
                 return self._diagnosed("OPENCODE", detail) or [self._error(detail)]
             return [self._system(f"{fields.get('message', 'error')}: {detail}")]
-        return self._text(text)
+        return self._other_line(text)
 
-    def _text(self, line: str) -> list[Op]:
+    def _other_line(self, line: str) -> list[Op]:
         text = strip_ansi(line).strip()
         if not text:
             return []
