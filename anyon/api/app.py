@@ -14,10 +14,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from anyon.api import routes
+from anyon.api import json_media, routes
 from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
 from anyon.api.boundary import BoundaryMiddleware
 from anyon.api.envelope import ApiError, soft_error, typed_error
+from anyon.api.etag import ETagMiddleware
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
 from anyon.api.streams.ws import deny
@@ -192,11 +193,14 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     ]
     if guard is not None:
         middleware.append(AuthMiddleware(guard))
+    # last: its response hook runs first, on the resource's answer (refusals above are never a 200)
+    middleware.append(ETagMiddleware())
     middleware.append(LifespanMiddleware(deployment))
     app = MeteredApp(middleware=middleware)
     app.metrics = metrics
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
+    json_media.install(app)
     # Most specific first: Falcon picks the handler of the nearest class in the exception's MRO.
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)

@@ -52,6 +52,7 @@ class DatabaseSettings:
     file: str  # SQLite file, used when url is empty
     url: str | None = None  # sqlite:///abs/path or postgresql://user@host:port/db
     busy_timeout_ms: int = 5000
+    read_cache: bool = True  # serve the board and the project list from memory while the data is unchanged
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess
+from anyon.services.db.readcache import ReadCache
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
@@ -124,7 +125,7 @@ class Services:
         if self.docker is not None:
             await self.docker.close()
         self.events.close()
-        await asyncio.to_thread(self.database.close)
+        await asyncio.to_thread(self.database.close_all)
 
     def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return [
@@ -192,6 +193,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
     file_search = FileSearch()
     drafts = DraftService(database, bus)
+    # the board and the project list are polled; their answers are kept while the database is unchanged
+    read_cache = ReadCache(database.data_version if config.database.read_cache else None)
     projects = ProjectService(
         database,
         changes,
@@ -199,6 +202,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         workspace_dir=config.paths.workspace_dir,
         project_roots=config.paths.project_roots,
         user_workspace_dir=user_workspace,
+        cache=read_cache,
     )
     runner, docker_runner = _runner_for(config)
     repos = (
@@ -230,7 +234,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config=user_config,
         profiles=profiles,
         projects=projects,
-        tasks=TaskService(database, changes),
+        tasks=TaskService(database, changes, read_cache),
         attempts=AttemptService(database),
         processes=ProcessService(database),
         filesystem=FilesystemService(paths=projects.paths),
