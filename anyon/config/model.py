@@ -85,6 +85,10 @@ class ExecutionSettings:
     start_timeout_seconds: float = 300.0
     # agents and setup/cleanup scripts running longer than this fail; 0 = off (never the dev server)
     max_run_seconds: float = 0.0
+    # local mode: checkouts of the base branch made ahead per recently active project (0 = off)
+    ready_worktrees: int = 0
+    ready_worktree_projects: int = 4
+    ready_worktree_idle_seconds: float = 900.0
     # stored output per process: beyond it the head and the tail are kept, the middle omitted (0 = no cap)
     log_cap_bytes: int = 10 * 1024**2
     # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);

@@ -159,6 +159,23 @@ def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: Pro
     )
 
 
+def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService) -> Any:
+    """Local mode: checkouts made ahead per recently active project (ready_worktrees.py)."""
+    from anyon.services.ready_worktrees import ReadyWorktrees
+
+    async def project_exists(project_id: str) -> bool:
+        return await asyncio.to_thread(projects.exists, uuid.UUID(project_id))
+
+    settings = config.executions
+    return ReadyWorktrees(
+        worktrees,
+        size=settings.ready_worktrees,
+        max_projects=settings.ready_worktree_projects,
+        idle_seconds=settings.ready_worktree_idle_seconds,
+        project_exists=project_exists,
+    )
+
+
 def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
     """Host processes locally; per-attempt containers in cloud mode (Docker imported only then).
 
@@ -225,6 +242,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        ready_worktrees=_ready_worktrees_for(config, worktrees, projects) if docker_runner is None else None,
     )
     services = Services(
         config=config,

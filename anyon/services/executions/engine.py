@@ -64,6 +64,7 @@ from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
 if TYPE_CHECKING:
+    from anyon.services.ready_worktrees import ReadyWorktree, ReadyWorktrees
     from anyon.services.runners.warm import WarmPool, WarmSlot
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class ExecutionService:
         warm_pool: WarmPool | None = None,
         repos: AttemptRepos | None = None,
         paths: PathPolicy | None = None,
+        ready_worktrees: ReadyWorktrees | None = None,
     ) -> None:
         self._db = database
         self._repos = repos or SharedAttemptRepos(git, worktrees)
@@ -193,6 +195,10 @@ class ExecutionService:
         self.warm_pool = warm_pool if provisioner is not None and usable_pool else None
         self._claimed: dict[uuid.UUID, WarmSlot] = {}  # slot taken by an attempt row, not started yet
         self._first_output: dict[uuid.UUID, asyncio.Event] = {}
+        # local mode: checkouts made ahead of the attempts that take them (ready_worktrees.py)
+        usable_ready = ready_worktrees is not None and ready_worktrees.enabled and provisioner is None
+        self.ready_worktrees = ready_worktrees if usable_ready else None
+        self._ready: dict[uuid.UUID, ReadyWorktree] = {}  # taken by an attempt row, not started yet
 
     # ------------------------------------------------------------------------------------------
     # status and lookup
@@ -231,11 +237,15 @@ class ExecutionService:
         self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str
     ) -> TaskAttempt:
         claimed: list[WarmSlot] = []
+        ready: list[ReadyWorktree] = []
         try:
-            return self._insert_attempt_row(task_id, profile, base_branch, claimed)
+            return self._insert_attempt_row(task_id, profile, base_branch, claimed, ready)
         except BaseException:
             for slot in claimed:  # the row was not written: the slot goes back to nobody
                 self._release_slot(slot)
+            for checkout in ready:
+                if self.ready_worktrees is not None:
+                    self.ready_worktrees.release(checkout)
             raise
 
     def _release_slot(self, slot: WarmSlot) -> None:
@@ -246,7 +256,12 @@ class ExecutionService:
             )
 
     def _insert_attempt_row(
-        self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str, claimed: list[WarmSlot]
+        self,
+        task_id: uuid.UUID,
+        profile: ExecutorProfileId,
+        base_branch: str,
+        claimed: list[WarmSlot],
+        ready: list[ReadyWorktree],
     ) -> TaskAttempt:
         with self._db.atomic():
             task = Task.get_or_none(Task.id == task_id)
@@ -265,6 +280,12 @@ class ExecutionService:
                 if slot is not None:
                     claimed.append(slot)
                     attempt_id = slot.attempt_id
+            elif self.ready_worktrees is not None:
+                # a ready worktree's attempt id was chosen when it was made
+                checkout = self.ready_worktrees.claim(str(project.id), project.git_repo_path, base_branch)
+                if checkout is not None:
+                    ready.append(checkout)
+                    attempt_id = checkout.attempt_id
             prefix = self._user_config.get().get("git_branch_prefix", "vk")
             branch = self._worktrees.branch_name(prefix, attempt_id, task.title)
             attempt = TaskAttempt.create(
@@ -277,6 +298,8 @@ class ExecutionService:
             )
         if claimed:
             self._claimed[attempt_id] = claimed[0]
+        if ready:
+            self._ready[attempt_id] = ready[0]
         return attempt
 
     async def create_attempt(self, task_id: uuid.UUID, profile_json: Any, base_branch: str) -> dict[str, Any]:
@@ -364,12 +387,23 @@ class ExecutionService:
         return _WorktreePlan(attempt, task, project, worktree, shared)
 
     def _prepare_worktree(
-        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None
+        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None, ready: ReadyWorktree | None = None
     ) -> tuple[AttemptContext, str | None, str]:
-        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt."""
+        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt.
+
+        With a ready worktree that can still be used, the branch is made there instead of a checkout.
+        """
         plan = plan or self._plan_worktree(attempt_id, reserve=False)
         attempt, task, project, worktree = plan.attempt, plan.task, plan.project, plan.worktree
-        self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
+        pool = self.ready_worktrees
+        if (
+            ready is not None
+            and pool is not None
+            and pool.adopt(ready, attempt.branch, attempt.target_branch)
+        ):
+            worktree = ready.folder
+        else:
+            self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
         if project.copy_files:
             self._worktrees.copy_files(project.git_repo_path, worktree, project.copy_files)
         with self._db.connection():
@@ -435,8 +469,15 @@ class ExecutionService:
                 attempt_id, self._provisioner, slot
             )
         else:
-            context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
+            ready = self._ready.pop(attempt_id, None)
+            context, setup_script, prompt = await asyncio.to_thread(
+                self._prepare_worktree, attempt_id, None, ready
+            )
             self.timings.mark(attempt_id, "worktree_ready")
+            if self.ready_worktrees is not None:
+                pool = self.ready_worktrees
+                project_id, repo_path = str(context.project_id), context.repo_path
+                self._after_first_output(attempt_id, lambda: pool.wanted(project_id, repo_path))
             await self._ensure_container(context)
             self.timings.mark(attempt_id, "container_ready")
         agent = actions.initial(prompt, profile, actions.cleanup_or_none(context.cleanup_script))
@@ -503,18 +544,25 @@ class ExecutionService:
 
     def _refill_after_output(self, pool: WarmPool, attempt_id: uuid.UUID, plan: _WorktreePlan) -> None:
         """Keep the project's warm pool full, once the attempt printed: nothing delays its first byte."""
+        project = plan.project
+        self._after_first_output(
+            attempt_id, lambda: pool.wanted(str(project.id), project.git_repo_path, plan.objects_dir)
+        )
+
+    def _after_first_output(self, attempt_id: uuid.UUID, refill: Callable[[], None]) -> None:
+        """Run ``refill`` once the attempt printed (or after a short wait), on the event loop."""
         event = self._first_output[attempt_id] = asyncio.Event()
 
-        async def refill() -> None:
+        async def wait_then_refill() -> None:
             try:
                 await asyncio.wait_for(event.wait(), _REFILL_AFTER_OUTPUT_SECONDS)
             except TimeoutError:
                 pass
             finally:
                 self._first_output.pop(attempt_id, None)
-            pool.wanted(str(plan.project.id), plan.project.git_repo_path, plan.objects_dir)
+            refill()
 
-        self._spawn_background(refill(), f"warm-refill:{attempt_id}")
+        self._spawn_background(wait_then_refill(), f"refill:{attempt_id}")
 
     async def _ensure_container(self, context: AttemptContext) -> None:
         if self._provisioner is None:
@@ -1075,6 +1123,11 @@ class ExecutionService:
                 await self.warm_pool.discard(slot)
             self._claimed.clear()
             await self.warm_pool.close()
+        if self.ready_worktrees is not None:
+            for checkout in self._ready.values():
+                await asyncio.to_thread(self.ready_worktrees.release, checkout)
+            self._ready.clear()
+            await self.ready_worktrees.close()
 
     # ------------------------------------------------------------------------------------------
     # follow-up, retry, dev server
@@ -1242,9 +1295,9 @@ class ExecutionService:
         the first attempt of a project as quick as the later ones: the UI opens the project and the user
         writes the task before an attempt is started.
         """
-        if self.warm_pool is None:
+        if self.warm_pool is None and self.ready_worktrees is None:
             return
-        pool = self.warm_pool
+        pool, ready = self.warm_pool, self.ready_worktrees
 
         async def warm() -> None:
             def lookup() -> tuple[str, str] | None:
@@ -1252,11 +1305,13 @@ class ExecutionService:
                     project = Project.get_or_none(Project.id == project_id)
                 if project is None or not self._git.is_repository(project.git_repo_path):
                     return None
-                return project.git_repo_path, objects_dir(project.git_repo_path)
+                return project.git_repo_path, objects_dir(project.git_repo_path) if pool else ""
 
             found = await asyncio.to_thread(lookup)
-            if found is not None:
+            if found is not None and pool is not None:
                 pool.wanted(str(project_id), *found)
+            if found is not None and ready is not None:
+                ready.wanted(str(project_id), found[0])
 
         self._spawn_background(warm(), f"warm-project:{project_id}")
 
@@ -1264,6 +1319,8 @@ class ExecutionService:
         """A deleted project's warm containers go at once, not at the next idle reap."""
         if self.warm_pool is not None:
             await self.warm_pool.drop_project(str(project_id))
+        if self.ready_worktrees is not None:
+            await self.ready_worktrees.drop_project(str(project_id))
 
     async def cleanup_attempts_later(self, attempts: list[TaskAttempt], repo_path: str | None) -> None:
         """Schedule :meth:`cleanup_attempts` in the background; the caller answers at once."""
