@@ -8,7 +8,10 @@ Prints: the cold first attempt, p50/p95 over a sequence of attempts, the cloud/l
 breakdown (worktree ready, container ready, exec started, first byte), and the exec overhead of our
 runner vs the `docker exec` CLI on the same container.
 
-    python bench/attempt_start.py [--attempts 20] [--files 2000]
+    python bench/attempt_start.py [--attempts 20] [--files 2000] [--ready] [--local-only]
+
+``--ready`` adds a third server: local mode with ``executions.ready_worktrees = 1`` (a checkout of the
+base branch made ahead per recently active project), measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
     repo = workdir / f"repo-{mode}"
     make_repo(repo, files)
     overrides: dict[str, Any] = {"executions": {"max_concurrent": 8}}
+    if mode == "ready":  # local mode with a checkout made ahead (executions.ready_worktrees)
+        overrides["executions"]["ready_worktrees"] = 1
     if mode == "cloud":
         # warm_pool_size as in the [cloud] section of settings/defaults.toml (the typed default is 0)
         overrides["docker"] = {
@@ -130,7 +135,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
             "network": "none",
             "warm_pool_size": 1,
         }
-    config = make_config(workdir / mode, mode=mode, **overrides)
+    config = make_config(workdir / mode, mode="local" if mode == "ready" else mode, **overrides)
     with live_server(config) as server:
         wait_startup_jobs(server)
         profiles = {
@@ -176,10 +181,12 @@ def wait_no_containers(server: LiveServer, timeout: float = 60.0) -> None:
 
 
 def wait_quiet(server: LiveServer, timeout: float = 30.0) -> None:
-    """Let the warm pool finish refilling, so its work never overlaps the other mode's attempt."""
-    pool = server.services.executions.warm_pool
+    """Let the warm pool (or the ready worktrees) finish refilling, so that work never overlaps the other
+    mode's attempt."""
+    executions = server.services.executions
+    pools = [p for p in (executions.warm_pool, executions.ready_worktrees) if p is not None]
     deadline = time.monotonic() + timeout
-    while pool is not None and pool.filling and time.monotonic() < deadline:
+    while any(p.filling for p in pools) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -303,11 +310,16 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=0.3, help="seconds between attempts")
     parser.add_argument("--local-only", action="store_true")
     parser.add_argument(
+        "--ready", action="store_true", help="also a local server with executions.ready_worktrees = 1"
+    )
+    parser.add_argument(
         "--think", type=float, default=2.0, help="seconds between opening a project and its first attempt"
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     modes = ["local"] if args.local_only else ["local", "cloud"]
+    if args.ready:
+        modes.append("ready")
     with tempfile.TemporaryDirectory(prefix="anyon-bench-") as tmp:
         results = measure(Path(tmp), args.files, args.attempts, args.settle, modes, args.think)
     local = summarize("local", results["local"])
@@ -328,6 +340,13 @@ def main() -> int:
             "exec of `true` in a running container (spawn to exit, p50): "
             f"pre-started {e['prestarted_p50']:.1f} ms, fresh Engine API exec {e['fresh_p50']:.1f} ms, "
             f"docker exec CLI {e['cli_p50']:.1f} ms"
+        )
+    if "ready" in results:
+        ready = summarize("ready", results["ready"])
+        figures["ready"] = ready
+        print(
+            f"ratio ready/local: p50 {ready['p50'] / local['p50']:.2f}x   "
+            f"p95 {ready['p95'] / local['p95']:.2f}x   cold {ready['cold'] / local['cold']:.2f}x"
         )
     if args.json:
         print(json.dumps(figures))
