@@ -54,8 +54,14 @@ def ready_of(server: LiveServer, project: dict[str, Any]) -> list[Any]:
 
 
 def open_board(server: LiveServer, project: dict[str, Any]) -> Any:
-    server.ok("GET", f"/api/projects/{project['id']}")  # what the UI does first: marks the project active
-    return wait_until(lambda: ready_of(server, project), "a ready worktree")[0]
+    """Open the board (what the UI does first: marks the project active) and wait for quiet: every
+    activity mark sent so far has been handled and the ready worktree is made."""
+    server.ok("GET", f"/api/projects/{project['id']}")
+    pool = server.services.executions.ready_worktrees
+    for _ in range(2):
+        wait_until(lambda: ready_of(server, project) and not pool.filling, "a ready worktree")
+        time.sleep(0.3)  # a mark still on its way to the pool would start another fill
+    return ready_of(server, project)[0]
 
 
 def commit_on_main(repo_path: str, name: str) -> str:

@@ -141,8 +141,12 @@ def instance_id(config: AnyonConfig) -> str:
     return hashlib.sha256(os.path.realpath(config.paths.data_dir).encode()).hexdigest()[:16]
 
 
-def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService) -> Any:
-    """Cloud mode: started containers kept ready per recently active project (runners/warm.py)."""
+def _warm_pool_for(
+    docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService, checkouts_ahead: bool
+) -> Any:
+    """Cloud mode: started containers kept ready per recently active project (runners/warm.py), their
+    folders filled with a checkout of the project's branch when ``executions.ready_worktrees`` > 0."""
+    from anyon.services.checkouts_ahead import AheadCheckouts
     from anyon.services.runners.warm import WarmPool
 
     async def project_exists(project_id: str) -> bool:
@@ -156,6 +160,7 @@ def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: Pro
         max_projects=settings.warm_pool_projects,
         idle_seconds=settings.warm_pool_idle_seconds,
         project_exists=project_exists,
+        checkouts=AheadCheckouts(worktrees) if checkouts_ahead else None,
     )
 
 
@@ -239,7 +244,11 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config,
         provisioner=docker_runner,
         drafts=drafts,
-        warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
+        warm_pool=(
+            _warm_pool_for(docker_runner, worktrees, projects, config.executions.ready_worktrees > 0)
+            if docker_runner is not None
+            else None
+        ),
         repos=repos,
         paths=projects.paths,
         ready_worktrees=_ready_worktrees_for(config, worktrees, projects) if docker_runner is None else None,

@@ -1,25 +1,21 @@
-"""Ready worktrees: a checkout of the base branch made before the attempt that will use it.
+"""Ready worktrees (local mode): a checkout of the base branch made before the attempt that uses it.
 
 Why: the checkout is what an attempt's start waits for (``git worktree add`` of 2,000 files takes ~100 ms
 on a quiet disk, several hundred on a busy one, seconds for 50,000 files); everything else takes a few
 milliseconds. So for a recently active project (created, opened, given a task, or just used by an
-attempt) one checkout of its current branch is made in the background, and the next attempt on that
-branch takes it: it only creates its branch at the same commit and points the checkout's ``HEAD`` at it.
-
-What a ready worktree is: a linked worktree ``<worktree_dir>/<short>-warm`` (the attempt id, hence the
-short id, is chosen when it is made, as the cloud warm pool does) with a *detached* ``HEAD`` at the base
-branch's commit. No branch exists until an attempt takes it, so nothing shows in the branch list. It
-belongs to exactly one attempt once taken, like any other worktree; until then nothing runs in it.
+attempt) one checkout of its current branch is made in the background
+(:class:`~anyon.services.checkouts_ahead.AheadCheckouts`), and the next attempt on that branch takes it:
+it only creates its branch at the same commit and points the checkout's ``HEAD`` at it.
 
 Invalidation: a ready worktree is taken only if its base branch is the one asked for and still points
-at the commit it was made from (checked under the repository lock while the branch is created). A stale
-one is removed and a fresh one made. Clean-up: taken or not, a ready worktree is removed when its project
-is deleted or idle for ``idle_seconds``, when the pool is closed (shutdown), and after a crash by the
-start-up orphan sweep (its folder has no attempt row); being detached, it leaves no branch behind.
+at the commit it was made from (checked under the repository lock while the branch is created); the
+pool also drops stale ones whenever the project is marked active again. Clean-up: a ready worktree not
+taken is removed when its project is deleted or idle for ``idle_seconds``, when the pool is closed
+(shutdown), and after a crash by the start-up orphan sweep (its folder has no attempt row); being
+detached, it leaves no branch behind.
 
-Local mode only: in cloud mode the warm container pool (``runners/warm.py``) owns the ``-warm`` folder,
-which its container mounts, and an isolated attempt's repository is made with its branch; ready checkouts
-there are not done yet. ``claim`` runs in a worker thread (inside the attempt's database transaction),
+Cloud mode uses the warm container pool instead, whose slots' folders are filled the same way
+(``runners/warm.py``). ``claim`` runs in a worker thread (inside the attempt's database transaction),
 ``adopt`` and the filling in worker threads, the rest on the event loop.
 """
 
@@ -29,31 +25,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import pygit2
-
-from anyon.services.git.repo import open_repo, run_git
+from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReadyWorktree:
-    """A detached checkout of ``base_branch`` at ``base_oid``, waiting for the attempt ``attempt_id``."""
-
-    project_id: str
-    attempt_id: uuid.UUID
-    repo_path: str
-    base_branch: str
-    base_oid: str
-    folder: str
 
 
 @dataclass
@@ -62,13 +43,6 @@ class _ProjectPool:
     ready: list[ReadyWorktree] = field(default_factory=list)
     last_active: float = field(default_factory=time.monotonic)
     filling: asyncio.Task[None] | None = None
-
-
-def _base_commit(repo: pygit2.Repository, base_branch: str) -> str | None:
-    branch = repo.lookup_branch(base_branch) or repo.lookup_branch(
-        base_branch, pygit2.enums.BranchType.REMOTE
-    )
-    return str(branch.peel(pygit2.Commit).id) if branch is not None else None
 
 
 class ReadyWorktrees:
@@ -84,6 +58,7 @@ class ReadyWorktrees:
         project_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._worktrees = worktrees
+        self._checkouts = AheadCheckouts(worktrees)
         self.size = size
         self.max_projects = max_projects
         self.idle_seconds = idle_seconds
@@ -97,8 +72,8 @@ class ReadyWorktrees:
 
     @property
     def enabled(self) -> bool:
-        """On when sized and ``git`` is installed (its ``worktree add --detach`` makes the checkout)."""
-        return self.size > 0 and self.max_projects > 0 and shutil.which("git") is not None
+        """On when sized and ``git`` is installed (see :attr:`AheadCheckouts.available`)."""
+        return self.size > 0 and self.max_projects > 0 and self._checkouts.available
 
     @property
     def filling(self) -> bool:
@@ -115,7 +90,7 @@ class ReadyWorktrees:
     def claim(self, project_id: str, repo_path: str, base_branch: str) -> ReadyWorktree | None:
         """Take a ready worktree of the project made from ``base_branch`` (thread-safe), if there is one.
 
-        Whether the branch has moved since is checked by :meth:`adopt`, under the repository lock.
+        Whether the branch has moved since is checked when it is taken (:meth:`AheadCheckouts.adopt`).
         """
         with self._lock:
             pool = self._pools.get(project_id)
@@ -128,55 +103,13 @@ class ReadyWorktrees:
                     return ready
         return None
 
-    def adopt(self, ready: ReadyWorktree, branch: str, base_branch: str) -> bool:
-        """Make ``branch`` at the ready checkout's commit and check it out there; False if it cannot be.
-
-        False when the folder is no longer the checkout it was, the base branch moved, or ``branch``
-        exists: the ready worktree is then removed and the caller makes a fresh one. Runs in a worker
-        thread; holds the folder's and the repository's locks, as :meth:`WorktreeManager.create` does.
-        """
-        try:
-            with self._worktrees.lock(ready.folder):
-                repo = open_repo(ready.repo_path)
-                with self._worktrees.hold_repo(repo):
-                    if self._take(repo, ready, branch, base_branch):
-                        log.info("attempt %s took the ready worktree %s", ready.attempt_id, ready.folder)
-                        return True
-        except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
-            log.warning("ready worktree %s could not be used: %s", ready.folder, exc)
-        self._remove(ready)
-        return False
-
-    @staticmethod
-    def _take(repo: pygit2.Repository, ready: ReadyWorktree, branch: str, base_branch: str) -> bool:
-        if base_branch != ready.base_branch or _base_commit(repo, base_branch) != ready.base_oid:
-            log.info("ready worktree %s is stale: %s moved", ready.folder, base_branch)
-            return False
-        if repo.lookup_branch(branch) is not None:
-            return False
-        checkout = pygit2.Repository(ready.folder)
-        if not checkout.head_is_detached or str(checkout.head.target) != ready.base_oid:
-            return False
-        commit = repo.get(ready.base_oid)
-        if commit is None:
-            return False
-        created = repo.branches.local.create(branch, commit.peel(pygit2.Commit))
-        try:
-            checkout.set_head(created.name)
-            if pygit2.Repository(ready.folder).head.name != created.name:
-                raise OSError(f"HEAD of {ready.folder} did not move to {created.name}")
-        except BaseException:
-            created.delete()
-            raise
-        return True
-
     def release(self, ready: ReadyWorktree) -> None:
         """A claimed worktree whose attempt row was not written: remove it (from any thread)."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            self._remove(ready)
+            self._checkouts.remove(ready)
             return
-        loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self._remove, ready))
+        loop.call_soon_threadsafe(self._spawn, asyncio.to_thread(self._checkouts.remove, ready))
 
     # --- filling ------------------------------------------------------------------------------------
 
@@ -210,7 +143,7 @@ class ReadyWorktrees:
     async def _fill(self, project_id: str, pool: _ProjectPool) -> None:
         stale = await asyncio.to_thread(self._stale, pool)
         for ready in stale:
-            await asyncio.to_thread(self._remove, ready)
+            await asyncio.to_thread(self._checkouts.remove, ready)
         failures = 0
         while not self._closed and self._pools.get(project_id) is pool and len(pool.ready) < self.size:
             made: ReadyWorktree | None
@@ -230,62 +163,22 @@ class ReadyWorktrees:
                 if kept:
                     pool.ready.append(made)
             if not kept:
-                await asyncio.to_thread(self._remove, made)
+                await asyncio.to_thread(self._checkouts.remove, made)
 
     def _stale(self, pool: _ProjectPool) -> list[ReadyWorktree]:
         """Take out the ready worktrees whose base branch moved (they are removed, then made again)."""
-        try:
-            repo = open_repo(pool.repo_path)
-        except Exception:
-            return []
+        stale = [r for r in list(pool.ready) if self._checkouts.stale(r)]
         with self._lock:
-            stale = [r for r in pool.ready if _base_commit(repo, r.base_branch) != r.base_oid]
             pool.ready = [r for r in pool.ready if r not in stale]
         return stale
 
     def _make(self, project_id: str, repo_path: str) -> ReadyWorktree | None:
-        repo = open_repo(repo_path)
-        if repo.head_is_unborn or repo.head_is_detached:
-            return None
-        base_branch = repo.head.shorthand
-        base_oid = _base_commit(repo, base_branch)
-        if base_oid is None:
-            return None
         for _ in range(8):  # a short id (4 hex digits) may already be taken
             attempt_id = uuid.uuid4()
             folder = self._worktrees.worktree_path(attempt_id, "warm")
             if not os.path.lexists(folder):
-                break
-        else:
-            raise RuntimeError("no free worktree folder name for a ready worktree")
-        with self._worktrees.lock(folder):
-            os.makedirs(self._worktrees.base_dir, exist_ok=True)
-            try:
-                # the CLI on the project repository only (THREAT-MODEL rule 2), without hooks
-                run_git(
-                    [
-                        "-c",
-                        "core.hooksPath=/dev/null",
-                        "worktree",
-                        "add",
-                        "--quiet",
-                        "--detach",
-                        folder,
-                        base_oid,
-                    ],
-                    cwd=repo.path,
-                    timeout=1800.0,
-                )
-            except BaseException:
-                self._worktrees.remove(repo_path, folder)
-                raise
-        return ReadyWorktree(project_id, attempt_id, repo_path, base_branch, base_oid, folder)
-
-    def _remove(self, ready: ReadyWorktree) -> None:
-        try:
-            self._worktrees.remove(ready.repo_path, ready.folder)
-        except Exception as exc:
-            log.warning("could not remove the ready worktree %s: %s", ready.folder, exc)
+                return self._checkouts.make(project_id, attempt_id, repo_path, folder)
+        raise RuntimeError("no free worktree folder name for a ready worktree")
 
     # --- dropping -----------------------------------------------------------------------------------
 
@@ -305,7 +198,7 @@ class ReadyWorktrees:
         with self._lock:
             ready, pool.ready = pool.ready, []
         for one in ready:
-            await asyncio.to_thread(self._remove, one)
+            await asyncio.to_thread(self._checkouts.remove, one)
 
     async def drop_project(self, project_id: str) -> None:
         """Remove the project's ready worktrees now (the project was deleted)."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from anyon.config.model import ExecutionSettings
 from anyon.services.attempt_repos import AttemptRepos, Checkout, SharedAttemptRepos
 from anyon.services.changes import ChangeNotifier
+from anyon.services.checkouts_ahead import AheadCheckouts
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
@@ -64,7 +65,8 @@ from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import ReadyWorktree, ReadyWorktrees
+    from anyon.services.checkouts_ahead import ReadyWorktree
+    from anyon.services.ready_worktrees import ReadyWorktrees
     from anyon.services.runners.warm import WarmPool, WarmSlot
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,7 @@ class ExecutionService:
         usable_ready = ready_worktrees is not None and ready_worktrees.enabled and provisioner is None
         self.ready_worktrees = ready_worktrees if usable_ready else None
         self._ready: dict[uuid.UUID, ReadyWorktree] = {}  # taken by an attempt row, not started yet
+        self._ahead = AheadCheckouts(worktrees)
 
     # ------------------------------------------------------------------------------------------
     # status and lookup
@@ -395,11 +398,9 @@ class ExecutionService:
         """
         plan = plan or self._plan_worktree(attempt_id, reserve=False)
         attempt, task, project, worktree = plan.attempt, plan.task, plan.project, plan.worktree
-        pool = self.ready_worktrees
-        if (
-            ready is not None
-            and pool is not None
-            and pool.adopt(ready, attempt.branch, attempt.target_branch)
+        keep = ready is not None and ready.folder == worktree  # a warm container mounts the folder
+        if ready is not None and self._ahead.adopt(
+            ready, attempt.branch, attempt.target_branch, keep_folder=keep
         ):
             worktree = ready.folder
         else:
@@ -522,8 +523,10 @@ class ExecutionService:
         if pool is not None:
             self._refill_after_output(pool, attempt_id, plan)
 
+        ready = slot.checkout if slot is not None and plan.worktree == slot.folder else None
+
         async def worktree() -> tuple[AttemptContext, str | None, str]:
-            result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan)
+            result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan, ready)
             self.timings.mark(attempt_id, "worktree_ready")
             return result
 
