@@ -10,8 +10,9 @@ runner vs the `docker exec` CLI on the same container.
 
     python bench/attempt_start.py [--attempts 20] [--files 2000] [--ready] [--local-only]
 
-``--ready`` adds a third server: local mode with ``executions.ready_worktrees = 1`` (a checkout of the
-base branch made ahead per recently active project), measured in the same rounds.
+``--ready`` adds a server per mode with ``executions.ready_worktrees = 1`` ("ready": local with a checkout
+of the base branch made ahead per recently active project; "cloud-ready": the warm container's folder
+holds that checkout), measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
     repo = workdir / f"repo-{mode}"
     make_repo(repo, files)
     overrides: dict[str, Any] = {"executions": {"max_concurrent": 8}}
-    if mode == "ready":  # local mode with a checkout made ahead (executions.ready_worktrees)
+    base_mode = mode.removesuffix("-ready").replace("ready", "local")
+    if mode.endswith("ready"):  # a checkout made ahead (executions.ready_worktrees)
         overrides["executions"]["ready_worktrees"] = 1
-    if mode == "cloud":
+    if base_mode == "cloud":
         # warm_pool_size as in the [cloud] section of settings/defaults.toml (the typed default is 0)
         overrides["docker"] = {
             "image": IMAGE,
@@ -135,7 +137,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
             "network": "none",
             "warm_pool_size": 1,
         }
-    config = make_config(workdir / mode, mode="local" if mode == "ready" else mode, **overrides)
+    config = make_config(workdir / mode, mode=base_mode, **overrides)
     with live_server(config) as server:
         wait_startup_jobs(server)
         profiles = {
@@ -156,7 +158,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
             server.services.database.bind()
             for task in server.ok("GET", f"/api/tasks?project_id={project['id']}"):
                 server.delete(f"/api/tasks/{task['id']}")
-            if mode == "cloud":
+            if base_mode == "cloud":
                 wait_no_containers(server)
 
 
@@ -284,14 +286,12 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, float]:
     p50, p95 = statistics.median(firsts), pct(firsts, 0.95)
     breakdown = {s: statistics.median(r.get(s, float("nan")) for r in result["runs"]) for s in STEPS}
     print(
-        f"{name:6s} cold first byte {result['cold']['first_byte']:8.1f} ms (project opened in the UI first)"
+        f"{name:11s} cold first byte {result['cold']['first_byte']:8.1f} ms (project opened in the UI first)"
     )
+    print(f"{name:11s} cold first byte {result['cold_now']['first_byte']:8.1f} ms (right after creation)")
+    print(f"{name:11s} sequence of {len(firsts)}: p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
     print(
-        f"{name:6s} cold first byte {result['cold_now']['first_byte']:8.1f} ms (attempt right after creation)"
-    )
-    print(f"{name:6s} sequence of {len(firsts)}: p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
-    print(
-        f"{name:6s} median breakdown (ms since POST): "
+        f"{name:11s} median breakdown (ms since POST): "
         + ", ".join(f"{s} {v:.1f}" for s, v in breakdown.items())
     )
     return {
@@ -310,7 +310,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=0.3, help="seconds between attempts")
     parser.add_argument("--local-only", action="store_true")
     parser.add_argument(
-        "--ready", action="store_true", help="also a local server with executions.ready_worktrees = 1"
+        "--ready", action="store_true", help="also servers with executions.ready_worktrees = 1"
     )
     parser.add_argument(
         "--think", type=float, default=2.0, help="seconds between opening a project and its first attempt"
@@ -319,7 +319,7 @@ def main() -> int:
     args = parser.parse_args()
     modes = ["local"] if args.local_only else ["local", "cloud"]
     if args.ready:
-        modes.append("ready")
+        modes += ["ready"] if args.local_only else ["ready", "cloud-ready"]
     with tempfile.TemporaryDirectory(prefix="anyon-bench-") as tmp:
         results = measure(Path(tmp), args.files, args.attempts, args.settle, modes, args.think)
     local = summarize("local", results["local"])
@@ -347,6 +347,15 @@ def main() -> int:
         print(
             f"ratio ready/local: p50 {ready['p50'] / local['p50']:.2f}x   "
             f"p95 {ready['p95'] / local['p95']:.2f}x   cold {ready['cold'] / local['cold']:.2f}x"
+        )
+    if "cloud-ready" in results:
+        cready = summarize("cloud-ready", results["cloud-ready"])
+        figures["cloud-ready"] = cready
+        ready = figures["ready"]
+        print(
+            f"ratio cloud-ready/ready: p50 {cready['p50'] / ready['p50']:.2f}x   "
+            f"p95 {cready['p95'] / ready['p95']:.2f}x   cold {cready['cold'] / ready['cold']:.2f}x   "
+            f"cold right after creation {cready['cold_now'] / ready['cold_now']:.2f}x"
         )
     if args.json:
         print(json.dumps(figures))
