@@ -123,7 +123,8 @@ def test_read_cache_off_and_postgres_query_every_time(tmp_path: Path) -> None:
 
 
 def test_data_version_moves_on_commit_only(tmp_path: Path) -> None:
-    file = tmp_path / "v.db"
+    file = tmp_path / "a dir?#%" / "v.db"  # characters a URI would read as its own
+    file.parent.mkdir()
     writer = sqlite3.connect(file, isolation_level=None)
     writer.execute("PRAGMA journal_mode=wal")
     writer.execute("CREATE TABLE t (x)")

@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
+from urllib.parse import quote
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class DataVersion:
         with self._lock:
             try:
                 if self._conn is None:
-                    uri = f"file:{self._path}?mode=rw"  # never creates the file
+                    uri = f"file:{quote(self._path)}?mode=rw"  # never creates the file
                     self._conn = sqlite3.connect(
                         uri, uri=True, timeout=self._timeout, check_same_thread=False, isolation_level=None
                     )
