@@ -237,11 +237,11 @@ def test_board_rows_match_the_model_path(database_url: str) -> None:
             )
             board = queries.tasks_with_status(project.id)
             expected: list[dict[str, Any]] = []
-            for task in Task.select().where(Task.project == project.id):
+            ordered = Task.select().where(Task.project == project.id)
+            for task in ordered.order_by(Task.created_at.desc(), Task.id.desc()):  # the model path's order
                 one = queries.task_with_status(task.id)
                 assert one is not None
                 expected.append(one)
-        expected.sort(key=lambda t: (t["created_at"], t["id"].replace("-", "")), reverse=True)
         assert board == expected
         assert [t["title"] for t in board][:2] == ["t4", "t3"]
         flags = {t["title"]: (t["has_in_progress_attempt"], t["executor"]) for t in board}
