@@ -159,3 +159,28 @@ def test_deleted_project_idle_project_and_shutdown_leave_nothing(tmp_path: Path)
 def test_off_by_default(tmp_path: Path) -> None:
     with live_server(make_config(tmp_path)) as server:
         assert server.services.executions.ready_worktrees is None
+
+
+def test_an_attempt_posted_while_its_checkout_is_made_takes_that_one(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """Right after the project's creation the checkout made ahead is under way: the attempt waits for
+    it instead of making a second one beside it."""
+    repo_path = tmp_path / "big"
+    repo = pygit2.init_repository(str(repo_path), initial_head="main")
+    for i in range(3000):
+        (repo_path / f"f{i}.txt").write_text(f"{i}\n" * 20)
+    repo.index.add_all()
+    sig = pygit2.Signature("t", "t@example.com")
+    repo.create_commit("HEAD", sig, sig, "many files", repo.index.write_tree(), [])
+    body = {"name": "big", "git_repo_path": str(repo_path), "use_existing_repo": True}
+    project = server.ok("POST", "/api/projects", json=body)
+    pool = server.services.executions.ready_worktrees
+    pending = wait_until(
+        lambda: (p := pool._pools.get(project["id"])) is not None and p.pending, "a checkout under way"
+    )
+    _, attempt = start(server, project, "right away")
+    assert attempt["id"] == str(pending.attempt_id)
+    wait_processes(server, attempt["id"], 1)
+    assert server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"] == pending.folder
+    assert pygit2.Repository(pending.folder).head.name == f"refs/heads/{attempt['branch']}"

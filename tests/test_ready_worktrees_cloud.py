@@ -61,8 +61,9 @@ def _slot(server: LiveServer) -> Any:
 def test_the_warm_slot_brings_its_checkout_and_the_attempt_its_own_repository(
     cloud: LiveServer, tmp_path: Path
 ) -> None:
-    project = _project(cloud, tmp_path)
-    cloud.ok("GET", f"/api/projects/{project['id']}")
+    project = _project(cloud, tmp_path)  # created, then a commit: its first slot may be of the old tip
+    _slot(cloud)
+    cloud.ok("GET", f"/api/projects/{project['id']}")  # opening it drops a stale slot and makes another
     slot = _slot(cloud)
     assert slot.checkout is not None and os.path.isfile(os.path.join(slot.folder, ".agent.sh"))
     repo = pygit2.Repository(project["git_repo_path"])
@@ -93,6 +94,7 @@ def test_a_moved_branch_empties_the_slot_in_place_and_checks_out_the_new_tip(
     cloud: LiveServer, tmp_path: Path
 ) -> None:
     project = _project(cloud, tmp_path)
+    _slot(cloud)
     task = cloud.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "after the move"})
     slot = _slot(cloud)
     assert slot.checkout is not None

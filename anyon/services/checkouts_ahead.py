@@ -65,6 +65,13 @@ class AheadCheckouts:
         """``git worktree add --detach`` makes the checkout; without ``git`` nothing is made ahead."""
         return shutil.which("git") is not None
 
+    def current_branch(self, repo_path: str) -> str | None:
+        """The branch the project's checkout is on (None when its ``HEAD`` is detached or unborn)."""
+        repo = open_repo(repo_path)
+        if repo.head_is_unborn or repo.head_is_detached:
+            return None
+        return repo.head.shorthand
+
     def make(
         self, project_id: str, attempt_id: uuid.UUID, repo_path: str, folder: str
     ) -> ReadyWorktree | None:

@@ -22,6 +22,7 @@ Cloud mode uses the warm container pool instead, whose slots' folders are filled
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -37,12 +38,44 @@ from anyon.services.worktrees import WorktreeManager
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class PendingWorktree:
+    """A ready worktree still being checked out; an attempt may take it and wait for it.
+
+    Why: an attempt posted while its project's checkout is being made ahead (right after the project's
+    creation) would otherwise make a second checkout beside it and both would share the disk. Taking the
+    one under way, it waits only for the rest of that checkout (in its start, not in the request).
+    """
+
+    attempt_id: uuid.UUID
+    folder: str
+    base_branch: str
+    done: concurrent.futures.Future[ReadyWorktree | None] = field(default_factory=concurrent.futures.Future)
+    claimed: bool = False
+
+
+#: What an attempt's row takes: a checkout made, or one being made.
+Claim = ReadyWorktree | PendingWorktree
+
+
+def resolve(claim: Claim | None, timeout: float = 1800.0) -> ReadyWorktree | None:
+    """The checkout a claim stands for, waiting for it if it is still being made (worker thread only);
+    None when making it failed (the caller then makes a worktree as usual)."""
+    if not isinstance(claim, PendingWorktree):
+        return claim
+    try:
+        return claim.done.result(timeout)
+    except Exception:
+        return None
+
+
 @dataclass
 class _ProjectPool:
     repo_path: str
     ready: list[ReadyWorktree] = field(default_factory=list)
     last_active: float = field(default_factory=time.monotonic)
     filling: asyncio.Task[None] | None = None
+    pending: PendingWorktree | None = None
 
 
 class ReadyWorktrees:
@@ -87,8 +120,9 @@ class ReadyWorktrees:
 
     # --- taking one ---------------------------------------------------------------------------------
 
-    def claim(self, project_id: str, repo_path: str, base_branch: str) -> ReadyWorktree | None:
-        """Take a ready worktree of the project made from ``base_branch`` (thread-safe), if there is one.
+    def claim(self, project_id: str, repo_path: str, base_branch: str) -> Claim | None:
+        """Take a ready worktree of the project made from ``base_branch`` (thread-safe), if there is one,
+        else the one being made from it (see :class:`PendingWorktree`).
 
         Whether the branch has moved since is checked when it is taken (:meth:`AheadCheckouts.adopt`).
         """
@@ -101,10 +135,18 @@ class ReadyWorktrees:
                 if ready.base_branch == base_branch:
                     pool.ready.remove(ready)
                     return ready
+            pending = pool.pending
+            if pending is not None and not pending.claimed and pending.base_branch == base_branch:
+                pending.claimed = True
+                return pending
         return None
 
-    def release(self, ready: ReadyWorktree) -> None:
+    def release(self, claim: Claim) -> None:
         """A claimed worktree whose attempt row was not written: remove it (from any thread)."""
+        if isinstance(claim, PendingWorktree):
+            claim.done.add_done_callback(lambda done: self._remove_made(done))
+            return
+        ready = claim
         loop = self._loop
         if loop is None or loop.is_closed():
             self._checkouts.remove(ready)
@@ -148,7 +190,7 @@ class ReadyWorktrees:
         while not self._closed and self._pools.get(project_id) is pool and len(pool.ready) < self.size:
             made: ReadyWorktree | None
             try:
-                made = await asyncio.to_thread(self._make, project_id, pool.repo_path)
+                made = await asyncio.to_thread(self._make, project_id, pool)
             except Exception as exc:
                 failures += 1
                 log.warning("could not make a ready worktree for project %s: %s", project_id, exc)
@@ -156,14 +198,8 @@ class ReadyWorktrees:
                     return
                 await asyncio.sleep(1.0 * failures)
                 continue
-            if made is None:  # no branch checked out in the project (detached or unborn HEAD)
+            if made is None:  # no branch checked out (detached or unborn HEAD), or an attempt took it
                 return
-            with self._lock:
-                kept = self._pools.get(project_id) is pool and not self._closed
-                if kept:
-                    pool.ready.append(made)
-            if not kept:
-                await asyncio.to_thread(self._checkouts.remove, made)
 
     def _stale(self, pool: _ProjectPool) -> list[ReadyWorktree]:
         """Take out the ready worktrees whose base branch moved (they are removed, then made again)."""
@@ -172,13 +208,49 @@ class ReadyWorktrees:
             pool.ready = [r for r in pool.ready if r not in stale]
         return stale
 
-    def _make(self, project_id: str, repo_path: str) -> ReadyWorktree | None:
+    def _make(self, project_id: str, pool: _ProjectPool) -> ReadyWorktree | None:
+        """Make one ready worktree (worker thread); an attempt may take it while it is being made.
+
+        Everything after the checkout happens here, in the thread, so that a cancelled fill (project
+        dropped, shutdown) cannot leave a checkout nobody owns.
+        """
+        base_branch = self._checkouts.current_branch(pool.repo_path)
+        if base_branch is None:
+            return None
         for _ in range(8):  # a short id (4 hex digits) may already be taken
             attempt_id = uuid.uuid4()
             folder = self._worktrees.worktree_path(attempt_id, "warm")
             if not os.path.lexists(folder):
-                return self._checkouts.make(project_id, attempt_id, repo_path, folder)
-        raise RuntimeError("no free worktree folder name for a ready worktree")
+                break
+        else:
+            raise RuntimeError("no free worktree folder name for a ready worktree")
+        pending = PendingWorktree(attempt_id, folder, base_branch)
+        with self._lock:
+            pool.pending = pending
+        try:
+            made = self._checkouts.make(project_id, attempt_id, pool.repo_path, folder)
+        except BaseException as exc:
+            with self._lock:
+                pool.pending = None
+            pending.done.set_exception(exc)
+            raise
+        with self._lock:
+            pool.pending = None
+            claimed = pending.claimed
+            kept = (
+                not claimed and made is not None and self._pools.get(project_id) is pool and not self._closed
+            )
+            if kept and made is not None:
+                pool.ready.append(made)
+        pending.done.set_result(made)
+        if not claimed and not kept and made is not None:
+            self._checkouts.remove(made)
+        return None if claimed else made
+
+    def _remove_made(self, done: concurrent.futures.Future[ReadyWorktree | None]) -> None:
+        made = None if done.exception() is not None else done.result()
+        if made is not None:
+            self.release(made)
 
     # --- dropping -----------------------------------------------------------------------------------
 

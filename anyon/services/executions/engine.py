@@ -53,6 +53,7 @@ from anyon.services.memory import release_memory
 from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for, setup_required_entry
 from anyon.services.paths import PathPolicy
+from anyon.services.ready_worktrees import resolve as resolve_claim
 from anyon.services.runners.base import (
     ExecutableNotFound,
     Runner,
@@ -65,8 +66,7 @@ from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
 if TYPE_CHECKING:
-    from anyon.services.checkouts_ahead import ReadyWorktree
-    from anyon.services.ready_worktrees import ReadyWorktrees
+    from anyon.services.ready_worktrees import Claim, ReadyWorktrees
     from anyon.services.runners.warm import WarmPool, WarmSlot
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class ExecutionService:
         # local mode: checkouts made ahead of the attempts that take them (ready_worktrees.py)
         usable_ready = ready_worktrees is not None and ready_worktrees.enabled and provisioner is None
         self.ready_worktrees = ready_worktrees if usable_ready else None
-        self._ready: dict[uuid.UUID, ReadyWorktree] = {}  # taken by an attempt row, not started yet
+        self._ready: dict[uuid.UUID, Claim] = {}  # taken by an attempt row, not started yet
         self._ahead = AheadCheckouts(worktrees)
 
     # ------------------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ class ExecutionService:
         self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str
     ) -> TaskAttempt:
         claimed: list[WarmSlot] = []
-        ready: list[ReadyWorktree] = []
+        ready: list[Claim] = []
         try:
             return self._insert_attempt_row(task_id, profile, base_branch, claimed, ready)
         except BaseException:
@@ -264,7 +264,7 @@ class ExecutionService:
         profile: ExecutorProfileId,
         base_branch: str,
         claimed: list[WarmSlot],
-        ready: list[ReadyWorktree],
+        ready: list[Claim],
     ) -> TaskAttempt:
         with self._db.atomic():
             task = Task.get_or_none(Task.id == task_id)
@@ -390,12 +390,13 @@ class ExecutionService:
         return _WorktreePlan(attempt, task, project, worktree, shared)
 
     def _prepare_worktree(
-        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None, ready: ReadyWorktree | None = None
+        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None, claim: Claim | None = None
     ) -> tuple[AttemptContext, str | None, str]:
         """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt.
 
         With a ready worktree that can still be used, the branch is made there instead of a checkout.
         """
+        ready = resolve_claim(claim)  # waits for a checkout being made ahead, if that is what was taken
         plan = plan or self._plan_worktree(attempt_id, reserve=False)
         attempt, task, project, worktree = plan.attempt, plan.task, plan.project, plan.worktree
         keep = ready is not None and ready.folder == worktree  # a warm container mounts the folder
