@@ -119,28 +119,20 @@ elif [ -f "$g/REVERT_HEAD" ]; then op=revert
 fi
 """
 
-_CONFLICT_STATE = (
-    _CONFLICT_OP
-    + r"""
+_CONFLICT_STATE = _CONFLICT_OP + r"""
 echo "${op:-none}"
 git ls-files -u -z
 """
-)
 
-_COMMIT_ALL = (
-    _CONFLICT_OP
-    + r"""
+_COMMIT_ALL = _CONFLICT_OP + r"""
 [ -n "$op" ] && { echo "$op"; exit 91; }
 git add -A || exit 1
 git diff --cached --quiet && { echo none; exit 0; }
 git commit -q --no-verify -m "$1" || exit 1
 git rev-parse HEAD
 """
-)
 
-_DELETE_FILE = (
-    _CONFLICT_OP
-    + r"""
+_DELETE_FILE = _CONFLICT_OP + r"""
 [ -n "$op" ] && { echo "$op"; exit 91; }
 f=$1
 if [ -d "$f" ] && [ ! -L "$f" ]; then echo "'$f' is a directory, not a file" >&2; exit 92; fi
@@ -150,11 +142,8 @@ elif [ -e "$f" ] || [ -L "$f" ]; then rm -f -- "$f"
 else echo "File '$f' does not exist in the worktree" >&2; exit 92
 fi
 """
-)
 
-_ABORT = (
-    _CONFLICT_OP
-    + r"""
+_ABORT = _CONFLICT_OP + r"""
 case "$op" in
   rebase) git rebase --abort ;;
   merge) git merge --abort ;;
@@ -162,7 +151,6 @@ case "$op" in
   revert) git revert --abort ;;
 esac
 """
-)
 
 _FOLLOW = r"""
 if [ "$(git symbolic-ref -q HEAD)" = "refs/heads/$1" ]; then git reset -q --keep "$2"

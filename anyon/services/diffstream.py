@@ -103,7 +103,9 @@ class AttemptDiffStream:
 
     def _full(self) -> list[Diff]:
         t = self.target
-        return self._git.diff(t.repo_path, t.view, t.branch, t.target_branch, self.stats_only, self._budget)
+        return self._git.diff(
+            t.repo_path, t.view, t.branch, t.target_branch, self.stats_only, self._budget
+        )
 
     def _one(self, path: str) -> Diff | None:
         t = self.target
