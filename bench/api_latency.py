@@ -4,6 +4,7 @@ A real server (uvicorn on 127.0.0.1 in a thread of this process), SQLite by defa
 ``--database-url``; one client, sequential requests over one keep-alive connection.
 
     python bench/api_latency.py [--tasks 1000] [--requests 1000] [--database-url postgresql://…]
+                                [--no-read-cache]
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--no-read-cache", action="store_true", help="database.read_cache = false: every request queries"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="anyon-bench-") as tmp:
-        overrides = {"database": {"url": args.database_url}} if args.database_url else {}
+        database: dict[str, object] = {"url": args.database_url} if args.database_url else {}
+        if args.no_read_cache:
+            database["read_cache"] = False
+        overrides = {"database": database} if database else {}
         with live_server(make_config(Path(tmp), **overrides)) as server:
             project = server.ok(
                 "POST",

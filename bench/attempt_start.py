@@ -8,7 +8,11 @@ Prints: the cold first attempt, p50/p95 over a sequence of attempts, the cloud/l
 breakdown (worktree ready, container ready, exec started, first byte), and the exec overhead of our
 runner vs the `docker exec` CLI on the same container.
 
-    python bench/attempt_start.py [--attempts 20] [--files 2000]
+    python bench/attempt_start.py [--attempts 20] [--files 2000] [--ready] [--local-only]
+
+``--ready`` adds a server per mode with ``executions.ready_worktrees = 1`` ("ready": local with a checkout
+of the base branch made ahead per recently active project; "cloud-ready": the warm container's folder
+holds that checkout), measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -122,7 +126,10 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
     repo = workdir / f"repo-{mode}"
     make_repo(repo, files)
     overrides: dict[str, Any] = {"executions": {"max_concurrent": 8}}
-    if mode == "cloud":
+    base_mode = mode.removesuffix("-ready").replace("ready", "local")
+    if mode.endswith("ready"):  # a checkout made ahead (executions.ready_worktrees)
+        overrides["executions"]["ready_worktrees"] = 1
+    if base_mode == "cloud":
         # warm_pool_size as in the [cloud] section of settings/defaults.toml (the typed default is 0)
         overrides["docker"] = {
             "image": IMAGE,
@@ -130,7 +137,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
             "network": "none",
             "warm_pool_size": 1,
         }
-    config = make_config(workdir / mode, mode=mode, **overrides)
+    config = make_config(workdir / mode, mode=base_mode, **overrides)
     with live_server(config) as server:
         wait_startup_jobs(server)
         profiles = {
@@ -151,7 +158,7 @@ def mode_server(mode: str, workdir: Path, files: int) -> Iterator[tuple[LiveServ
             server.services.database.bind()
             for task in server.ok("GET", f"/api/tasks?project_id={project['id']}"):
                 server.delete(f"/api/tasks/{task['id']}")
-            if mode == "cloud":
+            if base_mode == "cloud":
                 wait_no_containers(server)
 
 
@@ -176,10 +183,12 @@ def wait_no_containers(server: LiveServer, timeout: float = 60.0) -> None:
 
 
 def wait_quiet(server: LiveServer, timeout: float = 30.0) -> None:
-    """Let the warm pool finish refilling, so its work never overlaps the other mode's attempt."""
-    pool = server.services.executions.warm_pool
+    """Let the warm pool (or the ready worktrees) finish refilling, so that work never overlaps the other
+    mode's attempt."""
+    executions = server.services.executions
+    pools = [p for p in (executions.warm_pool, executions.ready_worktrees) if p is not None]
     deadline = time.monotonic() + timeout
-    while pool is not None and pool.filling and time.monotonic() < deadline:
+    while any(p.filling for p in pools) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -277,14 +286,12 @@ def summarize(name: str, result: dict[str, Any]) -> dict[str, float]:
     p50, p95 = statistics.median(firsts), pct(firsts, 0.95)
     breakdown = {s: statistics.median(r.get(s, float("nan")) for r in result["runs"]) for s in STEPS}
     print(
-        f"{name:6s} cold first byte {result['cold']['first_byte']:8.1f} ms (project opened in the UI first)"
+        f"{name:11s} cold first byte {result['cold']['first_byte']:8.1f} ms (project opened in the UI first)"
     )
+    print(f"{name:11s} cold first byte {result['cold_now']['first_byte']:8.1f} ms (right after creation)")
+    print(f"{name:11s} sequence of {len(firsts)}: p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
     print(
-        f"{name:6s} cold first byte {result['cold_now']['first_byte']:8.1f} ms (attempt right after creation)"
-    )
-    print(f"{name:6s} sequence of {len(firsts)}: p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
-    print(
-        f"{name:6s} median breakdown (ms since POST): "
+        f"{name:11s} median breakdown (ms since POST): "
         + ", ".join(f"{s} {v:.1f}" for s, v in breakdown.items())
     )
     return {
@@ -303,11 +310,16 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=0.3, help="seconds between attempts")
     parser.add_argument("--local-only", action="store_true")
     parser.add_argument(
+        "--ready", action="store_true", help="also servers with executions.ready_worktrees = 1"
+    )
+    parser.add_argument(
         "--think", type=float, default=2.0, help="seconds between opening a project and its first attempt"
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     modes = ["local"] if args.local_only else ["local", "cloud"]
+    if args.ready:
+        modes += ["ready"] if args.local_only else ["ready", "cloud-ready"]
     with tempfile.TemporaryDirectory(prefix="anyon-bench-") as tmp:
         results = measure(Path(tmp), args.files, args.attempts, args.settle, modes, args.think)
     local = summarize("local", results["local"])
@@ -328,6 +340,22 @@ def main() -> int:
             "exec of `true` in a running container (spawn to exit, p50): "
             f"pre-started {e['prestarted_p50']:.1f} ms, fresh Engine API exec {e['fresh_p50']:.1f} ms, "
             f"docker exec CLI {e['cli_p50']:.1f} ms"
+        )
+    if "ready" in results:
+        ready = summarize("ready", results["ready"])
+        figures["ready"] = ready
+        print(
+            f"ratio ready/local: p50 {ready['p50'] / local['p50']:.2f}x   "
+            f"p95 {ready['p95'] / local['p95']:.2f}x   cold {ready['cold'] / local['cold']:.2f}x"
+        )
+    if "cloud-ready" in results:
+        cready = summarize("cloud-ready", results["cloud-ready"])
+        figures["cloud-ready"] = cready
+        ready = figures["ready"]
+        print(
+            f"ratio cloud-ready/ready: p50 {cready['p50'] / ready['p50']:.2f}x   "
+            f"p95 {cready['p95'] / ready['p95']:.2f}x   cold {cready['cold'] / ready['cold']:.2f}x   "
+            f"cold right after creation {cready['cold_now'] / ready['cold_now']:.2f}x"
         )
     if args.json:
         print(json.dumps(figures))

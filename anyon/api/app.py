@@ -15,12 +15,13 @@ import falcon
 import falcon.asgi
 
 from anyon import __version__
-from anyon.api import routes
+from anyon.api import json_media, routes
 from anyon.api.access_log import AccessLogMiddleware
 from anyon.api.auth_middleware import AuthMiddleware, MeteredApp, MetricsMiddleware, build_guard
 from anyon.api.boundary import BoundaryMiddleware
 from anyon.api.docs import front_door_page
 from anyon.api.envelope import ApiError, soft_error, typed_error
+from anyon.api.etag import ETagMiddleware
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
 from anyon.api.streams.ws import deny
@@ -195,6 +196,8 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     ]
     if guard is not None:
         middleware.append(AuthMiddleware(guard))
+    # last: its response hook runs first, on the resource's answer (refusals above are never a 200)
+    middleware.append(ETagMiddleware())
     middleware.append(LifespanMiddleware(deployment))
     if config.logging.access_log:
         middleware.insert(0, AccessLogMiddleware())  # first: refused requests get their line too
@@ -203,6 +206,7 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     app.access_log = config.logging.access_log
     app.req_options.strip_url_path_trailing_slash = False
     app.resp_options.secure_cookies_by_default = False
+    json_media.install(app)
     # Most specific first: Falcon picks the handler of the nearest class in the exception's MRO.
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_directories(config)
         database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
         version = database.migrate()
-        database.close()
+        database.close_all()  # every pooled connection: SQLite checkpoints its WAL on the last one
     except Exception as exc:
         print(f"anyon migrate: {redact_text(str(exc), url_secrets(config.database_url))}", file=sys.stderr)
         return 1

@@ -53,6 +53,7 @@ class DatabaseSettings:
     file: str  # SQLite file, used when url is empty
     url: str | None = None  # sqlite:///abs/path or postgresql://user@host:port/db
     busy_timeout_ms: int = 5000
+    read_cache: bool = True  # serve the board and the project list from memory while the data is unchanged
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class ExecutionSettings:
     max_run_seconds: float = 0.0
     # a tool approval nobody answers within this many seconds is timed out (the agent is told "denied")
     approval_timeout_seconds: float = 3600.0
+    # local mode: checkouts of the base branch made ahead per recently active project (0 = off)
+    ready_worktrees: int = 0
+    ready_worktree_projects: int = 4
+    ready_worktree_idle_seconds: float = 900.0
     # stored output per process: beyond it the head and the tail are kept, the middle omitted (0 = no cap)
     log_cap_bytes: int = 10 * 1024**2
     # local mode: the server's environment variables a host-run agent sees (names or LC_*-style patterns);

@@ -30,6 +30,7 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess
+from anyon.services.db.readcache import ReadCache
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
@@ -146,7 +147,7 @@ class Services:
             await self.docker.close()
         self.events.close()
         self.github.close()
-        await asyncio.to_thread(self.database.close)
+        await asyncio.to_thread(self.database.close_all)
 
     def background_jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         return [
@@ -163,8 +164,12 @@ def instance_id(config: AnyonConfig) -> str:
     return hashlib.sha256(os.path.realpath(config.paths.data_dir).encode()).hexdigest()[:16]
 
 
-def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService) -> Any:
-    """Cloud mode: started containers kept ready per recently active project (runners/warm.py)."""
+def _warm_pool_for(
+    docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService, checkouts_ahead: bool
+) -> Any:
+    """Cloud mode: started containers kept ready per recently active project (runners/warm.py), their
+    folders filled with a checkout of the project's branch when ``executions.ready_worktrees`` > 0."""
+    from anyon.services.checkouts_ahead import AheadCheckouts
     from anyon.services.runners.warm import WarmPool
 
     async def project_exists(project_id: str) -> bool:
@@ -177,6 +182,24 @@ def _warm_pool_for(docker_runner: Any, worktrees: WorktreeManager, projects: Pro
         size=settings.warm_pool_size,
         max_projects=settings.warm_pool_projects,
         idle_seconds=settings.warm_pool_idle_seconds,
+        project_exists=project_exists,
+        checkouts=AheadCheckouts(worktrees) if checkouts_ahead else None,
+    )
+
+
+def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService) -> Any:
+    """Local mode: checkouts made ahead per recently active project (ready_worktrees.py)."""
+    from anyon.services.ready_worktrees import ReadyWorktrees
+
+    async def project_exists(project_id: str) -> bool:
+        return await asyncio.to_thread(projects.exists, uuid.UUID(project_id))
+
+    settings = config.executions
+    return ReadyWorktrees(
+        worktrees,
+        size=settings.ready_worktrees,
+        max_projects=settings.ready_worktree_projects,
+        idle_seconds=settings.ready_worktree_idle_seconds,
         project_exists=project_exists,
     )
 
@@ -268,6 +291,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     profiles = ExecutorProfiles(profiles_path=os.path.join(config.paths.data_dir, "profiles.json"))
     file_search = FileSearch()
     drafts = DraftService(database, bus)
+    # the board and the project list are polled; their answers are kept while the database is unchanged
+    read_cache = ReadCache(database.data_version if config.database.read_cache else None)
     projects = ProjectService(
         database,
         changes,
@@ -275,6 +300,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         workspace_dir=config.paths.workspace_dir,
         project_roots=config.paths.project_roots,
         user_workspace_dir=user_workspace,
+        cache=read_cache,
     )
     images = ImageService(database, os.path.join(config.paths.data_dir, "images"), config.images.max_bytes)
     sounds = SoundLibrary()
@@ -307,9 +333,14 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config,
         provisioner=docker_runner,
         drafts=drafts,
-        warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
+        warm_pool=(
+            _warm_pool_for(docker_runner, worktrees, projects, config.executions.ready_worktrees > 0)
+            if docker_runner is not None
+            else None
+        ),
         repos=repos,
         paths=projects.paths,
+        ready_worktrees=_ready_worktrees_for(config, worktrees, projects) if docker_runner is None else None,
         launcher=launcher_for(config),
         agent_env=agent_env_for(config),
         approvals=approvals,
@@ -327,7 +358,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         user_config=user_config,
         profiles=profiles,
         projects=projects,
-        tasks=TaskService(database, changes),
+        tasks=TaskService(database, changes, read_cache),
         attempts=AttemptService(database),
         processes=ProcessService(database),
         filesystem=filesystem,

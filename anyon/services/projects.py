@@ -17,6 +17,7 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import Project
+from anyon.services.db.readcache import ReadCache
 from anyon.services.db.serialize import project_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git import GitService
@@ -58,8 +59,10 @@ class ProjectService:
         workspace_dir: str,
         project_roots: tuple[str, ...] = (),
         user_workspace_dir: Callable[[], str | None] | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
         self._db = database
+        self._cache = cache or ReadCache(None)
         self._changes = changes
         self._git = git
         self._create_lock = threading.Lock()
@@ -70,10 +73,14 @@ class ProjectService:
         self._user_workspace_dir = user_workspace_dir
 
     # -- reads -----------------------------------------------------------------------------------
-    def list(self) -> list[dict[str, Any]]:
+    def _list(self) -> list[dict[str, Any]]:
         with self._db.connection():
             rows = Project.select().order_by(Project.updated_at.desc())
             return [project_json(p) for p in rows]
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every project, newest change first; from the read cache while the database is unchanged."""
+        return [dict(row) for row in self._cache.fetch("projects", self._list)]
 
     def get_row(self, project_id: uuid.UUID) -> Project:
         with self._db.connection():

@@ -10,6 +10,7 @@ from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import Image, Project, Task, TaskAttempt, TaskImage
+from anyon.services.db.readcache import ReadCache
 from anyon.services.db.serialize import task_json
 from anyon.services.errors import Conflict, NotFound, ServiceError
 
@@ -18,11 +19,17 @@ T = TypeVar("T")
 
 
 class TaskService:
-    def __init__(self, database: Database, changes: ChangeNotifier) -> None:
+    def __init__(self, database: Database, changes: ChangeNotifier, cache: ReadCache | None = None) -> None:
         self._db = database
         self._changes = changes
+        self._cache = cache or ReadCache(None)
 
     def list_for_project(self, project_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The board; served from the read cache while the database is unchanged (copies: callers edit)."""
+        rows = self._cache.fetch(("board", project_id), lambda: self._board(project_id))
+        return [dict(row) for row in rows]
+
+    def _board(self, project_id: uuid.UUID) -> list[dict[str, Any]]:
         with self._db.connection():
             return queries.tasks_with_status(project_id)
 

@@ -274,6 +274,10 @@ class WorktreeManager:
         with self._repo_locks.hold(repo.path):
             yield
 
+    def hold_repo(self, repo: pygit2.Repository) -> contextlib.AbstractContextManager[None]:
+        """The per-repository lock :meth:`create` holds, for other modules that make branches."""
+        return self._repo_lock(repo)
+
     # ------------------------------------------------------------------------------------ create / ensure
 
     @property

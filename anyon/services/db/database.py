@@ -7,9 +7,10 @@ one; tests that use several open them one after the other (or call ``bind()`` to
 module-level connection exist.
 
 Threads: the API runs peewee calls in worker threads. peewee keeps connection and transaction state per
-thread (``thread_safe=True``) and connects lazily, so each worker thread gets its own connection. On SQLite,
-WAL lets readers run beside the one writer, ``busy_timeout`` makes a second writer wait instead of failing,
-and write transactions start ``IMMEDIATE`` so they never deadlock upgrading a read lock.
+thread (``thread_safe=True``) and connects lazily, so each worker thread gets its own connection, taken
+from a pool (:mod:`anyon.services.db.pool`) and handed back at ``close()`` rather than reopened per call.
+On SQLite, WAL lets readers run beside the one writer, ``busy_timeout`` makes a second writer wait instead
+of failing, and write transactions start ``IMMEDIATE`` so they never deadlock upgrading a read lock.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import peewee as pw
 
 from anyon.config.redact import redact_text, redact_url, url_secrets
 from anyon.services.db.models import ALL_MODELS
+from anyon.services.db.pool import PostgresPool, SqlitePool, close_all
+from anyon.services.db.readcache import DataVersion
 
 # Column types the models use that SQLite spells differently.
 _SQLITE_FIELD_TYPES = {"TIMESTAMPTZ": "TEXT"}
@@ -39,9 +42,13 @@ class DatabaseUrlError(ValueError):
 class Database:
     """One open database: the peewee handle plus the schema operations the server needs."""
 
-    def __init__(self, db: pw.Database, url: str, schema: str | None = None) -> None:
+    def __init__(
+        self, db: pw.Database, url: str, schema: str | None = None, data_version: DataVersion | None = None
+    ) -> None:
         self.db = db
         self.url = url
+        #: what :class:`~anyon.services.db.readcache.ReadCache` checks; None where there is none (PostgreSQL)
+        self.data_version = data_version
         self.schema = schema  # PostgreSQL schema (search_path) this database lives in, if not the default
         self._schema_ready = False
         self._lock = threading.Lock()
@@ -102,7 +109,7 @@ class Database:
             raise DatabaseUrlError(
                 f"cannot create the directory of the SQLite database {file}: {exc}"
             ) from exc
-        db = pw.SqliteDatabase(
+        db = SqlitePool(
             str(file),
             pragmas={
                 "journal_mode": "wal",
@@ -114,7 +121,8 @@ class Database:
             field_types=_SQLITE_FIELD_TYPES,
             lock_type="IMMEDIATE",
         )
-        return cls(db, f"sqlite://{file.as_posix()}")
+        version = DataVersion(str(file), busy_timeout_ms / 1000)
+        return cls(db, f"sqlite://{file.as_posix()}", data_version=version)
 
     @classmethod
     def _postgres(cls, url: str, parts: Any, busy_timeout_ms: int) -> Database:
@@ -143,7 +151,7 @@ class Database:
             "connect_timeout": params.pop("connect_timeout", 10),
             **params,
         }
-        db = pw.PostgresqlDatabase(dbname, **{k: v for k, v in connect.items() if v is not None})
+        db = PostgresPool(dbname, **{k: v for k, v in connect.items() if v is not None})
         return cls(db, url, schema=schema)
 
     # --- state -------------------------------------------------------------------------------------
@@ -176,9 +184,15 @@ class Database:
             raise DatabaseConnectError(f"cannot open the database {self.display_url}: {message}") from None
 
     def close(self) -> None:
-        """Close this thread's connection (a no-op when it is not open)."""
+        """End this thread's use of its connection (a no-op when none is open); the pool keeps it."""
         if not self.db.is_closed():
             self.db.close()
+
+    def close_all(self) -> None:
+        """Close every connection of the pool, at shutdown: SQLite checkpoints its WAL on the last one."""
+        if self.data_version is not None:
+            self.data_version.close()
+        close_all(self.db)
 
     def atomic(self) -> Any:
         """A transaction (a savepoint when nested) as a context manager or decorator."""

@@ -8,6 +8,7 @@ RFC 3339 UTC with milliseconds and ``Z`` (``2025-11-12T03:04:05.678Z``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -24,21 +25,36 @@ from anyon.services.db.models import (
 )
 
 JsonDict = dict[str, Any]
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
-def ts(value: dt.datetime | None) -> str | None:
-    """An RFC 3339 UTC timestamp with milliseconds and ``Z``; naive datetimes are taken as UTC."""
+def ts(value: dt.datetime | str | None) -> str | None:
+    """An RFC 3339 UTC timestamp with milliseconds and ``Z``; naive datetimes are taken as UTC.
+
+    A string is a timestamp as SQLite stores it (``2025-11-12 03:04:05.678901``, UTC, see
+    ``UtcDateTimeField``): that exact shape is reformatted by slicing, anything else is parsed.
+    """
     if value is None:
         return None
+    if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == "." and value[4] == value[7] == "-":
+            return f"{value[:10]}T{value[11:23]}Z"
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is not dt.UTC:
         value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
     return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
 
 
 def uid(value: uuid.UUID | str | None) -> str | None:
-    """A UUID as its canonical lowercase hyphenated string (None stays None)."""
+    """A UUID as its canonical lowercase hyphenated string (None stays None).
+
+    A string is parsed (and so checked), except the 32 lowercase hex digits SQLite stores, which are
+    only hyphenated.
+    """
     if value is None:
         return None
+    if isinstance(value, str) and len(value) == 32 and _HEX32.fullmatch(value):
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
@@ -70,10 +86,10 @@ def task_json(t: Task) -> JsonDict:
 
 
 def task_row_json(row: Mapping[str, Any]) -> JsonDict:
-    """Task from a ``Task.select().dicts()`` row (keys are field names); skips building model objects."""
+    """Task from a raw ``tasks`` row (keys are column names, values as stored); skips model objects."""
     return {
         "id": uid(row["id"]),
-        "project_id": uid(row["project"]),
+        "project_id": uid(row["project_id"]),
         "title": row["title"],
         "description": row["description"],
         "status": row["status"],

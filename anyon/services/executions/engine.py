@@ -34,6 +34,7 @@ from anyon.config.model import ExecutionSettings
 from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_repos import AttemptRepos, Checkout, SharedAttemptRepos
 from anyon.services.changes import ChangeNotifier
+from anyon.services.checkouts_ahead import AheadCheckouts
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
@@ -57,6 +58,7 @@ from anyon.services.normalizer import COMMAND_PREFIX, LogNormalizer, normalizer_
 from anyon.services.normalizer.failures import no_answer_message
 from anyon.services.paths import PathPolicy
 from anyon.services.protocols import AgentClient, ProtocolSink, RunRequest, client_for
+from anyon.services.ready_worktrees import resolve as resolve_claim
 from anyon.services.runners.base import (
     Runner,
     RunnerError,
@@ -68,6 +70,7 @@ from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
 if TYPE_CHECKING:
+    from anyon.services.ready_worktrees import Claim, ReadyWorktrees
     from anyon.services.runners.warm import WarmPool, WarmSlot
 
 log = logging.getLogger(__name__)
@@ -180,6 +183,7 @@ class ExecutionService:
         approvals: ApprovalService | None = None,
         launcher: AgentLauncher | None = None,
         agent_env: dict[str, str] | None = None,
+        ready_worktrees: ReadyWorktrees | None = None,
     ) -> None:
         self._images = images  # copies a task's images into the worktree and rewrites prompt links
         self._on_attempt_finished = on_attempt_finished  # (attempt id, last process id): notifications
@@ -213,6 +217,11 @@ class ExecutionService:
         self._found = launch.FoundPrograms()  # CLIs found in attempts' containers
         # extra variables of coding agents only (HOME = the agent home in local mode)
         self._agent_env = dict(agent_env or {})
+        # local mode: checkouts made ahead of the attempts that take them (ready_worktrees.py)
+        usable_ready = ready_worktrees is not None and ready_worktrees.enabled and provisioner is None
+        self.ready_worktrees = ready_worktrees if usable_ready else None
+        self._ready: dict[uuid.UUID, Claim] = {}  # taken by an attempt row, not started yet
+        self._ahead = AheadCheckouts(worktrees)
 
     # ------------------------------------------------------------------------------------------
     # status and lookup
@@ -251,11 +260,15 @@ class ExecutionService:
         self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str
     ) -> TaskAttempt:
         claimed: list[WarmSlot] = []
+        ready: list[Claim] = []
         try:
-            return self._insert_attempt_row(task_id, profile, base_branch, claimed)
+            return self._insert_attempt_row(task_id, profile, base_branch, claimed, ready)
         except BaseException:
             for slot in claimed:  # the row was not written: the slot goes back to nobody
                 self._release_slot(slot)
+            for checkout in ready:
+                if self.ready_worktrees is not None:
+                    self.ready_worktrees.release(checkout)
             raise
 
     def _release_slot(self, slot: WarmSlot) -> None:
@@ -266,7 +279,12 @@ class ExecutionService:
             )
 
     def _insert_attempt_row(
-        self, task_id: uuid.UUID, profile: ExecutorProfileId, base_branch: str, claimed: list[WarmSlot]
+        self,
+        task_id: uuid.UUID,
+        profile: ExecutorProfileId,
+        base_branch: str,
+        claimed: list[WarmSlot],
+        ready: list[Claim],
     ) -> TaskAttempt:
         with self._db.atomic():
             task = Task.get_or_none(Task.id == task_id)
@@ -285,6 +303,12 @@ class ExecutionService:
                 if slot is not None:
                     claimed.append(slot)
                     attempt_id = slot.attempt_id
+            elif self.ready_worktrees is not None:
+                # a ready worktree's attempt id was chosen when it was made
+                checkout = self.ready_worktrees.claim(str(project.id), project.git_repo_path, base_branch)
+                if checkout is not None:
+                    ready.append(checkout)
+                    attempt_id = checkout.attempt_id
             prefix = self._user_config.get().get("git_branch_prefix", "vk")
             branch = self._worktrees.branch_name(prefix, attempt_id, task.title)
             attempt = TaskAttempt.create(
@@ -297,6 +321,8 @@ class ExecutionService:
             )
         if claimed:
             self._claimed[attempt_id] = claimed[0]
+        if ready:
+            self._ready[attempt_id] = ready[0]
         return attempt
 
     async def create_attempt(self, task_id: uuid.UUID, profile_json: Any, base_branch: str) -> dict[str, Any]:
@@ -384,12 +410,22 @@ class ExecutionService:
         return _WorktreePlan(attempt, task, project, worktree, shared)
 
     def _prepare_worktree(
-        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None
+        self, attempt_id: uuid.UUID, plan: _WorktreePlan | None = None, claim: Claim | None = None
     ) -> tuple[AttemptContext, str | None, str]:
-        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt."""
+        """Branch and worktree, copied files, container_ref; returns the context, setup script, prompt.
+
+        With a ready worktree that can still be used, the branch is made there instead of a checkout.
+        """
+        ready = resolve_claim(claim)  # waits for a checkout being made ahead, if that is what was taken
         plan = plan or self._plan_worktree(attempt_id, reserve=False)
         attempt, task, project, worktree = plan.attempt, plan.task, plan.project, plan.worktree
-        self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
+        keep = ready is not None and ready.folder == worktree  # a warm container mounts the folder
+        if ready is not None and self._ahead.adopt(
+            ready, attempt.branch, attempt.target_branch, keep_folder=keep
+        ):
+            worktree = ready.folder
+        else:
+            self._worktrees.create(project.git_repo_path, attempt.branch, worktree, attempt.target_branch)
         if project.copy_files:
             self._worktrees.copy_files(project.git_repo_path, worktree, project.copy_files)
         with self._db.connection():
@@ -458,8 +494,15 @@ class ExecutionService:
                 attempt_id, self._provisioner, slot
             )
         else:
-            context, setup_script, prompt = await asyncio.to_thread(self._prepare_worktree, attempt_id)
+            ready = self._ready.pop(attempt_id, None)
+            context, setup_script, prompt = await asyncio.to_thread(
+                self._prepare_worktree, attempt_id, None, ready
+            )
             self.timings.mark(attempt_id, "worktree_ready")
+            if self.ready_worktrees is not None:
+                pool = self.ready_worktrees
+                project_id, repo_path = str(context.project_id), context.repo_path
+                self._after_first_output(attempt_id, lambda: pool.wanted(project_id, repo_path))
             await self._ensure_container(context)
             self.timings.mark(attempt_id, "container_ready")
         agent = actions.initial(prompt, profile, actions.cleanup_or_none(context.cleanup_script))
@@ -504,8 +547,10 @@ class ExecutionService:
         if pool is not None:
             self._refill_after_output(pool, attempt_id, plan)
 
+        ready = slot.checkout if slot is not None and plan.worktree == slot.folder else None
+
         async def worktree() -> tuple[AttemptContext, str | None, str]:
-            result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan)
+            result = await asyncio.to_thread(self._prepare_worktree, attempt_id, plan, ready)
             self.timings.mark(attempt_id, "worktree_ready")
             return result
 
@@ -526,18 +571,25 @@ class ExecutionService:
 
     def _refill_after_output(self, pool: WarmPool, attempt_id: uuid.UUID, plan: _WorktreePlan) -> None:
         """Keep the project's warm pool full, once the attempt printed: nothing delays its first byte."""
+        project = plan.project
+        self._after_first_output(
+            attempt_id, lambda: pool.wanted(str(project.id), project.git_repo_path, plan.objects_dir)
+        )
+
+    def _after_first_output(self, attempt_id: uuid.UUID, refill: Callable[[], None]) -> None:
+        """Run ``refill`` once the attempt printed (or after a short wait), on the event loop."""
         event = self._first_output[attempt_id] = asyncio.Event()
 
-        async def refill() -> None:
+        async def wait_then_refill() -> None:
             try:
                 await asyncio.wait_for(event.wait(), _REFILL_AFTER_OUTPUT_SECONDS)
             except TimeoutError:
                 pass
             finally:
                 self._first_output.pop(attempt_id, None)
-            pool.wanted(str(plan.project.id), plan.project.git_repo_path, plan.objects_dir)
+            refill()
 
-        self._spawn_background(refill(), f"warm-refill:{attempt_id}")
+        self._spawn_background(wait_then_refill(), f"refill:{attempt_id}")
 
     async def _ensure_container(self, context: AttemptContext) -> None:
         if self._provisioner is None:
@@ -1193,6 +1245,11 @@ class ExecutionService:
                 await self.warm_pool.discard(slot)
             self._claimed.clear()
             await self.warm_pool.close()
+        if self.ready_worktrees is not None:
+            for checkout in self._ready.values():
+                await asyncio.to_thread(self.ready_worktrees.release, checkout)
+            self._ready.clear()
+            await self.ready_worktrees.close()
 
     # ------------------------------------------------------------------------------------------
     # follow-up, retry, dev server
@@ -1382,9 +1439,9 @@ class ExecutionService:
         the first attempt of a project as quick as the later ones: the UI opens the project and the user
         writes the task before an attempt is started.
         """
-        if self.warm_pool is None:
+        if self.warm_pool is None and self.ready_worktrees is None:
             return
-        pool = self.warm_pool
+        pool, ready = self.warm_pool, self.ready_worktrees
 
         async def warm() -> None:
             def lookup() -> tuple[str, str] | None:
@@ -1392,11 +1449,13 @@ class ExecutionService:
                     project = Project.get_or_none(Project.id == project_id)
                 if project is None or not self._git.is_repository(project.git_repo_path):
                     return None
-                return project.git_repo_path, objects_dir(project.git_repo_path)
+                return project.git_repo_path, objects_dir(project.git_repo_path) if pool else ""
 
             found = await asyncio.to_thread(lookup)
-            if found is not None:
+            if found is not None and pool is not None:
                 pool.wanted(str(project_id), *found)
+            if found is not None and ready is not None:
+                ready.wanted(str(project_id), found[0])
 
         self._spawn_background(warm(), f"warm-project:{project_id}")
 
@@ -1404,6 +1463,8 @@ class ExecutionService:
         """A deleted project's warm containers go at once, not at the next idle reap."""
         if self.warm_pool is not None:
             await self.warm_pool.drop_project(str(project_id))
+        if self.ready_worktrees is not None:
+            await self.ready_worktrees.drop_project(str(project_id))
 
     async def cleanup_attempts_later(self, attempts: list[TaskAttempt], repo_path: str | None) -> None:
         """Schedule :meth:`cleanup_attempts` in the background; the caller answers at once."""

@@ -27,7 +27,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class WarmSlot:
     folder: str
     objects_dir: str
     inode: int
+    #: the base branch checked out (detached) in the folder ahead, when the pool makes checkouts
+    checkout: ReadyWorktree | None = None
 
 
 @dataclass
@@ -156,9 +161,12 @@ class WarmPool:
         max_projects: int,
         idle_seconds: float,
         project_exists: Callable[[str], Awaitable[bool]] | None = None,
+        checkouts: AheadCheckouts | None = None,
     ) -> None:
         self._runner = runner
         self._worktrees = worktrees
+        # fills each slot's folder with a checkout of the project's branch while its container starts
+        self._checkouts = checkouts if checkouts is not None and checkouts.available else None
         self.size = size
         self.max_projects = max_projects
         self.idle_seconds = idle_seconds
@@ -195,14 +203,15 @@ class WarmPool:
             return pool.slots.pop(0) if pool.slots else None
 
     def usable(self, slot: WarmSlot) -> bool:
-        """The slot's folder is still the empty directory its container mounted (nothing swept it)."""
+        """The slot's folder is still the directory its container mounted (nothing swept it), empty or
+        holding the checkout made ahead (whether that can be taken is checked when it is taken)."""
         try:
             st = os.stat(slot.folder, follow_symlinks=False)
             with os.scandir(slot.folder) as entries:
                 empty = next(entries, None) is None
         except OSError:
             return False
-        return stat.S_ISDIR(st.st_mode) and st.st_ino == slot.inode and empty
+        return stat.S_ISDIR(st.st_mode) and st.st_ino == slot.inode and (empty or slot.checkout is not None)
 
     def wanted(self, project_id: str, repo_path: str, objects_dir: str) -> None:
         """The project is active: (re)fill its slots in the background."""
@@ -232,6 +241,19 @@ class WarmPool:
             self._reaper = loop.create_task(self._reap_loop(), name="anyon-warm-reaper")
 
     async def _fill(self, project_id: str, pool: _ProjectPool) -> None:
+        checkouts = self._checkouts
+        if checkouts is not None:  # the branch moved: those checkouts would only be emptied when taken
+            with self._lock:
+                made = list(pool.slots)
+            stale: list[WarmSlot] = []
+            for slot in made:
+                checkout = slot.checkout
+                if checkout is not None and await asyncio.to_thread(checkouts.stale, checkout):
+                    stale.append(slot)
+            with self._lock:
+                pool.slots = [slot for slot in pool.slots if slot not in stale]
+            for slot in stale:
+                await self.discard(slot)
         failures = 0
         while not self._closed and self._pools.get(project_id) is pool and len(pool.slots) < self.size:
             try:
@@ -265,11 +287,20 @@ class WarmPool:
             raise RuntimeError("no free worktree folder name for a warm slot")
         slot = WarmSlot(project_id, attempt_id, folder, pool.objects_dir, os.stat(folder).st_ino)
         self._runner.reserved_ids.add(str(attempt_id))
-        try:
-            await self._runner.ensure_container(str(attempt_id), folder, pool.objects_dir)
-        except BaseException:
+        work: list[Awaitable[Any]] = [
+            self._runner.ensure_container(str(attempt_id), folder, pool.objects_dir)
+        ]
+        if self._checkouts is not None:
+            work.append(
+                asyncio.to_thread(self._checkouts.make, project_id, attempt_id, pool.repo_path, folder)
+            )
+        results = await asyncio.gather(*work, return_exceptions=True)
+        if len(results) > 1 and not isinstance(results[1], BaseException):
+            slot.checkout = results[1]
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
             await self.discard(slot)
-            raise
+            raise failed
         return slot
 
     async def discard(self, slot: WarmSlot) -> None:
@@ -279,6 +310,8 @@ class WarmPool:
         except Exception as exc:
             log.warning("could not remove warm container of %s: %s", slot.attempt_id, exc)
         self._runner.reserved_ids.discard(str(slot.attempt_id))
+        if slot.checkout is not None and self._checkouts is not None:
+            await asyncio.to_thread(self._checkouts.remove, slot.checkout)
         with contextlib.suppress(OSError):
             os.rmdir(slot.folder)
 
