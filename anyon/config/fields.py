@@ -78,6 +78,8 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "executions.log_cap_bytes": (0, None),
     "retention.log_days": (0, None),
     "retention.log_total_bytes": (0, None),
+    "retention.audit_days": (0, None),
+    "auth.revocation_check_seconds": (0.1, 3600),
     "github.timeout_seconds": (0.1, 600),
     "github.pr_monitor_interval_seconds": (0, None),
 }

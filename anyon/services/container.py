@@ -40,6 +40,7 @@ from anyon.services.runners.environment import agent_environment, without_server
 from anyon.services.runners.host import HostRunner
 from anyon.services.tags import ImageService, TagService
 from anyon.services.tasks import TaskService
+from anyon.services.team import Team, build_team
 from anyon.services.user_config import UserConfigService
 from anyon.services.worktrees import WorktreeManager
 
@@ -74,6 +75,7 @@ class Services:
     file_search: FileSearch
     github: GitHub
     docker: Any = None  # the DockerRunner in cloud mode
+    team: Team | None = None  # cloud mode: accounts, access scope, audit (services/team.py)
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -135,6 +137,7 @@ class Services:
             ("worktree-expiry", self.maintenance.expiry_loop),
             ("container-reconcile", self.maintenance.reconcile_loop),
             ("pr-monitor", self.github.monitor.loop),
+            *(self.team.jobs() if self.team is not None else []),
             *self.extra_jobs,
         ]
 
@@ -261,6 +264,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         ),
         github=build_github(config, database, changes, user_config, projects, attempt_git),
         docker=docker_runner,
+        team=build_team(config, database),
     )
     for name, value in overrides.items():
         setattr(services, name, value)
