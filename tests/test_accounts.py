@@ -440,3 +440,28 @@ def test_accounts_do_not_exist_in_local_mode(tmp_path: Path) -> None:
     with redirect_stderr(err), redirect_stdout(io.StringIO()):
         assert main(["user", "list", "--settings", str(settings)]) == 2
     assert "cloud mode only" in err.getvalue()
+
+
+def test_ui_config_and_github_token_are_per_account(private: LiveServer, tmp_path: Path) -> None:
+    a_token, _ = add_user(private, "alice")
+    b_token, _ = add_user(private, "bob")
+    alice, bob, admin = as_user(private, a_token), as_user(private, b_token), as_user(private, CANARY)
+    config = alice.ok("GET", "/api/info")["config"]
+    config.update(theme="DARK", git_branch_prefix="alice")
+    config["github"] = {**config["github"], "pat": "ghp_alice_secret_value"}
+    saved = alice.ok("PUT", "/api/config", json=config)
+    assert saved["theme"] == "DARK" and saved["github"]["pat"] is None  # the token is never echoed
+    alice_info, bob_info = alice.ok("GET", "/api/info"), bob.ok("GET", "/api/info")
+    assert alice_info["config"]["theme"] == "DARK" and alice_info["github_secret_state"]["has_pat"] is True
+    assert bob_info["config"]["theme"] != "DARK" and bob_info["config"]["git_branch_prefix"] == "vk"
+    assert bob_info["github_secret_state"]["has_pat"] is False
+    assert admin.ok("GET", "/api/info")["github_secret_state"]["has_pat"] is False  # the shared store
+    data_dir = Path(private.deployment.config.paths.data_dir)
+    stores = list((data_dir / "users").glob("*/secrets.json"))
+    assert len(stores) == 1 and "ghp_alice_secret_value" in stores[0].read_text()
+    assert stores[0].stat().st_mode & 0o077 == 0 and stores[0].parent.stat().st_mode & 0o077 == 0
+    assert (
+        "ghp_alice_secret_value" not in (data_dir / "config.json").read_text()
+        if (data_dir / "config.json").exists()
+        else True
+    )

@@ -42,6 +42,7 @@ from anyon.services.tags import ImageService, TagService
 from anyon.services.tasks import TaskService
 from anyon.services.team import Team, build_team
 from anyon.services.user_config import UserConfigService
+from anyon.services.user_scoped_config import UserScopedConfig
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
     bus = EventBus()
     changes = ChangeNotifier(database, bus)
-    user_config = UserConfigService(config.paths.data_dir)
+    # cloud mode: each account's own UI config and GitHub token (services/user_scoped_config.py)
+    user_config = (UserScopedConfig if config.is_cloud else UserConfigService)(config.paths.data_dir)
 
     def user_workspace() -> str | None:
         # Local mode honours the UI's workspace_dir; cloud mode always uses the configured one.
