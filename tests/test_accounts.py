@@ -8,6 +8,7 @@ and nothing he sends changes anything. Accounts are managed with the real ``anyo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -465,3 +466,78 @@ def test_ui_config_and_github_token_are_per_account(private: LiveServer, tmp_pat
         if (data_dir / "config.json").exists()
         else True
     )
+
+
+# --- quotas --------------------------------------------------------------------------------------
+
+
+def test_user_slots_keep_one_account_from_taking_every_slot() -> None:
+    from anyon.services.executions.user_slots import UserSlots
+
+    async def scenario() -> list[str]:
+        current = {"who": "alice"}
+        slots = UserSlots(3, 1, who=lambda: current["who"])
+        order: list[str] = []
+
+        async def run(name: str, user: str, hold: float) -> None:
+            current["who"] = user
+            await slots.acquire(lambda position: order.append(f"{name} waits"))
+            order.append(f"{name} runs")
+            await asyncio.sleep(hold)
+            slots.release()
+
+        tasks = []
+        for name, user in (("a1", "alice"), ("a2", "alice"), ("b1", "bob")):
+            tasks.append(asyncio.create_task(run(name, user, 0.2)))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert slots.running == 2 and slots.queued == 1
+        await asyncio.gather(*tasks)
+        assert slots.running == 0 and slots.queued == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["a1 runs", "a2 waits", "b1 runs", "a2 runs"]
+
+
+def test_per_account_quota_holds_through_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANYON_API_TOKEN", raising=False)
+    require_test_image()
+    config = _config(tmp_path, "private")
+    config = dataclasses.replace(
+        config, executions=dataclasses.replace(config.executions, max_concurrent=4, max_concurrent_per_user=1)
+    )
+    instance = instance_id(config)
+    try:
+        with live_server(config) as server:
+            server.settings = _settings_file(config, tmp_path)  # type: ignore[attr-defined]
+            a_token, _ = add_user(server, "alice")
+            b_token, _ = add_user(server, "bob")
+            alice, bob = as_user(server, a_token), as_user(server, b_token)
+            use_fake_agent(alice, SHELL_AGENT)
+            projects = []
+            for who, name in ((alice, "quota-a"), (bob, "quota-b")):
+                projects.append(
+                    who.ok(
+                        "POST",
+                        "/api/projects",
+                        json={
+                            "name": name,
+                            "git_repo_path": str(tmp_path / name),
+                            "use_existing_repo": False,
+                            "setup_script": "sleep 4",
+                        },
+                    )
+                )
+            start(alice, projects[0], "first")
+            start(alice, projects[0], "second")
+            start(bob, projects[1], "bob's")
+            deadline = time.monotonic() + 60
+            seen = None
+            while time.monotonic() < deadline:
+                seen = alice.ok("GET", "/api/executions/status")
+                if seen["running"] == 2 and seen["queued"] == 1:
+                    break
+                time.sleep(0.1)
+            assert seen == {**seen, "running": 2, "queued": 1}, seen
+    finally:
+        remove_instance_containers(instance)

@@ -79,6 +79,8 @@ class DockerSettings:
 @dataclass(frozen=True)
 class ExecutionSettings:
     max_concurrent: int = 4
+    # cloud mode with accounts: processes one account may run at once (its others wait); 0 = no limit
+    max_concurrent_per_user: int = 0
     stop_escalation_seconds: float = 2.0
     log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
     # a coding agent silent this long after its start fails (no network, registry, login prompt); 0 = off

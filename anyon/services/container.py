@@ -184,6 +184,16 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
     return docker_runner, docker_runner
 
 
+def _slots_for(config: AnyonConfig) -> Any:
+    """Cloud mode: the server-wide limit with a per-account share (executions/user_slots.py)."""
+    settings = config.executions
+    if not config.is_cloud or settings.max_concurrent_per_user <= 0:
+        return None
+    from anyon.services.executions.user_slots import UserSlots
+
+    return UserSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+
+
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
     bus = EventBus()
@@ -230,6 +240,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         warm_pool=_warm_pool_for(docker_runner, worktrees, projects) if docker_runner is not None else None,
         repos=repos,
         paths=projects.paths,
+        slots=_slots_for(config),
     )
     attempt_git = AttemptGitService(
         database, changes, git, worktrees, file_search, repos, paths=projects.paths

@@ -167,6 +167,7 @@ class ExecutionService:
         warm_pool: WarmPool | None = None,
         repos: AttemptRepos | None = None,
         paths: PathPolicy | None = None,
+        slots: ExecutionSlots | None = None,
     ) -> None:
         self._db = database
         self._repos = repos or SharedAttemptRepos(git, worktrees)
@@ -184,7 +185,7 @@ class ExecutionService:
         self._paths = paths or PathPolicy()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
-        self._slots = ExecutionSlots(settings.max_concurrent)
+        self._slots = slots or ExecutionSlots(settings.max_concurrent)
         self._live: dict[uuid.UUID, LiveProcess] = {}
         self.timings = StartTimings()
         self._background: set[asyncio.Task[Any]] = set()
