@@ -287,6 +287,19 @@ def test_another_users_private_project_does_not_exist_for_them(private: LiveServ
     assert "second-secret-title" in readers[1].text
     assert "second-secret-title" not in readers[0].text
 
+    # the owner merges; the audit trail says who, found by the attempt's id or its task's
+    assert alice.ok("POST", f"/api/task-attempts/{A}/merge") is None
+    for object_id in (A, T):
+        code, out, err = cli(private, "audit", "--object", object_id, "--action", "merge", "--json")
+        assert code == 0, err
+        merges = [json.loads(line) for line in out.splitlines()]
+        # bob's refused try is on record too, under the (attempt) id he sent
+        expected = [("bob", "failed"), ("alice", "ok")] if object_id == A else [("alice", "ok")]
+        assert [(m["user"], m["outcome"]) for m in merges] == expected, out
+        assert merges[-1]["task_id"] == T and merges[-1]["project_id"] == P
+    tried = [json.loads(x) for x in cli(private, "audit", "--user", "bob", "--json")[1].splitlines()]
+    assert tried and all(e["outcome"] == "failed" for e in tried if e["action"] != "project.create")
+
     # a membership opens the project to bob
     code, _, err = cli(private, "user", "share", "bob", P)
     assert code == 0, err
@@ -415,7 +428,7 @@ def test_audit_lines_name_the_user_and_anyon_audit_answers_who(private: LiveServ
         json={"name": "audited", "git_repo_path": str(tmp_path / "audited"), "use_existing_repo": False},
     )
     task = alice.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "to delete"})
-    assert bob.delete(f"/api/tasks/{task['id']}").status_code == 404  # refused: not audited as done
+    assert bob.delete(f"/api/tasks/{task['id']}").status_code == 404  # refused: on record as failed
     assert alice.delete(f"/api/tasks/{task['id']}").status_code == 202
 
     code, out, err = cli(private, "audit", "--object", task["id"], "--json")
@@ -423,9 +436,11 @@ def test_audit_lines_name_the_user_and_anyon_audit_answers_who(private: LiveServ
     entries = [json.loads(line) for line in out.splitlines()]
     assert [(e["user"], e["action"], e["outcome"]) for e in entries] == [
         ("alice", "task.create", "ok"),
+        ("bob", "task.delete", "failed"),
         ("alice", "task.delete", "ok"),
     ]
-    assert all(e["project_id"] == project["id"] for e in entries)
+    assert all(e["project_id"] == project["id"] for e in entries if e["user"] == "alice")
+    assert "project_id" not in entries[1]  # nothing about the hidden object is looked up for bob
     code, out, _ = cli(private, "audit", "--action", "project.create")
     assert code == 0 and "alice" in out and "bob" not in out
     audit_dir = Path(private.deployment.config.paths.data_dir) / "audit"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -80,6 +81,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", f"{_A}/conflicts/abort"): "attempt.abort_conflicts",
 }
 REVOKED_CLOSE_CODE = 4401
+#: a WebSocket still not accepted this long after authentication is not a stream to watch
+UNACCEPTED_SECONDS = 30.0
 
 
 def _principal(req: falcon.asgi.Request) -> Principal | None:
@@ -180,16 +183,22 @@ class TeamMiddleware:
             await self._check_body(req, principal)
         action = AUDITED.get((req.method, req.uri_template or ""))
         if action is not None:
-            req.context.audit = (action, await asyncio.to_thread(self._where, params))
+            stand_ins = getattr(req.context, "stand_ins", {})
+            req.context.audit = (action, await asyncio.to_thread(self._where, params, stand_ins))
 
     async def process_resource_ws(
         self, req: falcon.asgi.Request, ws: falcon.asgi.WebSocket, resource: object, params: dict[str, Any]
     ) -> None:
         principal = await self._check_request(req, params, websocket=True)
         if principal is not None and principal.token_id is not None:
-            self._team.watch.register(
-                principal.token_id, lambda: ws.close(REVOKED_CLOSE_CODE), alive=lambda: not ws.closed
-            )
+            registered = time.monotonic()
+
+            def alive() -> bool:
+                # a handshake the resource refused (unknown id) never opens: drop it after a while
+                stale = ws.unaccepted and time.monotonic() - registered > UNACCEPTED_SECONDS
+                return not ws.closed and not stale
+
+            self._team.watch.register(principal.token_id, lambda: ws.close(REVOKED_CLOSE_CODE), alive=alive)
 
     # --- lists, streams, audit ----------------------------------------------------------------------
 
@@ -270,16 +279,17 @@ class TeamMiddleware:
             if aclose is not None:
                 await aclose()
 
-    def _where(self, params: dict[str, Any]) -> dict[str, str]:
-        """The ids an audited action is about, resolved before it runs (a delete removes them)."""
+    def _where(self, params: dict[str, Any], stand_ins: dict[str, str]) -> dict[str, str]:
+        """The ids an audited action is about, resolved before it runs (a delete removes them).
+
+        A refused attempt on a hidden object is recorded with the id the caller sent.
+        """
         where: dict[str, str] = {}
         for name, value in params.items():
             if name in PARAMS and _uuid(value):
-                where[name if name != "task_attempt_id" else "attempt_id"] = str(value)
-                kind = PARAMS[name][0]
-                project = self._scope.project_of(kind, str(value))
-                if project is not None:
-                    where["project_id"] = str(project)
+                original = stand_ins.get(str(value), str(value))
+                where.update(self._scope.locate(PARAMS[name][0], original) if original == value else {})
+                where[name if name != "task_attempt_id" else "attempt_id"] = original
         return where
 
     def _record(
@@ -301,6 +311,8 @@ class TeamMiddleware:
             for key in ("project_id", "task_id"):
                 if data.get(key):
                     ids[key] = str(data[key])
+            if "task_id" in ids and "project_id" not in ids:
+                ids.update(self._scope.locate("task", ids["task_id"]))
         obj = ids.get(f"{action.partition('.')[0]}_id")
         self._team.audit.record(
             {

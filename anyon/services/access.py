@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from anyon.services.db.database import Database
 from anyon.services.db.models import (
     ExecutionProcess,
+    Image,
     Project,
     ProjectMember,
     Task,
@@ -118,6 +119,33 @@ class AccessScope:
                 return row.project_id if row else None
         raise ValueError(f"unknown object kind {kind!r}")
 
+    def locate(self, kind: str, ident: str | uuid.UUID) -> dict[str, str]:
+        """The ids an object sits under (project, task, attempt), for the audit trail; {} when unknown."""
+        oid = parse_uuid(ident)
+        if oid is None or kind not in ("task", "attempt", "process"):
+            project = self.project_of(kind, ident) if oid is not None else None
+            return {"project_id": str(project)} if project is not None else {}
+        with self._db.connection():
+            query = (
+                Task.select(Task.project, Task.id, TaskAttempt.id.alias("attempt_id"))
+                .join(TaskAttempt, on=(TaskAttempt.task == Task.id))
+                .dicts()
+            )
+            if kind == "task":
+                row = Task.select(Task.project, Task.id).where(Task.id == oid).dicts().first()
+            elif kind == "attempt":
+                row = query.where(TaskAttempt.id == oid).first()
+            else:
+                row = (
+                    query.join(ExecutionProcess, on=(ExecutionProcess.task_attempt == TaskAttempt.id))
+                    .where(ExecutionProcess.id == oid)
+                    .first()
+                )
+        if row is None:
+            return {}
+        found = {"project_id": row["project"], "task_id": row["id"], "attempt_id": row.get("attempt_id")}
+        return {k: str(v) for k, v in found.items() if v is not None}
+
     def can_see_project(self, principal: Principal | None, project_id: uuid.UUID) -> bool:
         if not self.restricted(principal):
             return True
@@ -134,7 +162,15 @@ class AccessScope:
         if not self.restricted(principal):
             return True
         project_id = self.project_of(kind, ident)
+        if project_id is None and kind == "image" and principal is not None:
+            return self._own_image(principal, ident)  # uploaded, not yet attached to a task
         return project_id is not None and self.can_see_project(principal, project_id)
+
+    def _own_image(self, principal: Principal, ident: str | uuid.UUID) -> bool:
+        image_id = parse_uuid(ident)
+        with self._db.connection():
+            query = Image.select().where((Image.id == image_id) & (Image.user_id == principal.user_id))
+            return image_id is not None and bool(query.exists())
 
     def visible_project_ids(self, principal: Principal | None) -> set[str] | None:
         """The ids (as strings) of the projects a principal sees; None when it sees every project."""
