@@ -556,3 +556,68 @@ def test_per_account_quota_holds_through_the_server(tmp_path: Path, monkeypatch:
             assert seen == {**seen, "running": 2, "queued": 1}, seen
     finally:
         remove_instance_containers(instance)
+
+
+# --- execution isolation between accounts ----------------------------------------------------------
+
+PROBE_AGENT = r"""#!/bin/sh
+# reads the prompt, tries to read every absolute path named in it, and writes what it could into probe.txt
+prompt=$(cat)
+: > probe.txt
+for p in $prompt; do
+  case "$p" in /*)
+    if ls "$p" >/dev/null 2>&1 || cat "$p" >/dev/null 2>&1; then echo "READ $p" >> probe.txt
+    else echo "DENIED $p" >> probe.txt; fi ;;
+  esac
+done
+echo '{"type":"result","subtype":"success","is_error":false,"result":"probed"}'
+"""
+
+
+def test_one_accounts_agent_cannot_reach_anothers_worktree_or_credentials(
+    private: LiveServer, tmp_path: Path
+) -> None:
+    a_token, _ = add_user(private, "alice")
+    b_token, _ = add_user(private, "bob")
+    alice, bob = as_user(private, a_token), as_user(private, b_token)
+    use_fake_agent(alice, SHELL_AGENT)
+    # bob signs in to GitHub (his token in his own store) and runs an attempt that leaves files behind
+    config = bob.ok("GET", "/api/info")["config"]
+    config["github"] = {**config["github"], "pat": "ghp_bob_secret_value"}
+    bob.ok("PUT", "/api/config", json=config)
+    bob_project = _project_with_agent(bob, tmp_path / "b")
+    _, bob_attempt = start(bob, bob_project, "Bob's work", "bob prompt")
+    wait_processes(bob, bob_attempt["id"], 3, timeout=120)
+    bob_worktree = bob.ok("GET", f"/api/task-attempts/{bob_attempt['id']}")["container_ref"]
+    assert (Path(bob_worktree) / "agent.txt").exists()  # bob's agent really wrote there
+    config_paths = private.deployment.config.paths
+    secrets_root = config_paths.secrets_dir or os.path.join(config_paths.temp_dir, "cloud-secrets")
+    data_dir = Path(config_paths.data_dir)
+    targets = [
+        f"{bob_worktree}/agent.txt",
+        bob_worktree,
+        os.path.join(secrets_root, bob_attempt["id"]),
+        str(next((data_dir / "users").glob("*/secrets.json"))),
+        bob_project["git_repo_path"],
+        str(data_dir / "accounts.key"),
+    ]
+
+    # alice's agent, in her own container, tries to read each of them
+    project = _project_with_agent(alice, tmp_path / "a")
+    repo_path = Path(project["git_repo_path"])
+    (repo_path / ".agent.sh").write_text(PROBE_AGENT)
+    import pygit2
+
+    repo = pygit2.Repository(str(repo_path))
+    repo.index.add(".agent.sh")
+    repo.index.write()
+    sig = pygit2.Signature("Test", "test@example.com")
+    repo.create_commit("HEAD", sig, sig, "probe", repo.index.write_tree(), [repo.head.target])
+    # (the prompt reaches the agent JSON-encoded: words around the paths keep them whole)
+    _, attempt = start(alice, project, "Probe", "paths: " + " ".join([*targets, "/etc/passwd"]) + " end")
+    wait_processes(alice, attempt["id"], 3, timeout=120)
+    probe = (
+        Path(alice.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"]) / "probe.txt"
+    ).read_text()
+    # the probe works (it reads its own container's files) and finds nothing of bob's
+    assert probe.splitlines() == [*(f"DENIED {t}" for t in targets), "READ /etc/passwd"], probe
