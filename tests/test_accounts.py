@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -225,6 +226,15 @@ def test_another_users_private_project_does_not_exist_for_them(private: LiveServ
         real = template.format(P=P, T=T, A=A, X=X)
         unknown = template.format(P=uuid.uuid4(), T=uuid.uuid4(), A=uuid.uuid4(), X=uuid.uuid4())
         same_as_unknown(method, real, unknown, body, body)
+    worktree = alice.ok("GET", f"/api/task-attempts/{A}")["container_ref"]
+    hidden = bob.get(f"/api/containers/info?ref={quote(worktree, safe='')}")
+    unknown_ref = bob.get(f"/api/containers/info?ref={quote(worktree + 'x', safe='')}")
+    assert hidden.status_code == unknown_ref.status_code == 404
+    assert hidden.json() == {
+        **unknown_ref.json(),
+        "message": unknown_ref.json()["message"].replace("x'", "'"),
+    }
+    assert alice.ok("GET", f"/api/containers/info?ref={quote(worktree, safe='')}")["attempt_id"] == A
     for status_path in (
         "/api/projects/{P}",
         "/api/tasks/{T}",

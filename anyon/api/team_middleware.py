@@ -28,7 +28,7 @@ from falcon.asgi import SSEvent
 from falcon.asgi.stream import BoundedStream
 
 from anyon.api.boundary import client_address
-from anyon.api.envelope import ApiError
+from anyon.api.envelope import ApiError, soft_error
 from anyon.api.http import read_body
 from anyon.services.access import Principal
 from anyon.services.team import Team
@@ -241,7 +241,8 @@ class TeamMiddleware:
             attempt = str(data.get("attempt_id"))
             if not await asyncio.to_thread(self._scope.can_see, principal, "attempt", attempt):
                 resp.status = 404
-                resp.media = {"success": False, "data": None, "message": "No attempt owns that container"}
+                # the very answer of an unknown ref (AttemptService.container_info)
+                resp.media = soft_error(f"No attempt owns {req.get_param('ref')!r}")
 
     async def _guarded(
         self, events: AsyncIterator[SSEvent | None], principal: Principal, *, keepalive_only: bool
