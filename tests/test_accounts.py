@@ -631,3 +631,20 @@ def test_one_accounts_agent_cannot_reach_anothers_worktree_or_credentials(
     ).read_text()
     # the probe works (it reads its own container's files) and finds nothing of bob's
     assert probe.splitlines() == [*(f"DENIED {t}" for t in targets), "READ /etc/passwd"], probe
+
+
+def test_prompt_tags_are_per_account_in_private_mode(private: LiveServer) -> None:
+    a_token, _ = add_user(private, "alice")
+    b_token, _ = add_user(private, "bob")
+    alice, bob, admin = as_user(private, a_token), as_user(private, b_token), as_user(private, CANARY)
+    shared = admin.ok("POST", "/api/tags", json={"tag_name": "team_snippet", "content": "for everyone"})
+    secret = alice.ok("POST", "/api/tags", json={"tag_name": "alice_snippet", "content": "alice only"})
+    assert {t["id"] for t in alice.ok("GET", "/api/tags")} == {shared["id"], secret["id"]}
+    assert [t["id"] for t in bob.ok("GET", "/api/tags")] == [shared["id"]]
+    unknown = str(uuid.uuid4())
+    for method, body in (("GET", None), ("PUT", {"content": "pwned"}), ("DELETE", None)):
+        got = bob.client.request(method, f"/api/tags/{secret['id']}", json=body)
+        expected = bob.client.request(method, f"/api/tags/{unknown}", json=body)
+        assert got.status_code == expected.status_code == 404, got.text
+        assert got.text.replace(secret["id"], unknown) == expected.text
+    assert alice.ok("GET", f"/api/tags/{secret['id']}")["content"] == "alice only"

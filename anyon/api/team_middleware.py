@@ -1,15 +1,16 @@
 """Project access, revocation of open streams and the audit trail, for every route and stream at once.
 
 Installed after authentication on a cloud server with accounts. Every id a request names — in its path
-(``{project_id}``, ``{task_id}``, ``{attempt_id}``, ``{process_id}``, ``{image_id}``), its query string
-(``project_id``, ``task_id``, ``task_attempt_id``) or its JSON body (``project_id``, ``task_id``,
-``parent_task_attempt``, ``process_id``, ``retry_process_id``, ``task.project_id``) — is checked against
-:class:`~anyon.services.access.AccessScope` *before* the resource runs, so no resource needs a check of
-its own and a new route is covered by naming its ids the usual way. An object the caller may not see
-answers 404 with the same message as an unknown id (a WebSocket is refused with the same HTTP 404).
-The lists that are not scoped by an id in the request (``GET /api/projects``, ``GET /api/task-attempts``
-without ``task_id``, ``GET /api/containers/info``) are filtered on the way out, and ``/api/events`` (one
-bus for the whole server) carries only keep-alives to a restricted account.
+(``{project_id}``, ``{task_id}``, ``{attempt_id}``, ``{process_id}``, ``{image_id}``, ``{tag_id}``), its
+query string (``project_id``, ``task_id``, ``task_attempt_id``) or its JSON body (``project_id``,
+``task_id``, ``parent_task_attempt``, ``process_id``, ``retry_process_id``, ``task.project_id``) — is
+checked against :class:`~anyon.services.access.AccessScope` *before* the resource runs, so no resource
+needs a check of its own and a new route is covered by naming its ids the usual way. An object the
+caller may not see answers exactly as an unknown id (see ``_stand_in``); a WebSocket is refused with the
+same HTTP 404 as for an unknown id. The lists that are not scoped by an id in the request
+(``GET /api/projects``, ``GET /api/task-attempts`` without ``task_id``, ``GET /api/tags``,
+``GET /api/containers/info``) are filtered on the way out, and ``/api/events`` (one bus for the whole
+server) carries only keep-alives to a restricted account.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ PARAMS: dict[str, tuple[str, str]] = {
     "task_attempt_id": ("attempt", "Task attempt {} not found"),
     "process_id": ("process", "Execution process {} not found"),
     "image_id": ("image", "Image {} not found"),
+    "tag_id": ("tag", "Tag {} not found"),
 }
 #: JSON body field -> path parameter whose rule applies
 BODY_FIELDS = {
@@ -231,6 +233,9 @@ class TeamMiddleware:
         if template == "/api/projects" and isinstance(data, list):
             visible = await asyncio.to_thread(self._scope.visible_project_ids, principal)
             media["data"] = [p for p in data if visible is None or str(p.get("id")) in visible]
+        elif template == "/api/tags" and isinstance(data, list):
+            tags = await asyncio.to_thread(self._scope.visible_tag_ids, principal)
+            media["data"] = [t for t in data if tags is None or str(t.get("id")) in tags]
         elif template == "/api/task-attempts" and isinstance(data, list):
             media["data"] = [
                 a

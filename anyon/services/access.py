@@ -8,6 +8,7 @@ The permission model (cloud mode with accounts; local mode has no principal and 
 * ``auth.project_visibility = "team"``: every account sees every project (a team on one server, the
   default); ``"private"``: a project is seen by its owner, its members and admins only;
 * admins (``anyon user add --admin``, and the server's own API token, the legacy identity) see everything;
+* prompt tags (snippets) are per account in private mode: one's own and the shared ones (no owner);
 * an object a principal may not see does not exist for them: 404 with the same message as an unknown id.
 
 The acting principal travels in a context variable set by the authentication middleware. ``asyncio``
@@ -27,6 +28,7 @@ from anyon.services.db.models import (
     Image,
     Project,
     ProjectMember,
+    Tag,
     Task,
     TaskAttempt,
     TaskImage,
@@ -34,7 +36,7 @@ from anyon.services.db.models import (
 )
 
 #: kinds of ids that lead to a project (a path parameter, a query parameter or a body field)
-KINDS = ("project", "task", "attempt", "process", "image")
+KINDS = ("project", "task", "attempt", "process", "image", "tag")
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ class AccessScope:
         """False for an unknown object too: both answer 404 the same way."""
         if not self.restricted(principal):
             return True
+        assert principal is not None
+        if kind == "tag":  # prompt snippets: the account's own, and the shared ones (no owner)
+            return self._tag_visible(principal, ident)
         project_id = self.project_of(kind, ident)
         if project_id is None and kind == "image" and principal is not None:
             return self._own_image(principal, ident)  # uploaded, not yet attached to a task
@@ -171,6 +176,21 @@ class AccessScope:
         with self._db.connection():
             query = Image.select().where((Image.id == image_id) & (Image.user_id == principal.user_id))
             return image_id is not None and bool(query.exists())
+
+    def _tag_visible(self, principal: Principal, ident: str | uuid.UUID) -> bool:
+        tag_id = parse_uuid(ident)
+        with self._db.connection():
+            mine = Tag.user_id.is_null() | (Tag.user_id == principal.user_id)
+            return tag_id is not None and bool(Tag.select().where((Tag.id == tag_id) & mine).exists())
+
+    def visible_tag_ids(self, principal: Principal | None) -> set[str] | None:
+        """The tags a principal sees (own and shared); None when it sees every tag."""
+        if not self.restricted(principal):
+            return None
+        assert principal is not None
+        with self._db.connection():
+            mine = Tag.user_id.is_null() | (Tag.user_id == principal.user_id)
+            return {str(t.id) for t in Tag.select(Tag.id).where(mine)}
 
     def visible_project_ids(self, principal: Principal | None) -> set[str] | None:
         """The ids (as strings) of the projects a principal sees; None when it sees every project."""
