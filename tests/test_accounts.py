@@ -374,7 +374,8 @@ def test_revoking_a_token_closes_its_open_streams_and_refuses_it_at_once(
         assert ws.close_code == 4401
     assert sse.ended.wait(10), "the revoked token's SSE stream stayed open"
     assert not carol_sse.ended.is_set()  # another account's stream is untouched
-    carol_sse.stop = True
+    assert cli(private, "user", "disable", "carol")[0] == 0  # disabling an account ends its streams too
+    assert carol_sse.ended.wait(10), "the disabled user's SSE stream stayed open"
 
 
 def test_a_disabled_user_is_refused_at_once_bearer_and_session(private: LiveServer) -> None:
