@@ -649,3 +649,13 @@ def test_prompt_tags_are_per_account_in_private_mode(private: LiveServer) -> Non
         assert got.status_code == expected.status_code == 404, got.text
         assert got.text.replace(secret["id"], unknown) == expected.text
     assert alice.ok("GET", f"/api/tags/{secret['id']}")["content"] == "alice only"
+
+
+def test_guessing_user_tokens_is_limited_like_the_api_token(private: LiveServer) -> None:
+    token, _ = add_user(private, "bob")
+    statuses = [
+        private.get("/api/projects", headers=bearer("anyon_u_" + "A" * 43)).status_code for _ in range(12)
+    ]
+    assert statuses[:10] == [401] * 10 and statuses[-1] == 429, statuses
+    # while the address is locked out, even the right token gets 429: a guesser learns nothing
+    assert private.get("/api/projects", headers=bearer(token)).status_code == 429

@@ -9,6 +9,7 @@ wrong API token, so user tokens cannot be guessed faster than the API token.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,12 +32,14 @@ class AccountGuard(AccessGuard):
         super().__init__(checker, limiter)
         self.accounts = accounts
         self._clock = clock
+        self._limiter_lock = threading.Lock()
 
     def decide(self, client: str, authorization: str | None, cookie: str | None) -> Decision:
         bearer = _bearer(authorization)
         if bearer is None and not cookie:
             return Decision(Verdict.MISSING)
-        wait = self.limiter.retry_after(client)
+        with self._limiter_lock:  # decide runs in worker threads: the limiter's dict is not thread-safe
+            wait = self.limiter.retry_after(client)
         if wait > 0:
             return Decision(Verdict.LIMITED, wait)
         if bearer is not None:
@@ -51,11 +54,13 @@ class AccountGuard(AccessGuard):
             user = self.accounts.check_session(cookie, self._clock())
             if user is not None:
                 return Decision(Verdict.OK, via="cookie", principal=user)
-        self.limiter.failure(client)
+        with self._limiter_lock:
+            self.limiter.failure(client)
         return Decision(Verdict.INVALID)
 
     def login(self, client: str, token: str) -> Decision:
-        wait = self.limiter.retry_after(client)
+        with self._limiter_lock:  # decide runs in worker threads: the limiter's dict is not thread-safe
+            wait = self.limiter.retry_after(client)
         if wait > 0:
             return Decision(Verdict.LIMITED, wait)
         if token and self.checker.check_token(token):
@@ -63,7 +68,8 @@ class AccountGuard(AccessGuard):
         user = self.accounts.authenticate(token) if token else None
         if user is not None:
             return Decision(Verdict.OK, via="login", principal=user)
-        self.limiter.failure(client)
+        with self._limiter_lock:
+            self.limiter.failure(client)
         return Decision(Verdict.INVALID if token else Verdict.MISSING)
 
     def session_for(self, decision: Decision) -> str:
