@@ -216,8 +216,9 @@ class TeamMiddleware:
                 resp.media["message"] = resp.media["message"].replace(stand_in, original)
         if self._scope.restricted(principal) and req.method == "GET":
             await self._filter(req, resp, principal)
-        if resp.sse is not None:
-            resp.sse = self._guarded(resp.sse, principal, keepalive_only=self._scope.restricted(principal))
+        restricted = self._scope.restricted(principal)
+        if resp.sse is not None and (restricted or principal.token_id is not None):
+            resp.sse = self._guarded(resp.sse, principal, keepalive_only=restricted)
         audit = getattr(req.context, "audit", None)
         if audit is not None:
             await asyncio.to_thread(self._record, req, resp, principal, *audit)
