@@ -659,3 +659,43 @@ def test_guessing_user_tokens_is_limited_like_the_api_token(private: LiveServer)
     assert statuses[:10] == [401] * 10 and statuses[-1] == 429, statuses
     # while the address is locked out, even the right token gets 429: a guesser learns nothing
     assert private.get("/api/projects", headers=bearer(token)).status_code == 429
+
+
+def test_drafts_belong_to_the_account_that_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team mode: alice and bob work on the same attempt, each with a composer of their own."""
+    monkeypatch.delenv("ANYON_API_TOKEN", raising=False)
+    with team_server(tmp_path, "team") as server:
+        a_token, _ = add_user(server, "alice")
+        b_token, _ = add_user(server, "bob")
+        alice, bob = as_user(server, a_token), as_user(server, b_token)
+        use_fake_agent(alice, SHELL_AGENT)
+        project = _project_with_agent(alice, tmp_path)
+        _, attempt = start(alice, project, "Shared work")
+        wait_processes(alice, attempt["id"], 3, timeout=120)
+        draft = f"/api/task-attempts/{attempt['id']}/draft?type=follow_up"
+        stream = f"/api/drafts/stream/ws?project_id={project['id']}"
+        with connect(server.ws_url + stream, additional_headers=bearer(b_token), open_timeout=10) as bob_ws:
+            first = json.loads(bob_ws.recv(timeout=10))
+            alice.ok("PUT", draft, json={"prompt": "alice's thought"})
+            bob.ok("PUT", draft, json={"prompt": "bob's thought"})
+            frames = [first]
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                try:
+                    frames.append(json.loads(bob_ws.recv(timeout=deadline - time.monotonic())))
+                except TimeoutError:
+                    break
+        text = json.dumps(frames)
+        assert "bob's thought" in text and "alice's thought" not in text
+        assert alice.ok("GET", draft)["prompt"] == "alice's thought"
+        assert bob.ok("GET", draft)["prompt"] == "bob's thought"
+        # alice's queued follow-up is sent (the attempt is idle) and clears her draft only
+        alice.ok("POST", draft.replace("/draft?", "/draft/queue?"), json={"queued": True})
+        wait_processes(alice, attempt["id"], 5, timeout=120)
+        deadline = time.monotonic() + 30
+        while alice.ok("GET", draft)["prompt"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alice.ok("GET", draft)["prompt"] == ""
+        assert bob.ok("GET", draft)["prompt"] == "bob's thought"

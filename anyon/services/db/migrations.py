@@ -212,7 +212,7 @@ def _v1(d: Dialect) -> list[str]:
 def _v5(d: Dialect) -> list[str]:
     """Accounts of a cloud server shared by a team: users, their hashed API tokens, project members.
 
-    Depends on version 1 only (``projects``); owners are the existing ``projects.user_id`` column.
+    Depends on version 1 only (``projects``, ``drafts``); owners are the existing ``user_id`` columns.
     """
     u, ts, now, b = d.uuid, d.ts, d.now, d.bool
     return [
@@ -234,6 +234,10 @@ def _v5(d: Dialect) -> list[str]:
         "CREATE UNIQUE INDEX project_members_project_user ON project_members (project_id, user_id)",
         "CREATE INDEX project_members_user_id ON project_members (user_id)",
         "CREATE INDEX projects_user_id ON projects (user_id)",
+        # drafts belong to the account that writes them: one of each type per attempt *and account*
+        "DROP INDEX drafts_attempt_type",
+        "CREATE UNIQUE INDEX drafts_attempt_type"
+        " ON drafts (task_attempt_id, draft_type, COALESCE(user_id, ''))",
     ]
 
 
