@@ -21,6 +21,8 @@ COMMAND_MODULES: dict[str, str] = {
     "config": "anyon.config.commands",
     "migrate": "anyon.commands.migrate",
     "doctor": "anyon.commands.doctor",
+    "user": "anyon.commands.users",
+    "audit": "anyon.commands.audit",
 }
 
 

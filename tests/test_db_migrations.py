@@ -29,7 +29,7 @@ def test_migrate_is_versioned_and_idempotent(database: Database) -> None:
     rows = database.db.execute_sql(
         "SELECT version, applied_at FROM schema_version ORDER BY version"
     ).fetchall()
-    assert [r[0] for r in rows] == list(range(1, mig.LATEST_VERSION + 1))
+    assert [r[0] for r in rows] == sorted(mig.MIGRATIONS)  # versions may have gaps between branches
     assert all(r[1] is not None for r in rows)
 
 
@@ -37,6 +37,7 @@ def test_every_spec_table_exists(migrated: Database) -> None:
     expected = {
         "projects", "tasks", "task_attempts", "execution_processes", "execution_process_logs",
         "executor_sessions", "merges", "drafts", "images", "task_images", "tags", "secrets", "schema_version",
+        "users", "user_tokens", "project_members",
     }  # fmt: skip
     assert set(migrated.db.get_tables()) == expected
 
@@ -127,7 +128,7 @@ def test_concurrent_migrate_applies_each_version_once(database: Database) -> Non
     assert errors == []
     assert results == [mig.LATEST_VERSION] * 4
     count = database.db.execute_sql("SELECT COUNT(*) FROM schema_version").fetchone()[0]
-    assert count == mig.LATEST_VERSION
+    assert count == len(mig.MIGRATIONS)
 
 
 def test_sqlite_pragmas_apply_to_every_thread(tmp_path: Path) -> None:

@@ -25,9 +25,11 @@ from anyon.api.etag import ETagMiddleware
 from anyon.api.frontend import FrontendSink
 from anyon.api.middleware import CorsMiddleware, RequestContextMiddleware
 from anyon.api.streams.ws import deny
+from anyon.api.team_middleware import TeamMiddleware
 from anyon.deployment.base import Deployment
 from anyon.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from anyon.observability.metrics import Metrics, services_collector
+from anyon.security.account_guard import AccountGuard
 from anyon.services.errors import ServiceError
 from anyon.services.git.errors import GitServiceError
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
@@ -177,6 +179,9 @@ class MetricsResource:
 def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     config = deployment.config
     guard = build_guard(config)  # None on loopback; SecretError when reachable without a token
+    team = deployment.services.team  # cloud mode: user accounts next to the API token
+    if guard is not None and team is not None:
+        guard = AccountGuard(guard.checker, team.accounts, guard.limiter)
     metrics = Metrics(config.deployment.mode)
     metrics.add_collector(services_collector(config.deployment.mode, deployment.services))
     # attempt-start latency: the engine reports request -> first output byte of the agent
@@ -196,8 +201,11 @@ def create_app(deployment: Deployment) -> falcon.asgi.App[Any, Any]:
     ]
     if guard is not None:
         middleware.append(AuthMiddleware(guard))
-    # last: its response hook runs first, on the resource's answer (refusals above are never a 200)
+    # response hooks run in reverse order: the team's filtering of lists first, then the ETag of what this
+    # account receives; every refusal above is never a 200, so it never gets an ETag or a 304
     middleware.append(ETagMiddleware())
+    if guard is not None and team is not None:
+        middleware.append(TeamMiddleware(team))  # project access, stream revocation, audit
     middleware.append(LifespanMiddleware(deployment))
     if config.logging.access_log:
         middleware.insert(0, AccessLogMiddleware())  # first: refused requests get their line too

@@ -11,6 +11,7 @@ on another site cannot ride on the user's cookie.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -34,6 +35,7 @@ from anyon.security.auth import (
     Verdict,
 )
 from anyon.security.secrets import SecretError, SecretProvider
+from anyon.services.access import set_principal
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +92,24 @@ class AuthMiddleware:
     def __init__(self, guard: AccessGuard) -> None:
         self._guard = guard
 
-    def _decide(self, req: falcon.asgi.Request) -> Decision:
-        return self._guard.decide(
-            client_address(req), req.get_header("Authorization"), req.cookies.get(SESSION_COOKIE)
-        )
+    async def _decide(self, req: falcon.asgi.Request) -> Decision:
+        args = (client_address(req), req.get_header("Authorization"), req.cookies.get(SESSION_COOKIE))
+        if self._guard.blocking:  # user accounts: a database lookup
+            decision = await asyncio.to_thread(self._guard.decide, *args)
+        else:
+            decision = self._guard.decide(*args)
+        if decision.ok:
+            # who is acting: read by the access scope, the audit log and new rows' owner
+            req.context.principal = decision.principal
+            set_principal(decision.principal)
+        return decision
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if req.path in OPEN_PATHS or (
             req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method")
         ):
             return
-        decision = self._decide(req)
+        decision = await self._decide(req)
         if decision.ok:
             return
         if decision.verdict is Verdict.MISSING and _wants_html(req):
@@ -119,7 +128,7 @@ class AuthMiddleware:
 
         The Origin was already checked by the boundary middleware, in both modes.
         """
-        decision = self._decide(req)
+        decision = await self._decide(req)
         if decision.ok:
             return
         if decision.verdict is Verdict.LIMITED:

@@ -15,6 +15,7 @@ DeploymentMode = Literal["local", "cloud"]
 Launcher = Literal["auto", "installed", "npx"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ProjectVisibility = Literal["team", "private"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class DockerSettings:
 @dataclass(frozen=True)
 class ExecutionSettings:
     max_concurrent: int = 4
+    # cloud mode with accounts: processes one account may run at once (its others wait); 0 = no limit
+    max_concurrent_per_user: int = 0
     stop_escalation_seconds: float = 2.0
     log_memory_bytes: int = 4 * 1024**2  # per process, in-memory replay buffer
     # a coding agent silent this long after its start fails (no network, registry, login prompt); 0 = off
@@ -154,6 +157,7 @@ class RetentionSettings:
     orphan_sweep_dry_run: bool = False
     log_days: float = 30.0  # stored logs of processes that ended longer ago are deleted (0 = kept)
     log_total_bytes: int = 1024**3  # oldest ended processes' logs go first beyond this total (0 = no limit)
+    audit_days: float = 90.0  # audit files (cloud accounts) older than this are deleted (0 = kept)
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,11 @@ class AuthSettings:
     credentials_dir: str | None = None
     # where ops put secret files when systemd credentials are not used: <secrets_dir>/<name>, mode 0600
     secrets_dir: str | None = "/etc/anyon/secrets"
+    # cloud mode with accounts: a user's project is seen by every account ("team") or by its owner,
+    # its members and admins only ("private")
+    project_visibility: ProjectVisibility = "team"
+    # how often open WebSockets/SSE streams are checked against revoked tokens and disabled users
+    revocation_check_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

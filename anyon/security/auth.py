@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from anyon.security.secrets import Secret
 
@@ -141,6 +142,7 @@ class Decision:
     verdict: Verdict
     retry_after: float = 0.0
     via: str = ""  # "bearer" or "cookie" when OK
+    principal: Any = None  # who was authenticated, when accounts are on (anyon.services.access.Principal)
 
     @property
     def ok(self) -> bool:
@@ -167,6 +169,13 @@ class AccessGuard:
             return Decision(Verdict.OK, via="cookie")
         self.limiter.failure(client)
         return Decision(Verdict.INVALID)
+
+    #: True when ``decide`` queries a database (accounts): the middleware then runs it in a thread
+    blocking = False
+
+    def session_for(self, decision: Decision) -> str:
+        """The session cookie value for a successful login."""
+        return self.checker.new_session()
 
     def login(self, client: str, token: str) -> Decision:
         """Check a token presented to the login step; on success the caller issues a session cookie."""

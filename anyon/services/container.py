@@ -53,7 +53,9 @@ from anyon.services.runners.environment import agent_environment, without_server
 from anyon.services.runners.host import HostRunner
 from anyon.services.tags import TagService
 from anyon.services.tasks import TaskService
+from anyon.services.team import Team, build_team
 from anyon.services.user_config import UserConfigService
+from anyon.services.user_scoped_config import UserScopedConfig
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Services:
     approvals: ApprovalService
     agent_login: AgentLoginService
     docker: Any = None  # the DockerRunner in cloud mode
+    team: Team | None = None  # cloud mode: accounts, access scope, audit (services/team.py)
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -155,6 +158,7 @@ class Services:
             ("worktree-expiry", self.maintenance.expiry_loop),
             ("container-reconcile", self.maintenance.reconcile_loop),
             ("pr-monitor", self.github.monitor.loop),
+            *(self.team.jobs() if self.team is not None else []),
             *self.extra_jobs,
         ]
 
@@ -275,11 +279,22 @@ def login_service_for(config: AnyonConfig) -> AgentLoginService:
     )
 
 
+def _slots_for(config: AnyonConfig) -> Any:
+    """Cloud mode: the server-wide limit with a per-account share (executions/user_slots.py)."""
+    settings = config.executions
+    if not config.is_cloud or settings.max_concurrent_per_user <= 0:
+        return None
+    from anyon.services.executions.user_slots import UserSlots
+
+    return UserSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+
+
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
     bus = EventBus()
     changes = ChangeNotifier(database, bus)
-    user_config = UserConfigService(config.paths.data_dir)
+    # cloud mode: each account's own UI config and GitHub token (services/user_scoped_config.py)
+    user_config = (UserScopedConfig if config.is_cloud else UserConfigService)(config.paths.data_dir)
 
     def user_workspace() -> str | None:
         # Local mode honours the UI's workspace_dir; cloud mode always uses the configured one.
@@ -346,6 +361,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         approvals=approvals,
         on_attempt_finished=notifier.attempt_finished,
         images=images,
+        slots=_slots_for(config),
     )
     attempt_git = AttemptGitService(
         database, changes, git, worktrees, file_search, repos, paths=projects.paths
@@ -389,6 +405,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         github=build_github(config, database, changes, user_config, projects, attempt_git),
         agent_login=login_service_for(config),
         docker=docker_runner,
+        team=build_team(config, database),
     )
     for name, value in overrides.items():
         setattr(services, name, value)

@@ -2,6 +2,10 @@
 
 Optimistic concurrency: a write carrying ``version`` must match the stored version (409 otherwise),
 and every write bumps it. A queued follow-up is sent as soon as its attempt has nothing running.
+
+Drafts belong to the account that writes them (cloud mode with accounts): each account has its own
+follow-up and retry drafts on an attempt, its own drafts stream, and a colleague on the same attempt
+never sees them. Without accounts (local mode, the server's API token) the owner is None, as before.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from anyon.services import events, jsonpatch
+from anyon.services.access import owner_id
 from anyon.services.db.database import Database
 from anyon.services.db.models import Draft, ExecutionProcess, Task, TaskAttempt, utc_now
 from anyon.services.db.serialize import draft_json, draft_row_json, empty_draft_json
@@ -18,6 +23,16 @@ from anyon.services.errors import Conflict, NotFound, ServiceError
 
 DRAFT_TYPES = ("follow_up", "retry")
 SendFollowUp = Callable[[uuid.UUID, dict[str, Any]], Awaitable[Any]]
+
+
+def drafts_topic(project_id: str, user_id: str | None) -> str:
+    """The bus topic of one account's drafts of a project (the plain project topic without accounts)."""
+    topic = events.drafts_topic(project_id)
+    return topic if user_id is None else f"{topic}@{user_id}"
+
+
+def _mine(user_id: str | None) -> Any:
+    return Draft.user_id.is_null() if user_id is None else Draft.user_id == user_id
 
 
 def check_type(value: str | None) -> str:
@@ -46,13 +61,23 @@ class DraftService:
         return attempt
 
     def _row(self, attempt_id: uuid.UUID, draft_type: str) -> Draft | None:
-        return Draft.get_or_none((Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type))
+        """The acting account's draft of that type."""
+        return Draft.get_or_none(
+            (Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type) & _mine(owner_id())
+        )
 
-    def _publish(self, attempt: TaskAttempt, draft_type: str, row: Draft | None) -> None:
+    def topic(self, project_id: uuid.UUID) -> str:
+        """The drafts stream topic of the acting account."""
+        return drafts_topic(str(project_id), owner_id())
+
+    def _publish(
+        self, attempt: TaskAttempt, draft_type: str, row: Draft | None, user_id: str | None = None
+    ) -> None:
         project_id = Task.get_by_id(attempt.task_id).project_id
         value = draft_row_json(row) if row is not None else None
+        owner = row.user_id if row is not None else user_id
         self._bus.publish(
-            events.drafts_topic(str(project_id)), jsonpatch.draft_ops(str(attempt.id), draft_type, value)
+            drafts_topic(str(project_id), owner), jsonpatch.draft_ops(str(attempt.id), draft_type, value)
         )
 
     def get(self, attempt_id: uuid.UUID, draft_type: str) -> dict[str, Any]:
@@ -76,7 +101,7 @@ class DraftService:
             ]
             found: dict[str, dict[str, dict[str, Any]]] = {}
             if attempts:
-                for d in Draft.select().where(Draft.task_attempt.in_(attempts)):
+                for d in Draft.select().where(Draft.task_attempt.in_(attempts) & _mine(owner_id())):
                     found.setdefault(str(d.task_attempt_id), {})[d.draft_type] = draft_row_json(d)
         return {
             a: stream_entry(a, found.get(a, {}).get("follow_up"), found.get(a, {}).get("retry"))
@@ -102,7 +127,9 @@ class DraftService:
             if expected is not None and expected != (row.version if row is not None else 0):
                 raise Conflict("ConflictError: the draft was changed elsewhere (version mismatch)")
             if row is None:
-                row = Draft.create(task_attempt=attempt_id, draft_type=draft_type, prompt="", version=0)
+                row = Draft.create(
+                    task_attempt=attempt_id, draft_type=draft_type, prompt="", version=0, user_id=owner_id()
+                )
             if body.get("prompt") is not None:
                 row.prompt = body["prompt"]
             if body.get("variant") is not None:
@@ -122,16 +149,17 @@ class DraftService:
         self.clear(attempt_id, draft_type)
 
     def clear(self, attempt_id: uuid.UUID, draft_type: str) -> None:
-        """Forget a draft (after its follow-up or retry was sent)."""
+        """Forget a draft (after its follow-up or retry was sent): the acting account's, and the queued
+        follow-up being sent whoever wrote it (the queue may send it on another account's behalf)."""
         with self._db.connection(), self._db.atomic():
             attempt = self._attempt(attempt_id)
-            deleted = (
-                Draft.delete()
-                .where((Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type))
-                .execute()
+            which = (Draft.task_attempt == attempt_id) & (Draft.draft_type == draft_type)
+            rows = list(
+                Draft.select(Draft.id, Draft.user_id).where(which & (_mine(owner_id()) | Draft.sending))
             )
-            if deleted:
-                self._publish(attempt, draft_type, None)
+            for row in rows:
+                Draft.delete().where(Draft.id == row.id).execute()
+                self._publish(attempt, draft_type, None, row.user_id)
 
     def set_queued(self, attempt_id: uuid.UUID, draft_type: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._db.connection(), self._db.atomic():
@@ -154,8 +182,13 @@ class DraftService:
     def take_queued(self, attempt_id: uuid.UUID) -> dict[str, Any] | None:
         """The queued follow-up of an attempt, marked ``sending``; None when nothing is queued."""
         with self._db.connection(), self._db.atomic():
-            row = self._row(attempt_id, "follow_up")
-            if row is None or not row.queued or row.sending:
+            row = (  # the oldest queued follow-up of any account: one is sent at a time
+                Draft.select()
+                .where((Draft.task_attempt == attempt_id) & (Draft.draft_type == "follow_up") & Draft.queued)
+                .order_by(Draft.updated_at)
+                .first()
+            )
+            if row is None or row.sending:
                 return None
             row.sending = True
             row.save()

@@ -25,6 +25,7 @@ from typing import Any
 
 import peewee as pw
 
+from anyon.services.access import owner_id
 from anyon.services.db.database import Database
 from anyon.services.db.models import Draft, Image, Task, TaskImage, utc_now
 from anyon.services.db.serialize import image_json
@@ -41,6 +42,15 @@ ORPHAN_GRACE = dt.timedelta(hours=24)
 _STORED_NAME = re.compile(r"^[0-9a-f]{64}\.(png|jpg|gif|webp|bmp)$")
 _PROMPT_LINK = re.compile(r"!\[([^\]]*)\]\(" + re.escape(IMAGES_DIR) + r"/([^)\s/]+)\)")
 _MAX_NAME = 255
+
+
+def dedupe_key(digest: str, owner: str | None) -> str:
+    """The ``images.hash`` of an upload: its SHA-256, per account when accounts exist.
+
+    The file is stored once per content whoever uploads it; the row is per account, so that an image
+    one account uploaded is never handed to another (it would be theirs to see only through a task).
+    """
+    return digest if owner is None else f"{digest}:{owner}"
 
 
 class ImageFormatError(ServiceError):
@@ -133,7 +143,9 @@ class ImageService:
                 raise NotFound(f"Task {task_id} not found")
             self._write(stored, data)
             with self._db.atomic():
-                image = Image.get_or_none(Image.hash == digest)
+                owner = owner_id()
+                key = dedupe_key(digest, owner)
+                image = Image.get_or_none(Image.hash == key)
                 if image is None:
                     try:
                         with self._db.atomic():
@@ -142,10 +154,11 @@ class ImageService:
                                 original_name=display_name(original_name),
                                 mime_type=mime,
                                 size_bytes=len(data),
-                                hash=digest,
+                                hash=key,
+                                user_id=owner,
                             )
                     except pw.IntegrityError:  # the same bytes uploaded at the same moment
-                        image = Image.get(Image.hash == digest)
+                        image = Image.get(Image.hash == key)
                 if task_id is not None:
                     self._link(task_id, [image.id])
             return image_json(image)
@@ -168,7 +181,9 @@ class ImageService:
                 raise NotFound(f"ImageNotFound: image {image_id} not found")
             stored = image.file_path
             image.delete_instance()  # its task links go with it (ON DELETE CASCADE)
-        _unlink_quietly(self._path(stored))
+            shared = Image.select().where(Image.file_path == stored).exists()  # another account's row
+        if not shared:
+            _unlink_quietly(self._path(stored))
 
     def for_task(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
         with self._db.connection():

@@ -13,6 +13,7 @@ from typing import Any
 
 import peewee as pw
 
+from anyon.services.access import owner_id
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
@@ -184,6 +185,7 @@ class ProjectService:
                 raise ServiceError(DUPLICATE_PATH)
             try:
                 return Project.create(
+                    user_id=owner_id(),  # the acting account (cloud mode), else None
                     name=name,
                     git_repo_path=path,
                     setup_script=body.get("setup_script"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from anyon.services.access import owner_id
 from anyon.services.db.database import Database
 from anyon.services.db.models import Tag
 from anyon.services.db.serialize import tag_json
@@ -49,7 +50,7 @@ class TagService:
         name = _check_tag_name(body["tag_name"])
         content = _check_content(body["content"])
         with self._db.connection(), self._db.atomic():
-            return tag_json(Tag.create(tag_name=name, content=content))
+            return tag_json(Tag.create(tag_name=name, content=content, user_id=owner_id()))
 
     def update(self, tag_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
         with self._db.connection(), self._db.atomic():

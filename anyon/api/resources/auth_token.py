@@ -8,6 +8,7 @@ loopback (no authentication), the routes still answer, saying so.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import math
 from typing import Any
@@ -70,7 +71,10 @@ class AuthToken:
         if self._guard is None:
             resp.media = ok({"auth_required": False})
             return
-        decision = self._guard.login(client_address(req), token.strip())
+        if self._guard.blocking:  # user accounts: a database lookup
+            decision = await asyncio.to_thread(self._guard.login, client_address(req), token.strip())
+        else:
+            decision = self._guard.login(client_address(req), token.strip())
         if decision.verdict is Verdict.LIMITED:
             resp.status = 429
             resp.set_header("Retry-After", str(max(1, math.ceil(decision.retry_after))))
@@ -89,7 +93,7 @@ class AuthToken:
         checker = self._guard.checker
         resp.set_cookie(
             SESSION_COOKIE,
-            checker.new_session(),
+            self._guard.session_for(decision),
             max_age=checker.session_seconds,
             path="/",
             http_only=True,

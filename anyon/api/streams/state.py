@@ -203,7 +203,7 @@ class DraftsStream:
         if not await run_sync(self._services.projects.exists, project_id):
             return await deny(req, ws, 404, f"Project {project_id} not found")
         tracker = CollectionTracker("drafts", stream_entry)
-        sub = self._services.events.subscribe(ev.drafts_topic(str(project_id)))
+        sub = self._services.events.subscribe(self._services.drafts.topic(project_id))  # the account's own
         drafts = self._services.drafts
         await serve(
             ws, lambda sender: _follow(sender, sub, lambda: drafts.project_snapshot(project_id), tracker)

@@ -209,9 +209,42 @@ def _v1(d: Dialect) -> list[str]:
     return stmts
 
 
+def _v5(d: Dialect) -> list[str]:
+    """Accounts of a cloud server shared by a team: users, their hashed API tokens, project members.
+
+    Depends on version 1 only (``projects``, ``drafts``); owners are the existing ``user_id`` columns.
+    """
+    u, ts, now, b = d.uuid, d.ts, d.now, d.bool
+    return [
+        f"""CREATE TABLE users (
+            id TEXT NOT NULL PRIMARY KEY, login TEXT NOT NULL UNIQUE,
+            is_admin {b} NOT NULL DEFAULT FALSE, disabled_at {ts},
+            created_at {ts} NOT NULL DEFAULT {now}, updated_at {ts} NOT NULL DEFAULT {now})""",
+        f"""CREATE TABLE user_tokens (
+            id {u} NOT NULL PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE, revoked_at {ts},
+            created_at {ts} NOT NULL DEFAULT {now})""",
+        "CREATE INDEX user_tokens_user_id ON user_tokens (user_id)",
+        f"""CREATE TABLE project_members (
+            id {u} NOT NULL PRIMARY KEY,
+            project_id {u} NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at {ts} NOT NULL DEFAULT {now})""",
+        "CREATE UNIQUE INDEX project_members_project_user ON project_members (project_id, user_id)",
+        "CREATE INDEX project_members_user_id ON project_members (user_id)",
+        "CREATE INDEX projects_user_id ON projects (user_id)",
+        # drafts belong to the account that writes them: one of each type per attempt *and account*
+        "DROP INDEX drafts_attempt_type",
+        "CREATE UNIQUE INDEX drafts_attempt_type"
+        " ON drafts (task_attempt_id, draft_type, COALESCE(user_id, ''))",
+    ]
+
+
 # version -> (description, DDL builder). Append new versions; never edit a released one.
 MIGRATIONS: dict[int, tuple[str, Callable[[Dialect], list[str]]]] = {
     1: ("create every table of the spec §3 schema, with chunked execution logs", _v1),
+    5: ("user accounts, their API tokens and project members (cloud mode)", _v5),
 }
 LATEST_VERSION = max(MIGRATIONS)
 

@@ -395,6 +395,48 @@ class Secret(BaseModel):
         indexes = ((("user_id", "provider", "name"), True),)
 
 
+class User(BaseModel):
+    """An account of a cloud server shared by a team (migration 5); local mode has none.
+
+    ``id`` is text (a UUID string) because the ``user_id`` columns of the spec tables are text.
+    """
+
+    id = pw.TextField(primary_key=True)  # type: ignore[assignment]
+    login = pw.TextField(unique=True)
+    is_admin = pw.BooleanField(default=False)
+    disabled_at = UtcDateTimeField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    updated_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "users"
+
+
+class UserToken(BaseModel):
+    """An API token of a user: only its keyed hash is stored (``anyon.services.accounts``)."""
+
+    user_id = pw.TextField(index=True)
+    name = pw.TextField()
+    secret_hash = pw.TextField(unique=True)
+    revoked_at = UtcDateTimeField(null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "user_tokens"
+
+
+class ProjectMember(BaseModel):
+    """A user given access to a project besides its owner (``projects.user_id``)."""
+
+    project_id = pw.UUIDField()
+    user_id = pw.TextField(index=True)
+    created_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        table_name = "project_members"
+        indexes = ((("project_id", "user_id"), True),)
+
+
 # Indexes of spec §3 that need a sort order, an expression or a filter.
 Project.add_index(
     pw.SQL(
@@ -452,4 +494,7 @@ ALL_MODELS: tuple[type[pw.Model], ...] = (
     TaskImage,
     Tag,
     Secret,
+    User,
+    UserToken,
+    ProjectMember,
 )

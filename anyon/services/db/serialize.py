@@ -258,7 +258,7 @@ def image_json(i: Image) -> JsonDict:
         "original_name": i.original_name,
         "mime_type": i.mime_type,
         "size_bytes": int(i.size_bytes),
-        "hash": i.hash,
+        "hash": i.hash.split(":", 1)[0],  # the content hash (rows are per account)
         "created_at": ts(i.created_at),
         "updated_at": ts(i.updated_at),
     }

@@ -184,6 +184,7 @@ class ExecutionService:
         launcher: AgentLauncher | None = None,
         agent_env: dict[str, str] | None = None,
         ready_worktrees: ReadyWorktrees | None = None,
+        slots: ExecutionSlots | None = None,
     ) -> None:
         self._images = images  # copies a task's images into the worktree and rewrites prompt links
         self._on_attempt_finished = on_attempt_finished  # (attempt id, last process id): notifications
@@ -204,7 +205,7 @@ class ExecutionService:
         self._paths = paths or PathPolicy()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shell = shell or ("/bin/sh" if provisioner else os.environ.get("SHELL") or "sh")
-        self._slots = ExecutionSlots(settings.max_concurrent)
+        self._slots = slots or ExecutionSlots(settings.max_concurrent)
         self._live: dict[uuid.UUID, LiveProcess] = {}
         self.timings = StartTimings()
         self._background: set[asyncio.Task[Any]] = set()

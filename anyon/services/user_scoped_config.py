@@ -1,0 +1,77 @@
+"""Cloud mode with accounts: each account has its own UI config and GitHub token.
+
+:class:`UserScopedConfig` is a :class:`~anyon.services.user_config.UserConfigService` whose every call
+goes to the acting account's own store, ``<data_dir>/users/<user id>/config.json`` and ``secrets.json``
+(mode 0600, directory 0700). The acting account comes from the request context
+(:func:`anyon.services.access.current_principal`), so ``/api/config``, ``/api/info``, the GitHub sign-in
+and every GitHub call made for a request (push, pull request, repository list) use that account's token
+without any service changing its signature. The server's API token (the admin identity), local mode and
+background work that no request started (the PR monitor) keep the shared ``<data_dir>`` store.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from anyon.services.access import current_principal
+from anyon.services.user_config import UserConfigService
+
+
+class UserScopedConfig(UserConfigService):
+    def __init__(self, data_dir: str) -> None:
+        super().__init__(data_dir)
+        self._data_dir = data_dir
+        self._users: dict[str, UserConfigService] = {}
+        self._users_lock = threading.Lock()
+
+    def _store(self) -> UserConfigService | None:
+        """The acting account's store; None for the shared one (this object's own base behaviour)."""
+        principal = current_principal()
+        if principal is None or principal.user_id is None:
+            return None
+        user_id = principal.user_id
+        with self._users_lock:
+            store = self._users.get(user_id)
+            if store is None:
+                directory = os.path.join(self._data_dir, "users", user_id)
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                store = UserConfigService(directory)
+                self._users[user_id] = store
+            return store
+
+    @property
+    def path(self) -> str:
+        store = self._store()
+        return super().path if store is None else store.path
+
+    def get(self) -> dict[str, Any]:
+        store = self._store()
+        return super().get() if store is None else store.get()
+
+    def secret(self, name: str) -> str | None:
+        store = self._store()
+        return super().secret(name) if store is None else store.secret(name)
+
+    def secret_states(self) -> dict[str, Any]:
+        store = self._store()
+        return super().secret_states() if store is None else store.secret_states()
+
+    def save(self, body: dict[str, Any]) -> dict[str, Any]:
+        store = self._store()
+        return super().save(body) if store is None else store.save(body)
+
+    def dev_login(self) -> None:
+        store = self._store()
+        if store is None:
+            super().dev_login()
+        else:
+            store.dev_login()
+
+    def github_login(self, token: str, username: str | None, email: str | None) -> None:
+        store = self._store()
+        if store is None:
+            super().github_login(token, username, email)
+        else:
+            store.github_login(token, username, email)
