@@ -721,3 +721,23 @@ def test_the_same_image_uploaded_by_two_accounts_is_each_ones_own(private: LiveS
     assert bob.client.get(f"/api/images/{theirs['id']}/file").content == data
     assert bob.client.delete(f"/api/images/{theirs['id']}").status_code == 200
     assert alice.client.get(f"/api/images/{mine['id']}/file").content == data  # the shared file stays
+
+
+def test_an_etag_is_of_what_the_account_receives(private: LiveServer, tmp_path: Path) -> None:
+    """A list's ETag is computed after the account's filtering: sharing a project with bob changes his."""
+    a_token, _ = add_user(private, "alice")
+    b_token, _ = add_user(private, "bob")
+    alice, bob = as_user(private, a_token), as_user(private, b_token)
+    project = alice.ok(
+        "POST",
+        "/api/projects",
+        json={"name": "etag", "git_repo_path": str(tmp_path / "etag"), "use_existing_repo": False},
+    )
+    first = bob.client.get("/api/projects")
+    assert first.json()["data"] == [] and first.headers["etag"]
+    assert bob.client.get("/api/projects", headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+    assert alice.client.get("/api/projects").headers["etag"] != first.headers["etag"]
+    code, _, err = cli(private, "user", "share", "bob", project["id"])
+    assert code == 0, err
+    after = bob.client.get("/api/projects", headers={"If-None-Match": first.headers["etag"]})
+    assert after.status_code == 200 and [p["id"] for p in after.json()["data"]] == [project["id"]]
