@@ -379,6 +379,9 @@ class DockerRunner:
     from which only ``docker.env_allowlist`` names reach containers.
     """
 
+    #: argv put before every command an agent can influence (the Swarm runner's ``setpriv`` wrapper)
+    exec_prefix: tuple[str, ...] = ()
+
     def __init__(
         self,
         settings: DockerSettings,
@@ -745,6 +748,20 @@ class DockerRunner:
                 removed.add(attempt_id)
         return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
 
+    def track(self, attempt_id: str, container_id: str, worktree: str, git_dir: str) -> None:
+        """Take over a container this server run just made through another API (a Swarm task).
+
+        It is fresh, so nothing in it needs a sweep, and its cgroup counters start at zero.
+        """
+        self._containers[attempt_id] = _Container(container_id, worktree, git_dir)
+        self._unswept.discard(attempt_id)
+
+    async def forget(self, attempt_id: str) -> None:
+        """Drop what this runner knows of the attempt's container (it was removed elsewhere)."""
+        await self._drop_prestarted(attempt_id)
+        self._containers.pop(attempt_id, None)
+        self._unswept.discard(attempt_id)
+
     def lost(self, attempt_id: str) -> None:
         """A process of the attempt was lost track of: its container is swept before it is used again."""
         if attempt_id:
@@ -840,7 +857,7 @@ class DockerRunner:
         exec_id = await self._exec_create(
             attempt_id,
             container.id,
-            ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
+            [*self.exec_prefix, "/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
             argv[0],
             stdin=stdin is not None,
             environment=exec_env,
@@ -885,7 +902,9 @@ class DockerRunner:
             return None
         created = await self._call(
             lambda: self.api.exec_create(
-                container.id, ["/bin/sh", "-c", PRESTART_LAUNCHER, PRESTART_NAME], stdin=True
+                container.id,
+                [*self.exec_prefix, "/bin/sh", "-c", PRESTART_LAUNCHER, PRESTART_NAME],
+                stdin=True,
             )
         )
         exec_id = str(created["Id"])
@@ -1018,7 +1037,7 @@ class DockerRunner:
         if container is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         exec_id = await self._exec_create(
-            attempt_id, container.id, argv, argv[0], environment=env or {}, workdir=cwd
+            attempt_id, container.id, [*self.exec_prefix, *argv], argv[0], environment=env or {}, workdir=cwd
         )
         reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
         out, err = bytearray(), bytearray()

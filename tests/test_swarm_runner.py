@@ -1,0 +1,259 @@
+"""The Swarm runner on a real two-node swarm (two dockerds of the test's own on this machine).
+
+An attempt constrained to the worker node runs there (checked with the worker's own engine, not the
+manager's), hardened and without a network, streams its log through the API, commits onto its branch,
+is stopped and torn down. Then the worker's dockerd is stopped while an agent runs: the attempt ends
+failed with a message naming the node, and nothing of it is left — not on the manager, not on the worker
+once it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+from websockets.sync.client import connect
+
+from anyon.services import jsonpatch as jp
+from anyon.services.container import instance_id
+from tests.conftest import IN_CI, make_config
+from tests.live_server import LiveServer, live_server
+from tests.swarm_engines import ROLE_LABEL, TwoNodeSwarm, prerequisites
+from tests.test_executions_cloud import IMAGE, SHELL_AGENT, _project_with_agent, require_test_image
+from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes
+
+pytestmark = pytest.mark.docker
+
+#: an agent that reports where it runs (interfaces, no_new_privs), edits the worktree, then waits when told
+PROBE_AGENT = r"""#!/bin/sh
+prompt=$(cat)
+echo '{"type":"system","subtype":"init","session_id":"sess-swarm"}'
+ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ',')
+nnp=$(grep NoNewPrivs /proc/self/status | tr -d ' \t')
+say() { printf '{"type":"assistant","message":{"content":[{"type":"text","text":"%s"}]}}\n' "$1"; }
+say "ifaces=$ifaces $nnp"
+printf '%s\n' "$prompt" > agent.txt
+case "$prompt" in *linger*) say lingering; sleep 600;; esac
+echo '{"type":"result","subtype":"success","is_error":false,"result":"done"}'
+"""
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[TwoNodeSwarm]:
+    require_test_image()
+    missing = prerequisites()
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI=true but a private swarm cannot be started: {missing}")
+        pytest.skip(f"a private two-node swarm cannot be started: {missing}")
+    cluster = TwoNodeSwarm(IMAGE)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def server(swarm: TwoNodeSwarm, tmp_path: Path) -> Iterator[LiveServer]:
+    config = make_config(
+        tmp_path,
+        mode="cloud",
+        docker={
+            "host": swarm.manager.url,
+            "runner": "swarm",
+            "swarm_constraints": (f"node.labels.{ROLE_LABEL}==worker",),
+            "swarm_task_timeout_seconds": 30.0,
+            "image": IMAGE,
+            "user": f"{os.getuid()}:{os.getgid()}",
+            "network": "none",
+            "memory": 256 * 1024**2,
+            "memory_swap": 256 * 1024**2,
+            "pids_limit": 128,
+            "cpus": 0.5,
+        },
+        executions={"stop_escalation_seconds": 0.5},
+    )
+    instance = instance_id(config)
+    try:
+        with live_server(config) as live:
+            use_fake_agent(live, SHELL_AGENT)
+            live.instance = instance  # type: ignore[attr-defined]
+            yield live
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])
+
+
+def _project(server: LiveServer, tmp_path: Path) -> dict[str, Any]:
+    project = _project_with_agent(server, tmp_path)
+    repo = pygit2.Repository(project["git_repo_path"])
+    Path(project["git_repo_path"], ".agent.sh").write_text(PROBE_AGENT)
+    repo.index.add(".agent.sh")
+    repo.index.write()
+    sig = pygit2.Signature("Test", "test@example.com")
+    repo.create_commit("HEAD", sig, sig, "probe agent", repo.index.write_tree(), [repo.head.target])
+    return project
+
+
+def _logs(server: LiveServer, process_id: str) -> str:
+    return "".join(c.content for c in server.services.logstore.read(process_id))
+
+
+def _raw_log(server: LiveServer, process_id: str, until: str, timeout: float = 60.0) -> str:
+    """Follow the process's raw-log WebSocket until ``until`` appears in its stdout (or it finishes)."""
+    doc: Any = {"entries": []}
+    text = ""
+    path = f"/api/execution-processes/{process_id}/raw-logs/ws"
+    with connect(server.ws_url + path, open_timeout=10, max_size=None) as conn:
+        deadline = time.monotonic() + timeout
+        while until not in text and time.monotonic() < deadline:
+            try:
+                frame = json.loads(conn.recv(timeout=max(0.1, deadline - time.monotonic())))
+            except TimeoutError:
+                break
+            if frame == {"finished": True}:
+                break
+            doc = jp.apply_ops(doc, frame["JsonPatch"])
+            text = "".join(e["content"] for e in doc["entries"] if e["type"] == "STDOUT")
+    return text
+
+
+def _wait(what: str, check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+def test_attempt_runs_on_the_worker_node_and_is_torn_down(
+    swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
+) -> None:
+    instance = server.instance  # type: ignore[attr-defined]
+    project = _project(server, tmp_path)
+    task, attempt = start(server, project, "Edit on the worker")
+    processes = wait_processes(server, attempt["id"], 3, timeout=120)
+    assert [p["status"] for p in processes] == ["completed"] * 3, processes
+
+    # it ran on the worker: the worker's own engine has the container, the manager's engine has none
+    on_worker = swarm.worker.anyon_containers()
+    assert [c["Labels"]["anyon.attempt"] for c in on_worker] == [attempt["id"]]
+    assert swarm.manager.anyon_containers() == []
+    [service] = swarm.services(instance)
+    assert service["Spec"]["Labels"]["anyon.attempt"] == attempt["id"]
+    inspect = swarm.worker.api.inspect_container(on_worker[0]["Id"])
+    host = inspect["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"] and host["PidsLimit"] == 128
+    assert host["Memory"] == 256 * 1024**2 and inspect["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+    resources = service["Spec"]["TaskTemplate"]["Resources"]
+    assert resources["Reservations"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * 1024**2}
+
+    # the agent saw a loopback interface only, and no_new_privs set; its log came through the API
+    agent_log = _raw_log(server, processes[1]["id"], until="done")
+    assert "ifaces=lo, NoNewPrivs:1" in agent_log, agent_log
+    assert "setup-ran-as-" in _logs(server, processes[0]["id"])
+
+    # the commit landed on the attempt's branch in the project repository (path identity held)
+    files = branch_files(project["git_repo_path"], attempt["branch"])
+    assert {"agent.txt", "setup.log", "cleanup.txt"} <= files
+
+    # a follow-up runs in the same container (no new placement)
+    server.ok("POST", f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "again"})
+    more = wait_processes(server, attempt["id"], 4, timeout=60)
+    assert more[-1]["status"] == "completed", more
+    assert [c["Id"] for c in swarm.worker.anyon_containers()] == [on_worker[0]["Id"]]
+
+    # deleting the task removes the service, the container on the worker and the worktree
+    worktree = server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"]
+    assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
+    _wait(
+        "the teardown",
+        lambda: (
+            not swarm.services(instance)
+            and not swarm.worker.anyon_containers()
+            and not Path(worktree).exists()
+        ),
+        timeout=30,
+    )
+
+
+def test_worker_dying_mid_attempt_fails_it_and_leaks_nothing(
+    swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
+) -> None:
+    instance = server.instance  # type: ignore[attr-defined]
+    project = _project(server, tmp_path)
+    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "linger"})
+    attempt = server.ok(
+        "POST",
+        "/api/task-attempts",
+        json={
+            "task_id": task["id"],
+            "executor_profile_id": {"executor": "CLAUDE_CODE"},
+            "base_branch": "main",
+        },
+    )
+    # the setup script ends, then the agent prints and lingers on the worker: its log streams live
+    agent = _wait(
+        "the agent to start",
+        lambda: next(
+            (
+                p
+                for p in server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
+                if p["run_reason"] == "codingagent"
+            ),
+            None,
+        ),
+        timeout=120,
+    )
+    assert "lingering" in _raw_log(server, agent["id"], until="lingering")
+    assert server.ok("GET", f"/api/execution-processes/{agent['id']}")["status"] == "running"
+    assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
+
+    swarm.worker.stop()  # the worker's dockerd goes away with the agent's container
+    try:
+        failed = _wait(
+            "the agent to fail",
+            lambda: (
+                p
+                if (p := server.ok("GET", f"/api/execution-processes/{agent['id']}"))["status"] == "failed"
+                else None
+            ),
+            timeout=60,
+        )
+        assert failed["status"] == "failed"
+        log_text = _logs(server, agent["id"])
+        assert "worker node" in log_text and "the process was lost" in log_text, log_text
+        # nothing left on the control plane: the service is gone at once, no process is running
+        assert swarm.services(instance) == []
+        processes = server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
+        assert all(p["status"] != "running" for p in processes), processes
+    finally:
+        swarm.worker.start()  # the node comes back
+    swarm.wait_ready(swarm.worker_id)
+    # ...and keeps nothing of the attempt (its swarm agent or the runner's reconcile removes the task)
+    _wait("the worker to drop the dead task", lambda: not swarm.worker.anyon_containers(), timeout=60)
+
+    # a follow-up places a new container on the worker and finishes
+    server.ok("POST", f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "after"})
+    _wait(
+        "the follow-up",
+        lambda: [
+            p
+            for p in wait_processes(server, attempt["id"], len(processes) + 1, timeout=90)
+            if p["run_reason"] == "codingagent" and p["id"] != agent["id"]
+        ],
+        timeout=90,
+    )
+    after = wait_processes(server, attempt["id"], len(processes) + 1, timeout=90)
+    [again] = [p for p in after if p["run_reason"] == "codingagent" and p["id"] != agent["id"]]
+    assert again["status"] == "completed", (again, _logs(server, again["id"]))
+    assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
+    assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
+    _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
