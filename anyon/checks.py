@@ -339,6 +339,10 @@ def check_docker(
                 )
             )
         results.append(_metadata_check(config, client, metadata_probe))
+        if config.docker.runner == "swarm":
+            from anyon.checks_swarm import check_swarm
+
+            results += check_swarm(config, client)
     finally:
         close = getattr(client, "close", None)
         if close is not None:

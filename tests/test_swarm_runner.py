@@ -9,9 +9,11 @@ once it is back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import pygit2
 import pytest
 from websockets.sync.client import connect
 
+from anyon.checks import check_docker
+from anyon.config.model import AnyonConfig
 from anyon.services import jsonpatch as jp
 from anyon.services.container import instance_id
 from tests.conftest import IN_CI, make_config
@@ -60,9 +64,8 @@ def swarm() -> Iterator[TwoNodeSwarm]:
         cluster.close()
 
 
-@pytest.fixture
-def server(swarm: TwoNodeSwarm, tmp_path: Path) -> Iterator[LiveServer]:
-    config = make_config(
+def swarm_config(swarm: TwoNodeSwarm, tmp_path: Path) -> AnyonConfig:
+    return make_config(
         tmp_path,
         mode="cloud",
         docker={
@@ -80,6 +83,11 @@ def server(swarm: TwoNodeSwarm, tmp_path: Path) -> Iterator[LiveServer]:
         },
         executions={"stop_escalation_seconds": 0.5},
     )
+
+
+@pytest.fixture
+def server(swarm: TwoNodeSwarm, tmp_path: Path) -> Iterator[LiveServer]:
+    config = swarm_config(swarm, tmp_path)
     instance = instance_id(config)
     try:
         with live_server(config) as live:
@@ -257,3 +265,91 @@ def test_worker_dying_mid_attempt_fails_it_and_leaks_nothing(
     assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
     assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
     _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+
+def test_a_restarted_server_adopts_sweeps_and_removes_leftovers(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
+    from docker.types import ContainerSpec, Placement, TaskTemplate
+
+    config = swarm_config(swarm, tmp_path)
+    instance = instance_id(config)
+    api = swarm.worker.api
+    try:
+        with live_server(config) as first:
+            use_fake_agent(first, SHELL_AGENT)
+            project = _project(first, tmp_path)
+            task, attempt = start(first, project, "before the restart")
+            wait_processes(first, attempt["id"], 3, timeout=120)
+        [container] = swarm.worker.anyon_containers()
+        # what a crash leaves: a process nobody supervises in the attempt's container...
+        stray = api.exec_create(container["Id"], ["sleep", "1001"])
+        api.exec_start(stray["Id"], detach=True)
+        _wait("the stray", lambda: "sleep 1001" in str(api.top(container["Id"])))
+        # ...a service and a bare container of this instance whose attempt is gone
+        gone = {"anyon.managed": "1", "anyon.instance": instance, "anyon.attempt": str(uuid.uuid4())}
+        spec = ContainerSpec(IMAGE, args=["sleep", "1002"], labels=gone)
+        swarm.manager.api.create_service(
+            TaskTemplate(spec, placement=Placement(constraints=[f"node.labels.{ROLE_LABEL}==worker"])),
+            labels=gone,
+        )
+        bare = api.create_container(IMAGE, ["sleep", "1003"], labels=gone, network_disabled=True)
+        api.start(bare["Id"])
+        _wait(
+            "the leftovers to run",
+            lambda: len(swarm.services(instance)) == 2 and len(swarm.worker.anyon_containers()) >= 3,
+        )
+
+        with live_server(config) as second:
+            # the live attempt's container is adopted and swept; everything of the gone attempt removed
+            _wait(
+                "the reconcile",
+                lambda: (
+                    [c["Id"] for c in swarm.worker.anyon_containers()] == [container["Id"]]
+                    and [s["Spec"]["Labels"]["anyon.attempt"] for s in swarm.services(instance)]
+                    == [attempt["id"]]
+                ),
+            )
+            _wait("the sweep", lambda: "sleep 1001" not in str(api.top(container["Id"])))
+            # the adopted container still serves the attempt
+            second.ok("POST", f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "adopted"})
+            processes = wait_processes(second, attempt["id"], 5, timeout=60)
+            assert [p["status"] for p in processes] == ["completed"] * 5, processes
+            assert [c["Id"] for c in swarm.worker.anyon_containers()] == [container["Id"]]
+            assert second.delete(f"/api/tasks/{task['id']}").status_code == 202
+            _wait(
+                "the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers()
+            )
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])
+        for info in swarm.worker.anyon_containers():
+            api.remove_container(info["Id"], force=True)
+
+
+def test_doctor_checks_the_swarm(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
+    config = swarm_config(swarm, tmp_path)
+    results = {r.name: r for r in check_docker(config, os.getuid())}
+    assert results["swarm manager"].status == "ok", results
+    nodes = [r for name, r in results.items() if name.startswith("swarm node ")]
+    assert len(nodes) == 2 and all(r.status == "ok" for r in nodes), nodes
+    try:
+        swarm.label(swarm.worker_id, {"anyon.engine": "unix:///nonexistent/docker.sock"})
+        results = {r.name: r for r in check_docker(config, os.getuid())}
+        worker = next(r for n, r in results.items() if swarm.worker_id[:12] in n)
+        assert worker.status == "warn" and "does not answer" in worker.message
+        swarm.label(swarm.manager_id, {"anyon.engine": ""})
+        results = {r.name: r for r in check_docker(config, os.getuid())}
+        assert results["swarm nodes"].status == "fail"
+        manager = next(r for n, r in results.items() if swarm.manager_id[:12] in n)
+        assert manager.status == "fail" and "has no 'anyon.engine' label" in manager.message
+    finally:
+        swarm.label(swarm.worker_id, {"anyon.engine": swarm.worker.url})
+        swarm.label(swarm.manager_id, {"anyon.engine": swarm.manager.url})
+    not_manager = swarm_config(swarm, tmp_path)
+    not_manager = dataclasses.replace(
+        not_manager, docker=dataclasses.replace(not_manager.docker, host=swarm.worker.url)
+    )
+    results = {r.name: r for r in check_docker(not_manager, os.getuid())}
+    assert (
+        results["swarm manager"].status == "fail"
+        and "not a swarm manager" in results["swarm manager"].message
+    )
