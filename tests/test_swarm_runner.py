@@ -172,6 +172,13 @@ def test_attempt_runs_on_the_worker_node_and_is_torn_down(
     files = branch_files(project["git_repo_path"], attempt["branch"])
     assert {"agent.txt", "setup.log", "cleanup.txt"} <= files
 
+    # the metrics count it on the worker node
+    metrics = server.get("/metrics").text
+    hostname = swarm.manager.api.inspect_node(swarm.worker_id)["Description"]["Hostname"]
+    worker = f'node="{hostname} ({swarm.worker_id[:12]})"'
+    assert f'anyon_swarm_node_attempts_running{{deployment="cloud",{worker}}} 1.0' in metrics, metrics
+    assert f'anyon_swarm_node_ready{{deployment="cloud",{worker},state="ready/active"}} 1.0' in metrics
+
     # a follow-up runs in the same container (no new placement)
     server.ok("POST", f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "again"})
     more = wait_processes(server, attempt["id"], 4, timeout=60)

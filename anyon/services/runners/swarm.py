@@ -34,113 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from anyon.config.model import DockerSettings
-from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningProcess
+from anyon.services.runners.base import RunnerError, RunnerUnavailable
 from anyon.services.runners.docker import (
-    CONTAINER_HOME,
-    IDLE_COMMAND,
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
     LABEL_MANAGED,
-    DockerProcess,
     DockerRunner,
-    DockerUnavailable,
     ReconcileResult,
 )
-from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR, check_attempt_id
+from anyon.services.runners.secrets_dir import check_attempt_id
+from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess
+from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_template
 
 log = logging.getLogger(__name__)
 
-#: Sets no_new_privs on the launcher and so on everything it starts (Swarm services cannot set it).
-NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
-#: Task states after which a task never runs again.
-_ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
 _POLL_SECONDS = 0.05
-
-
-class NodeEngine(DockerRunner):
-    """The Engine of one swarm node: the exec side of the single-VM runner, for Swarm-placed containers.
-
-    Only the process side of :class:`DockerRunner` is used (spawn, prestart, stop, sweep, captured runs);
-    containers are created and removed through the manager, never here.
-    """
-
-    exec_prefix = NO_NEW_PRIVS
-
-    def __init__(
-        self,
-        settings: DockerSettings,
-        instance_id: str,
-        secrets_root: str | Path,
-        *,
-        node_id: str,
-        node_name: str,
-        host_env: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(settings, instance_id, secrets_root, host_env=host_env)
-        self.node_id = node_id
-        self.node_name = node_name
-
-    @property
-    def node_label(self) -> str:
-        return f"{self.node_name} ({self.node_id[:12]})"
-
-    def _unavailable(self, exc: BaseException) -> DockerUnavailable:
-        return DockerUnavailable(
-            f"the worker node {self.node_label} running this attempt went away: its Docker Engine at "
-            f"{self.settings.host} does not answer ({exc})"
-        )
-
-
-class SwarmProcess(RunningProcess):
-    """A process on a node; its end is checked against the node, so a dead node is named as such."""
-
-    def __init__(self, runner: SwarmRunner, inner: DockerProcess, node: NodeEngine, attempt_id: str) -> None:
-        self._runner = runner
-        self._inner = inner
-        self._node = node
-        self.attempt_id = attempt_id
-        self.pid = inner.pid
-        self.id = inner.id
-        self.node_id = node.node_id
-        self.stdout = inner.stdout
-        self.stderr = inner.stderr
-        self._lost: str | None = None
-
-    async def wait(self) -> int:
-        if self._lost is not None:
-            raise RunnerError(self._lost)
-        try:
-            code = await self._inner.wait()
-        except RunnerUnavailable as exc:
-            raise await self._node_lost(str(exc)) from exc
-        if not self._inner.stop_requested:
-            state = await self._runner.container_state(self._node, self.attempt_id)
-            if state != "running":
-                raise await self._node_lost(
-                    f"the container of this attempt on worker node {self._node.node_label} is {state} "
-                    "(its node's Docker Engine stopped, or the node left the swarm)"
-                )
-        self.returncode = code
-        self.oom_killed = self._inner.oom_killed
-        self.child_oom_killed = self._inner.child_oom_killed
-        self.pids_limit_hit = self._inner.pids_limit_hit
-        return code
-
-    async def _node_lost(self, why: str) -> RunnerError:
-        self._lost = (
-            f"{why}; the process was lost. The attempt's container was removed: "
-            "the next command runs on a node that is up."
-        )
-        await self._runner.node_lost(self.attempt_id, self._node)
-        return RunnerError(self._lost)
-
-    async def stop(self, escalation_seconds: float = 2.0) -> int:
-        self.stop_requested = True
-        try:
-            await self._inner.stop(escalation_seconds)
-        except RunnerUnavailable as exc:
-            raise await self._node_lost(str(exc)) from exc
-        return await self.wait()
 
 
 @dataclasses.dataclass
@@ -295,7 +203,7 @@ class SwarmRunner:
                 same = (labels.get("anyon.worktree"), labels.get("anyon.git-dir")) == (worktree, git_dir)
                 if placement is not None and same:
                     engine = await self._reachable(placement.node_id)
-                    if engine is not None and await self.container_state(engine, attempt_id) == "running":
+                    if engine is not None and await engine.container_state(attempt_id) == "running":
                         self._placed[attempt_id] = engine
                         engine.prestart(attempt_id)
                         return placement.container_id
@@ -310,62 +218,14 @@ class SwarmRunner:
             return None
         return engine
 
-    def _task_template(self, attempt_id: str, worktree: str, git_dir: str, secrets_dir: str) -> Any:
-        from docker.types import ContainerSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
-
-        s = self.settings
-        labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
-        env = {
-            **{k: v for k, v in self._host_env.items() if k in s.env_allowlist},
-            "HOME": CONTAINER_HOME,
-            "ANYON_ATTEMPT_ID": attempt_id,
-            "ANYON_WORKSPACE": worktree,
-            "ANYON_SECRET_DIR": CONTAINER_SECRETS_DIR,
-        }
-        mounts = [
-            Mount(target=worktree, source=worktree, type="bind", read_only=False),
-            Mount(target=git_dir, source=git_dir, type="bind", read_only=True),
-            Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
-            Mount(target="/tmp", source=None, type="tmpfs", tmpfs_size=s.tmpfs_size, tmpfs_mode=0o1777),
-            # Swarm's tmpfs options carry no uid: the one user of the container owns nothing else anyway
-            Mount(
-                target=CONTAINER_HOME, source=None, type="tmpfs", tmpfs_size=s.tmpfs_size, tmpfs_mode=0o1777
-            ),
-        ]
-        spec = ContainerSpec(
-            s.image,
-            args=IDLE_COMMAND,
-            env=env,
-            workdir=worktree,
-            user=f"{self.uid}:{self.gid}",
-            labels=labels,
-            mounts=mounts,
-            read_only=s.read_only_rootfs,
-            init=True,
-            cap_drop=["ALL"],
-            stop_grace_period=int(s.stop_grace_seconds * 1e9),
-        )
-        nano_cpus = int(s.cpus * 1e9) if s.cpus > 0 else None
-        memory = s.memory if s.memory > 0 else None
-        resources = Resources(
-            cpu_limit=nano_cpus, mem_limit=memory, cpu_reservation=nano_cpus, mem_reservation=memory
-        )
-        resources.setdefault("Limits", {})["Pids"] = s.pids_limit
-        networks = None if s.network == "none" else [{"Target": s.network}]
-        template = TaskTemplate(
-            spec,
-            resources=resources,
-            restart_policy=RestartPolicy(condition="none"),
-            placement=Placement(constraints=list(s.swarm_constraints)),
-            networks=networks,
-        )
-        return template, labels
-
     async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
         import docker
 
         secrets_dir = await self.manager._in_thread(self.secrets.ensure, attempt_id)
-        template, labels = self._task_template(attempt_id, worktree, git_dir, str(secrets_dir))
+        labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
+        env = container_env(self.settings, self._host_env, attempt_id, worktree)
+        user = f"{self.uid}:{self.gid}"
+        template = task_template(self.settings, user, env, labels, worktree, git_dir, str(secrets_dir))
         service_id: str | None = None
         try:
             created = await self._call(
@@ -407,7 +267,7 @@ class SwarmRunner:
                     return _Placement(service_id, str(task["NodeID"]), str(container))
                 reason = status.get("Err") or status.get("Message") or state
                 last = f"{state}: {reason}"
-                if state in _ENDED:
+                if state in ENDED_STATES:
                     raise RunnerError(
                         f"the swarm could not start the container of attempt {attempt_id} ({last})"
                     )
@@ -467,22 +327,6 @@ class SwarmRunner:
             await reachable.forget(attempt_id)
             with contextlib.suppress(Exception):
                 await reachable._remove_ids([cid])
-
-    async def container_state(self, engine: NodeEngine, attempt_id: str) -> str:
-        """``running``, or what else the attempt's container is on that node (``gone``, ``exited``...)."""
-        import docker
-
-        known = engine._containers.get(attempt_id)
-        try:
-            if known is None:
-                listed = await engine._list(attempt_id)
-                return str(listed[0].get("State")) if listed else "gone"
-            info = await engine._call(lambda: engine.api.inspect_container(known.id))
-        except docker.errors.NotFound:
-            return "gone"
-        except RunnerUnavailable:
-            return "unreachable"
-        return str(info.get("State", {}).get("Status") or "unknown")
 
     async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None:
         """The attempt's node or container went away: remove its service so nothing restarts unseen."""
@@ -582,19 +426,24 @@ class SwarmRunner:
                     removed.add(attempt_id)
         return removed
 
-    async def running_by_node(self) -> dict[str, int]:
-        """Running attempt tasks per node hostname (metrics)."""
-        names = {
-            str(n["ID"]): str(n.get("Description", {}).get("Hostname") or n["ID"][:12])
-            for n in await self.nodes()
-        }
-        counts: dict[str, int] = {}
-        for service in await self._services():
-            placement = await self._placement(service)
-            if placement is not None:
-                name = names.get(placement.node_id, placement.node_id[:12])
-                counts[name] = counts.get(name, 0) + 1
-        return counts
+    def node_report(self) -> list[tuple[str, str, int]]:
+        """(node hostname, "state/availability", running attempt tasks) per node, for the metrics.
+
+        Blocking (docker-py): the metrics scrape calls it from a worker thread.
+        """
+        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={self.instance_id}"]
+        ours = {str(s["ID"]) for s in self.api.services(filters={"label": labels})}
+        running: dict[str, int] = {}
+        for task in self.api.tasks(filters={"desired-state": "running"}):
+            if task.get("ServiceID") in ours and task.get("Status", {}).get("State") == "running":
+                running[str(task["NodeID"])] = running.get(str(task["NodeID"]), 0) + 1
+        report = []
+        for node in self.api.nodes():
+            node_id = str(node["ID"])
+            name = str((node.get("Description") or {}).get("Hostname") or node_id[:12])
+            state = f"{node.get('Status', {}).get('State')}/{node.get('Spec', {}).get('Availability')}"
+            report.append((f"{name} ({node_id[:12]})", state, running.get(node_id, 0)))
+        return report
 
     # --- processes (through the node's Engine) ------------------------------------------------
 
