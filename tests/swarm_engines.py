@@ -104,6 +104,15 @@ class Engine:
             self.proc.kill()
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """Freeze the daemon: its connections stay open and nothing answers (a node cut off the network)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def node_id(self) -> str:
         return str(self.api.info()["Swarm"]["NodeID"])
 
@@ -174,6 +183,7 @@ class TwoNodeSwarm:
 
     def close(self) -> None:
         for engine in (self.worker, self.manager):
+            engine.resume()
             if engine.proc is not None and engine.proc.poll() is None:
                 with contextlib.suppress(Exception):
                     engine.api.leave_swarm(force=True)

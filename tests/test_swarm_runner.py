@@ -141,6 +141,39 @@ def _wait(what: str, check: Any, timeout: float = 60.0) -> Any:
     return result
 
 
+def _start_lingering(server: LiveServer, project: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "linger"})
+    attempt = server.ok(
+        "POST",
+        "/api/task-attempts",
+        json={
+            "task_id": task["id"],
+            "executor_profile_id": {"executor": "CLAUDE_CODE"},
+            "base_branch": "main",
+        },
+    )
+    return task, attempt
+
+
+def _running_agent(server: LiveServer, attempt_id: str) -> dict[str, Any]:
+    """Wait for the attempt's agent to run and print (its log streams live through the API)."""
+    agent: dict[str, Any] = _wait(
+        "the agent to start",
+        lambda: next(
+            (
+                p
+                for p in server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt_id}")
+                if p["run_reason"] == "codingagent"
+            ),
+            None,
+        ),
+        timeout=120,
+    )
+    assert "lingering" in _raw_log(server, agent["id"], until="lingering")
+    assert server.ok("GET", f"/api/execution-processes/{agent['id']}")["status"] == "running"
+    return agent
+
+
 def test_attempt_runs_on_the_worker_node_and_is_torn_down(
     swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
 ) -> None:
@@ -204,31 +237,8 @@ def test_worker_dying_mid_attempt_fails_it_and_leaks_nothing(
 ) -> None:
     instance = server.instance  # type: ignore[attr-defined]
     project = _project(server, tmp_path)
-    task = server.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "linger"})
-    attempt = server.ok(
-        "POST",
-        "/api/task-attempts",
-        json={
-            "task_id": task["id"],
-            "executor_profile_id": {"executor": "CLAUDE_CODE"},
-            "base_branch": "main",
-        },
-    )
-    # the setup script ends, then the agent prints and lingers on the worker: its log streams live
-    agent = _wait(
-        "the agent to start",
-        lambda: next(
-            (
-                p
-                for p in server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
-                if p["run_reason"] == "codingagent"
-            ),
-            None,
-        ),
-        timeout=120,
-    )
-    assert "lingering" in _raw_log(server, agent["id"], until="lingering")
-    assert server.ok("GET", f"/api/execution-processes/{agent['id']}")["status"] == "running"
+    task, attempt = _start_lingering(server, project)
+    agent = _running_agent(server, attempt["id"])
     assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
 
     swarm.worker.stop()  # the worker's dockerd goes away with the agent's container
@@ -360,3 +370,33 @@ def test_doctor_checks_the_swarm(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
         results["swarm manager"].status == "fail"
         and "not a swarm manager" in results["swarm manager"].message
     )
+
+
+def test_a_worker_cut_off_mid_attempt_is_given_up_once_the_swarm_reports_it_down(
+    swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
+) -> None:
+    """Its connections stay open and silent (as after a power loss): the manager's view decides."""
+    instance = server.instance  # type: ignore[attr-defined]
+    project = _project(server, tmp_path)
+    task, attempt = _start_lingering(server, project)
+    agent = _running_agent(server, attempt["id"])
+    swarm.worker.pause()
+    try:
+        _wait(
+            "the agent to fail",
+            lambda: (
+                p
+                if (p := server.ok("GET", f"/api/execution-processes/{agent['id']}"))["status"] == "failed"
+                else None
+            ),
+            timeout=90,
+        )
+        assert swarm.node_state(swarm.worker_id) == "down"
+        log_text = _logs(server, agent["id"])
+        assert "is down in the swarm" in log_text and "the process was lost" in log_text, log_text
+        assert swarm.services(instance) == []
+    finally:
+        swarm.worker.resume()
+    swarm.wait_ready(swarm.worker_id)
+    _wait("the worker to drop the dead task", lambda: not swarm.worker.anyon_containers(), timeout=60)
+    assert server.delete(f"/api/tasks/{task['id']}").status_code == 202

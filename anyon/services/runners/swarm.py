@@ -132,6 +132,16 @@ class SwarmRunner:
         found: list[dict[str, Any]] = await self._call(lambda: self.api.nodes())
         return found
 
+    async def node_state(self, node_id: str) -> str:
+        """The node's state as the manager sees it (``ready``, ``down``, ``unknown``...)."""
+        import docker
+
+        try:
+            node = await self._call(lambda: self.api.inspect_node(node_id))
+        except docker.errors.NotFound:
+            return "gone"
+        return str(node.get("Status", {}).get("State") or "unknown")
+
     async def node_engine(self, node_id: str) -> NodeEngine:
         """The Engine of ``node_id``, from its ``docker.swarm_engine_label`` label."""
         import docker
@@ -211,7 +221,14 @@ class SwarmRunner:
             return await self._create(attempt_id, worktree, git_dir)
 
     async def _reachable(self, node_id: str) -> NodeEngine | None:
+        """The node's engine if the manager sees the node ready and its engine answers.
+
+        A node the manager reports down is not even asked: over TCP a vanished machine would hold the
+        call until the client's timeout.
+        """
         try:
+            if await self.node_state(node_id) != "ready":
+                return None
             engine = await self.node_engine(node_id)
             await engine.ping()
         except RunnerError:

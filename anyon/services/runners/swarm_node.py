@@ -5,6 +5,9 @@ See :mod:`anyon.services.runners.swarm` and ``docs/scale-out.md``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +16,10 @@ from anyon.config.model import DockerSettings
 from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningProcess
 from anyon.services.runners.docker import DockerProcess, DockerRunner, DockerUnavailable
 
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at the state of a running process's node in the swarm.
+NODE_POLL_SECONDS = 2.0
 #: Sets no_new_privs on the launcher and so on everything it starts (Swarm services cannot set it).
 NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
 
@@ -21,6 +28,8 @@ class NodeLossHandler(Protocol):
     """What a process tells when its node went away (the Swarm runner removes the attempt's service)."""
 
     async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None: ...
+
+    async def node_state(self, node_id: str) -> str: ...
 
 
 class NodeEngine(DockerRunner):
@@ -74,7 +83,12 @@ class NodeEngine(DockerRunner):
 
 
 class SwarmProcess(RunningProcess):
-    """A process on a node; its end is checked against the node, so a dead node is named as such."""
+    """A process on a node; its end is checked against the node, so a dead node is named as such.
+
+    A node that vanishes without closing its connections (power loss, a partition) would leave the exec
+    stream open forever: while the process runs, the node's state in the swarm is polled, and once the
+    manager reports it ``down`` the process is given up on without waiting for the node.
+    """
 
     def __init__(
         self, runner: NodeLossHandler, inner: DockerProcess, node: NodeEngine, attempt_id: str
@@ -89,14 +103,43 @@ class SwarmProcess(RunningProcess):
         self.stdout = inner.stdout
         self.stderr = inner.stderr
         self._lost: str | None = None
+        self._down = asyncio.Event()
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch_node(), name=f"anyon-node-watch:{inner.id[:12]}"
+        )
+
+    async def _watch_node(self) -> None:
+        while not self._inner._eof.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inner._eof.wait(), NODE_POLL_SECONDS)
+                return
+            try:
+                state = await self._runner.node_state(self.node_id)
+            except RunnerError:
+                continue  # the manager itself does not answer: nothing to conclude about the node
+            if state == "down":
+                self._down.set()
+                self._inner._close()  # ends the output streams: nothing more comes from that node
+                return
 
     async def wait(self) -> int:
         if self._lost is not None:
             raise RunnerError(self._lost)
+        inner_wait = asyncio.ensure_future(self._inner.wait())
+        down = asyncio.ensure_future(self._down.wait())
         try:
-            code = await self._inner.wait()
+            await asyncio.wait({inner_wait, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            down.cancel()
+        if not inner_wait.done():
+            inner_wait.cancel()
+            raise await self._node_lost(f"the worker node {self._node.node_label} is down in the swarm")
+        try:
+            code: int = inner_wait.result()
         except RunnerUnavailable as exc:
             raise await self._node_lost(str(exc)) from exc
+        finally:
+            self._watcher.cancel()
         if not self._inner.stop_requested:
             state = await self._node.container_state(self.attempt_id)
             if state != "running":
@@ -111,15 +154,22 @@ class SwarmProcess(RunningProcess):
         return code
 
     async def _node_lost(self, why: str) -> RunnerError:
-        self._lost = (
-            f"{why}; the process was lost. The attempt's container was removed: "
-            "the next command runs on a node that is up."
-        )
-        await self._runner.node_lost(self.attempt_id, self._node)
+        self._watcher.cancel()
+        if self._lost is None:
+            self._lost = (
+                f"{why}; the process was lost. The attempt's container was removed: "
+                "the next command runs on a node that is up."
+            )
+            try:
+                await self._runner.node_lost(self.attempt_id, self._node)
+            except RunnerError as exc:  # the reconcile removes the service once the manager answers
+                log.warning("could not remove the service of attempt %s: %s", self.attempt_id, exc)
         return RunnerError(self._lost)
 
     async def stop(self, escalation_seconds: float = 2.0) -> int:
         self.stop_requested = True
+        if self._down.is_set():
+            return await self.wait()
         try:
             await self._inner.stop(escalation_seconds)
         except RunnerUnavailable as exc:
