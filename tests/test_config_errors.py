@@ -252,3 +252,23 @@ def test_warnings_do_not_make_the_config_invalid(tmp_path: Path) -> None:
     assert result.errors == []
     assert [w.key for w in result.warnings] == ["docker.network"]
     assert result.config is not None and result.config.warnings
+
+
+def test_swarm_settings_are_checked(tmp_path: Path) -> None:
+    text = (
+        '[docker]\nrunner = "kubernetes"\nswarm_constraints = ["node.labels.pool==agents", "rm -rf /"]\n'
+        'swarm_engine_label = "bad label"\nswarm_task_timeout_seconds = 0\n'
+    )
+    errors = {e.key: e for e in errors_of(env_for(tmp_path, text))}
+    assert set(errors) == {
+        "docker.runner",
+        "docker.swarm_constraints",
+        "docker.swarm_engine_label",
+        "docker.swarm_task_timeout_seconds",
+    }
+    assert '"engine", "swarm"' in errors["docker.runner"].message
+    assert '"rm -rf /"' in errors["docker.swarm_constraints"].message
+    good = '[docker]\nrunner = "swarm"\nswarm_constraints = ["node.role != manager", "node.labels.a.b==c"]\n'
+    config = load_config(environ=env_for(tmp_path, good))
+    assert config.docker.runner == "swarm"
+    assert config.docker.swarm_constraints == ("node.role != manager", "node.labels.a.b==c")
