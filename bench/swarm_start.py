@@ -90,6 +90,10 @@ def one(server: LiveServer, project_id: str, title: str) -> dict[str, float]:
     server.services.database.bind()
     for task in server.ok("GET", f"/api/tasks?project_id={project_id}"):
         server.delete(f"/api/tasks/{task['id']}")  # its container goes: the next attempt provisions again
+    # the delete finishes in the background on the bound database: let it end before the other server binds
+    deadline = time.monotonic() + 60
+    while server.ok("GET", f"/api/tasks?project_id={project_id}") and time.monotonic() < deadline:
+        time.sleep(0.02)
     wait_quiet(server)
     return marks
 

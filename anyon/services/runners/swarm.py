@@ -48,6 +48,9 @@ from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_
 
 log = logging.getLogger(__name__)
 
+#: The label Swarm puts on a task's container: the id of the service it belongs to.
+SERVICE_ID_LABEL = "com.docker.swarm.service.id"
+
 _POLL_SECONDS = 0.05
 
 
@@ -385,7 +388,6 @@ class SwarmRunner:
         if callable(live_attempt_ids):
             live_attempt_ids = await live_attempt_ids()
         live = set(live_attempt_ids) | self.reserved_ids
-        kept: set[str] = set()
         for service in services:
             labels = service.get("Spec", {}).get("Labels", {})
             attempt_id = labels.get(LABEL_ATTEMPT, "")
@@ -396,7 +398,6 @@ class SwarmRunner:
                     if engine is None:
                         await self._remove_service(attempt_id, service["ID"])
                         continue
-                    kept.add(attempt_id)
                     if self._placed.get(attempt_id) is not engine:
                         self._placed[attempt_id] = engine
                         adopted.append(attempt_id)
@@ -415,15 +416,21 @@ class SwarmRunner:
                 removed.add(attempt_id)
                 if labels.get("anyon.worktree"):
                     worktrees.append(labels["anyon.worktree"])
-        removed |= await self._remove_strays_on_nodes(kept)
+        removed |= await self._remove_strays_on_nodes()
         for attempt_id in await self.manager._in_thread(self.secrets.attempt_ids):
             if attempt_id not in live:
                 await self.manager._in_thread(self.secrets.remove, attempt_id)
                 removed.add(attempt_id)
         return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
 
-    async def _remove_strays_on_nodes(self, kept: set[str]) -> set[str]:
-        """Containers of this instance on any reachable node that no running service owns."""
+    async def _remove_strays_on_nodes(self) -> set[str]:
+        """Containers of this instance on any reachable node that no existing service of ours owns.
+
+        A node that was down when its attempt's service was removed keeps the task container until its
+        swarm agent catches up; a container left by the single-VM runner under the same instance is not
+        used by this one. Services are listed *after* a node's containers, so a container placed
+        meanwhile always finds its service in the list.
+        """
         removed: set[str] = set()
         for node in await self.nodes():
             if node.get("Status", {}).get("State") != "ready":
@@ -431,12 +438,15 @@ class SwarmRunner:
             engine = await self._reachable(str(node["ID"]))
             if engine is None:
                 continue
-            for info in await engine._list():
-                attempt_id = info.get("Labels", {}).get(LABEL_ATTEMPT, "")
-                if attempt_id in kept:
+            listed = await engine._list()
+            if not listed:
+                continue
+            services = {str(s["ID"]) for s in await self._services()}
+            for info in listed:
+                labels = info.get("Labels", {})
+                if labels.get(SERVICE_ID_LABEL) in services:
                     continue
-                if attempt_id in self._locks and self._locks[attempt_id].locked():
-                    continue  # being placed right now
+                attempt_id = labels.get(LABEL_ATTEMPT, "")
                 await engine.forget(attempt_id)
                 await engine._remove_ids([info["Id"]])
                 if attempt_id:
