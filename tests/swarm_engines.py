@@ -169,6 +169,11 @@ class TwoNodeSwarm:
         spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
         self.manager.api.update_node(node_id, node["Version"]["Index"], spec)
 
+    def set_availability(self, node_id: str, availability: str) -> None:
+        node = self.manager.api.inspect_node(node_id)
+        spec = {**node["Spec"], "Availability": availability}
+        self.manager.api.update_node(node_id, node["Version"]["Index"], spec)
+
     def node_state(self, node_id: str) -> str:
         return str(self.manager.api.inspect_node(node_id)["Status"]["State"])
 

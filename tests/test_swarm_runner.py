@@ -400,3 +400,45 @@ def test_a_worker_cut_off_mid_attempt_is_given_up_once_the_swarm_reports_it_down
     swarm.wait_ready(swarm.worker_id)
     _wait("the worker to drop the dead task", lambda: not swarm.worker.anyon_containers(), timeout=60)
     assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
+
+
+def test_draining_the_worker_fails_its_attempt_clearly_and_places_the_next_command_again(
+    swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
+) -> None:
+    """deploy/RUNBOOK.md, "Drain a node": Swarm stops the tasks there; nothing restarts behind our back."""
+    instance = server.instance  # type: ignore[attr-defined]
+    project = _project(server, tmp_path)
+    task, attempt = _start_lingering(server, project)
+    agent = _running_agent(server, attempt["id"])
+    swarm.set_availability(swarm.worker_id, "drain")
+    try:
+        _wait(
+            "the agent to fail",
+            lambda: server.ok("GET", f"/api/execution-processes/{agent['id']}")["status"] == "failed",
+        )
+        log_text = _logs(server, agent["id"])
+        assert "worker node" in log_text and "the process was lost" in log_text, log_text
+        _wait(
+            "the drained task to go",
+            lambda: not swarm.services(instance) and not swarm.worker.anyon_containers(),
+        )
+    finally:
+        swarm.set_availability(swarm.worker_id, "active")
+    # the next command is placed again (on the worker, active once more) and runs
+    server.ok("POST", f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "after the drain"})
+    _wait(
+        "the follow-up",
+        lambda: any(
+            p["run_reason"] == "codingagent" and p["id"] != agent["id"] and p["status"] == "completed"
+            for p in server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
+        ),
+    )
+    _wait(
+        "its cleanup script",
+        lambda: all(
+            p["status"] != "running"
+            for p in server.ok("GET", f"/api/execution-processes?task_attempt_id={attempt['id']}")
+        ),
+    )
+    assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
+    _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from anyon.config.model import DockerSettings
+from anyon.services.runners import swarm_reconcile
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
 from anyon.services.runners.docker import (
     LABEL_ATTEMPT,
@@ -48,8 +49,6 @@ from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_
 
 log = logging.getLogger(__name__)
 
-#: The label Swarm puts on a task's container: the id of the service it belongs to.
-SERVICE_ID_LABEL = "com.docker.swarm.service.id"
 
 _POLL_SECONDS = 0.05
 
@@ -145,6 +144,22 @@ class SwarmRunner:
             return "gone"
         return str(node.get("Status", {}).get("State") or "unknown")
 
+    async def task_desired_state(self, attempt_id: str, container_id: str) -> str:
+        """What Swarm wants of the task running ``container_id``: ``running``, ``shutdown``, ``gone``...
+
+        Asked about that very task: on a drain Swarm may already have made a replacement task that
+        wants to run (somewhere else, or pending). A manager that does not answer says nothing: ``running``.
+        """
+        try:
+            services = await self._services(attempt_id)
+            tasks = [t for s in services for t in await self._tasks(s["ID"])]
+        except RunnerError:
+            return "running"
+        for task in tasks:
+            if task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID") == container_id:
+                return str(task.get("DesiredState") or "unknown")
+        return "gone"
+
     async def node_engine(self, node_id: str) -> NodeEngine:
         """The Engine of ``node_id``, from its ``docker.swarm_engine_label`` label."""
         import docker
@@ -210,6 +225,17 @@ class SwarmRunner:
             if not os.path.isdir(path):
                 raise RunnerError(f"the attempt's {label} {path!r} does not exist")
         async with self._lock(attempt_id):
+            engine = self._placed.get(attempt_id)
+            known = engine.tracked(attempt_id) if engine is not None else None
+            # placed by this server run: one look at the container on its node is enough
+            if (
+                engine is not None
+                and known is not None
+                and known[1:] == (worktree, git_dir)
+                and await engine.container_state(attempt_id) == "running"
+            ):
+                engine.prestart(attempt_id)
+                return known[0]
             for service in await self._services(attempt_id):
                 labels = service.get("Spec", {}).get("Labels", {})
                 placement = await self._placement(service)
@@ -370,107 +396,18 @@ class SwarmRunner:
         self._locks.pop(attempt_id, None)
         return bool(services) or removed_secrets
 
-    # --- reconcile ----------------------------------------------------------------------------
+    # --- reconcile (swarm_reconcile.py) -------------------------------------------------------
 
     async def reconcile(
         self, live_attempt_ids: set[str] | Callable[[], Awaitable[set[str]]]
     ) -> ReconcileResult:
-        """As the single-VM reconcile, over services; then containers on nodes whose service is gone.
-
-        A live attempt's service whose task no longer runs (its node died, its container stopped) is
-        removed too: the next command of the attempt places a new one.
-        """
-        adopted: list[str] = []
-        removed: set[str] = set()
-        swept: dict[str, int] = {}
-        worktrees: list[str] = []
-        services = await self._services()
-        if callable(live_attempt_ids):
-            live_attempt_ids = await live_attempt_ids()
-        live = set(live_attempt_ids) | self.reserved_ids
-        for service in services:
-            labels = service.get("Spec", {}).get("Labels", {})
-            attempt_id = labels.get(LABEL_ATTEMPT, "")
-            if attempt_id in live:
-                async with self._lock(attempt_id):
-                    placement = await self._placement(service)
-                    engine = await self._reachable(placement.node_id) if placement else None
-                    if engine is None:
-                        await self._remove_service(attempt_id, service["ID"])
-                        continue
-                    if self._placed.get(attempt_id) is not engine:
-                        self._placed[attempt_id] = engine
-                        adopted.append(attempt_id)
-                    await engine._find(attempt_id)  # a container of an earlier run is marked for a sweep
-                    if engine.unswept(attempt_id):
-                        try:
-                            swept[attempt_id] = await engine.kill_strays(attempt_id)
-                        except RunnerError as exc:
-                            log.warning("could not sweep the container of attempt %s: %s", attempt_id, exc)
-                continue
-            async with self._lock(attempt_id):
-                await self._remove_service(attempt_id, service["ID"])
-            if attempt_id:
-                with contextlib.suppress(RunnerError):
-                    await self.manager._in_thread(self.secrets.remove, attempt_id)
-                removed.add(attempt_id)
-                if labels.get("anyon.worktree"):
-                    worktrees.append(labels["anyon.worktree"])
-        removed |= await self._remove_strays_on_nodes()
-        for attempt_id in await self.manager._in_thread(self.secrets.attempt_ids):
-            if attempt_id not in live:
-                await self.manager._in_thread(self.secrets.remove, attempt_id)
-                removed.add(attempt_id)
-        return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
-
-    async def _remove_strays_on_nodes(self) -> set[str]:
-        """Containers of this instance on any reachable node that no existing service of ours owns.
-
-        A node that was down when its attempt's service was removed keeps the task container until its
-        swarm agent catches up; a container left by the single-VM runner under the same instance is not
-        used by this one. Services are listed *after* a node's containers, so a container placed
-        meanwhile always finds its service in the list.
-        """
-        removed: set[str] = set()
-        for node in await self.nodes():
-            if node.get("Status", {}).get("State") != "ready":
-                continue
-            engine = await self._reachable(str(node["ID"]))
-            if engine is None:
-                continue
-            listed = await engine._list()
-            if not listed:
-                continue
-            services = {str(s["ID"]) for s in await self._services()}
-            for info in listed:
-                labels = info.get("Labels", {})
-                if labels.get(SERVICE_ID_LABEL) in services:
-                    continue
-                attempt_id = labels.get(LABEL_ATTEMPT, "")
-                await engine.forget(attempt_id)
-                await engine._remove_ids([info["Id"]])
-                if attempt_id:
-                    removed.add(attempt_id)
-        return removed
+        """Adopt (and sweep) live attempts' services, remove every other one of this instance and every
+        node container no service owns (see :func:`swarm_reconcile.reconcile`)."""
+        return await swarm_reconcile.reconcile(self, live_attempt_ids)
 
     def node_report(self) -> list[tuple[str, str, int]]:
-        """(node hostname, "state/availability", running attempt tasks) per node, for the metrics.
-
-        Blocking (docker-py): the metrics scrape calls it from a worker thread.
-        """
-        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={self.instance_id}"]
-        ours = {str(s["ID"]) for s in self.api.services(filters={"label": labels})}
-        running: dict[str, int] = {}
-        for task in self.api.tasks(filters={"desired-state": "running"}):
-            if task.get("ServiceID") in ours and task.get("Status", {}).get("State") == "running":
-                running[str(task["NodeID"])] = running.get(str(task["NodeID"]), 0) + 1
-        report = []
-        for node in self.api.nodes():
-            node_id = str(node["ID"])
-            name = str((node.get("Description") or {}).get("Hostname") or node_id[:12])
-            state = f"{node.get('Status', {}).get('State')}/{node.get('Spec', {}).get('Availability')}"
-            report.append((f"{name} ({node_id[:12]})", state, running.get(node_id, 0)))
-        return report
+        """(node, "state/availability", running attempt tasks) per node; blocking (metrics thread)."""
+        return swarm_reconcile.node_report(self)
 
     # --- processes (through the node's Engine) ------------------------------------------------
 

@@ -31,6 +31,8 @@ class NodeLossHandler(Protocol):
 
     async def node_state(self, node_id: str) -> str: ...
 
+    async def task_desired_state(self, attempt_id: str, container_id: str) -> str: ...
+
 
 class NodeEngine(DockerRunner):
     """The Engine of one swarm node: the exec side of the single-VM runner, for Swarm-placed containers.
@@ -64,6 +66,11 @@ class NodeEngine(DockerRunner):
             f"the worker node {self.node_label} running this attempt went away: its Docker Engine at "
             f"{self.settings.host} does not answer ({exc})"
         )
+
+    def tracked(self, attempt_id: str) -> tuple[str, str, str] | None:
+        """(container id, worktree, object store) of the attempt's container as this runner knows it."""
+        known = self._containers.get(attempt_id)
+        return None if known is None else (known.id, known.worktree, known.git_dir)
 
     async def container_state(self, attempt_id: str) -> str:
         """``running``, or what else the attempt's container is on that node (``gone``, ``exited``...)."""
@@ -146,6 +153,16 @@ class SwarmProcess(RunningProcess):
                 raise await self._node_lost(
                     f"the container of this attempt on worker node {self._node.node_label} is {state} "
                     "(its node's Docker Engine stopped, or the node left the swarm)"
+                )
+            # killed by a signal while the container still runs: Swarm may be stopping it (a drain)
+            desired = "running"
+            if code > 128:
+                desired = await self._runner.task_desired_state(self.attempt_id, self._inner.container_id)
+            if desired != "running":
+                raise await self._node_lost(
+                    f"the swarm is stopping the container of this attempt on worker node "
+                    f"{self._node.node_label} (task desired state {desired!r}: the node is being drained "
+                    "or left the swarm)"
                 )
         self.returncode = code
         self.oom_killed = self._inner.oom_killed
