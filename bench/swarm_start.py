@@ -12,18 +12,23 @@ runs on a fresh repository checkout of ``--files`` files; the attempts alternate
 Each task is deleted after its attempt, so every attempt provisions a container (``--warm 0``) or claims
 the warm one the pool keeps (``--warm 1``, the ``[cloud]`` default).
 
-    sudo python bench/swarm_start.py [--attempts 10] [--files 2000] [--warm 0 1]
+A first part measures the runner alone (``ensure_container`` on an empty folder → running, ``true``
+through a pre-started exec, teardown), where the placement is not hidden behind the checkout.
+
+    sudo python bench/swarm_start.py [--containers 10] [--attempts 10] [--files 2000] [--warm 0 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +103,19 @@ def one(server: LiveServer, project_id: str, title: str) -> dict[str, float]:
     return marks
 
 
+def measure_runner(swarm: TwoNodeSwarm, workdir: Path, n: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {r: {"ready": [], "exec": [], "remove": []} for r in RUNNERS}
+    with contextlib.ExitStack() as stack:
+        servers = {r: stack.enter_context(runner_server(r, swarm, workdir / r, 10, 0)) for r in RUNNERS}
+        for r in RUNNERS:
+            provision_and_exec(servers[r][0], workdir / r, 1)  # warm-up, not counted
+        for i in range(n):
+            for r in RUNNERS if i % 2 == 0 else tuple(reversed(RUNNERS)):
+                for key, values in provision_and_exec(servers[r][0], workdir / r, 1).items():
+                    results[r][key] += values
+    return results
+
+
 def measure(
     swarm: TwoNodeSwarm, workdir: Path, files: int, attempts: int, warm: int
 ) -> dict[str, list[dict[str, float]]]:
@@ -114,6 +132,53 @@ def measure(
                 runs[r].append(one(*servers[r], f"attempt {i}"))
                 time.sleep(0.3)
     return runs
+
+
+def provision_and_exec(server: LiveServer, workdir: Path, n: int) -> dict[str, list[float]]:
+    """The runner alone, on an empty folder: container ready (create → running, the step the checkout
+    hides), teardown, and `true` through a pre-started exec in it (spawn → exit), ``n`` times each."""
+    runner = server.services.docker
+    folder = workdir / "provision"
+    objects = workdir / "objects"
+    folder.mkdir(parents=True, exist_ok=True)
+    objects.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {"ready": [], "exec": [], "remove": []}
+        for _ in range(n):
+            attempt_id = str(uuid.uuid4())
+            t = time.perf_counter()
+            await runner.ensure_container(attempt_id, str(folder), str(objects))
+            out["ready"].append((time.perf_counter() - t) * 1000)
+            for _ in range(3):
+                await asyncio.sleep(0.3)  # the pre-started exec refills between commands
+                t = time.perf_counter()
+                proc = await runner.spawn(["true"], str(folder), {}, None, attempt_id=attempt_id)
+                await asyncio.gather(_drain(proc.stdout), _drain(proc.stderr))
+                await proc.wait()
+                out["exec"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            await runner.remove_container(attempt_id)
+            out["remove"].append((time.perf_counter() - t) * 1000)
+        return out
+
+    return asyncio.run_coroutine_threadsafe(run(), server.services.events.loop).result(600)
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
+
+
+def report_runner(results: dict[str, dict[str, list[float]]]) -> None:
+    print(f"--- the runner alone ({len(results['engine']['ready'])} containers per runner, alternating)")
+    for runner in RUNNERS:
+        r = results[runner]
+        print(
+            f"{runner:6s} container ready p50 {statistics.median(r['ready']):7.1f} ms  "
+            f"p95 {pct(r['ready'], 0.95):7.1f} ms   `true` via pre-started exec p50 "
+            f"{statistics.median(r['exec']):6.1f} ms   teardown p50 {statistics.median(r['remove']):6.1f} ms"
+        )
 
 
 def report(warm: int, runs: dict[str, list[dict[str, float]]]) -> None:
@@ -139,7 +204,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=10)
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--warm", type=int, nargs="+", default=[0, 1], help="warm pool sizes to measure")
+    parser.add_argument("--warm", type=int, nargs="*", default=[0, 1], help="warm pool sizes to measure")
+    parser.add_argument("--containers", type=int, default=10, help="runner-alone placements per runner")
     args = parser.parse_args()
     missing = prerequisites()
     if missing:
@@ -149,6 +215,8 @@ def main() -> int:
     try:
         swarm.start()
         with tempfile.TemporaryDirectory(prefix="anyon-bench-swarm-") as tmp:
+            if args.containers:
+                report_runner(measure_runner(swarm, Path(tmp) / "runner", args.containers))
             for warm in args.warm:
                 report(warm, measure(swarm, Path(tmp), args.files, args.attempts, warm))
     finally:
