@@ -2,16 +2,18 @@
 
 Two dockerds of our own (never the shared one): each with its own data root, exec root, pid file and
 unix socket under a temporary directory, no bridge and no iptables (so a task attached to no network
-has a loopback interface only), the swarm advertised and listening on loopback aliases (127.0.0.2 for
-the manager, 127.0.0.3 for the worker). Both engines get the runner image from the shared engine
-(``docker save`` → ``load``). :meth:`TwoNodeSwarm.close` leaves the swarm, stops both daemons and
-removes their directories, whatever state they are in.
+has a loopback interface only), the swarm advertised and listening on two loopback addresses of a
+random 127.x.y.0/24 (…2 for the manager, …3 for the worker), so that two runs at once do not meet.
+Both engines get the runner image from the shared engine (``docker save`` → ``load``).
+:meth:`TwoNodeSwarm.close` leaves the swarm, stops both daemons and removes their directories,
+whatever state they are in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -20,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-MANAGER_ADDR = "127.0.0.2"
-WORKER_ADDR = "127.0.0.3"
 #: node label the tests constrain attempts with (the worker carries it, the manager does not)
 ROLE_LABEL = "anyon-test.role"
 
@@ -131,6 +131,8 @@ class TwoNodeSwarm:
         self.worker = Engine(self.root, "w")
         self.worker_id = ""
         self.manager_id = ""
+        net = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}"
+        self.manager_addr, self.worker_addr = f"{net}.2", f"{net}.3"
 
     def start(self) -> None:
         import docker
@@ -139,11 +141,14 @@ class TwoNodeSwarm:
         self.worker.start()
         self._load_image()
         self.manager.api.init_swarm(
-            advertise_addr=MANAGER_ADDR, listen_addr=f"{MANAGER_ADDR}:2377", force_new_cluster=False
+            advertise_addr=self.manager_addr, listen_addr=f"{self.manager_addr}:2377", force_new_cluster=False
         )
         token = self.manager.api.inspect_swarm()["JoinTokens"]["Worker"]
         self.worker.api.join_swarm(
-            [f"{MANAGER_ADDR}:2377"], token, listen_addr=f"{WORKER_ADDR}:2377", advertise_addr=WORKER_ADDR
+            [f"{self.manager_addr}:2377"],
+            token,
+            listen_addr=f"{self.worker_addr}:2377",
+            advertise_addr=self.worker_addr,
         )
         self.manager_id, self.worker_id = self.manager.node_id(), self.worker.node_id()
         self.label(self.manager_id, {"anyon.engine": self.manager.url, ROLE_LABEL: "manager"})
