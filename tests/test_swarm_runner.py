@@ -442,3 +442,32 @@ def test_draining_the_worker_fails_its_attempt_clearly_and_places_the_next_comma
     )
     assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
     _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+
+def test_an_attempt_no_node_can_take_fails_with_swarms_reason_and_leaves_nothing(
+    swarm: TwoNodeSwarm, tmp_path: Path
+) -> None:
+    config = swarm_config(swarm, tmp_path)
+    docker = dataclasses.replace(
+        config.docker,
+        swarm_constraints=(f"node.labels.{ROLE_LABEL}==nowhere",),
+        swarm_task_timeout_seconds=2.0,
+    )
+    config = dataclasses.replace(config, docker=docker)
+    instance = instance_id(config)
+    with live_server(config) as live:
+        use_fake_agent(live, SHELL_AGENT)
+        project = _project(live, tmp_path)
+        task = live.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "nowhere to run"})
+        body = {
+            "task_id": task["id"],
+            "executor_profile_id": {"executor": "CLAUDE_CODE"},
+            "base_branch": "main",
+        }
+        attempt = live.ok("POST", "/api/task-attempts", json=body)
+        [process] = wait_processes(live, attempt["id"], 1, timeout=60)
+        assert process["status"] == "failed", process
+        message = _logs(live, process["id"])
+        assert "docker.swarm_task_timeout_seconds" in message and "no suitable node" in message, message
+        assert swarm.services(instance) == []
+        assert swarm.worker.anyon_containers() == [] and swarm.manager.anyon_containers() == []
