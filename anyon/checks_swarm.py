@@ -10,6 +10,7 @@ fails.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from anyon.checks import CheckResult, fail, ok, warn
 from anyon.config.model import AnyonConfig
@@ -70,19 +71,24 @@ def _check_node(config: AnyonConfig, node: dict[str, Any], node_client: Any) -> 
         return fail(
             name,
             f"ready but has no {label!r} label naming its Docker Engine",
-            f"docker node update --label-add {label}=tcp://<node address>:2375 {node_id[:12]}",
+            f"docker node update --label-add {label}=tcp://<node address>:2376 {node_id[:12]}",
         )
     client = None
     try:
-        client = _node_client(address, node_client)  # docker-py asks the engine for its API version here
+        # docker-py asks the engine for its API version here
+        client = _node_client(address, node_client, config.docker.swarm_tls_dir)
         client.ping()
     except Exception as exc:
         if client is not None:
             _close(client)
+        from anyon.services.runners.base import RunnerError
+
+        if isinstance(exc, RunnerError):  # our own words: e.g. a file of docker.swarm_tls_dir is missing
+            return fail(name, f"its engine at {address} cannot be reached: {exc}", "fix docker.swarm_tls_dir")
         return fail(
             name,
             f"its engine at {address} does not answer ({type(exc).__name__})",
-            "open the engine's port to this server only (docs/scale-out.md), or fix the label",
+            "open the engine's port to this server only, with TLS (docs/scale-out.md), or fix the label",
         )
     try:
         client.inspect_image(config.docker.image)
@@ -97,11 +103,15 @@ def _check_node(config: AnyonConfig, node: dict[str, Any], node_client: Any) -> 
     return ok(name, f"ready, active; engine {address} answers; {config.docker.image} present")
 
 
-def _node_client(address: str, factory: Any) -> Any:
+def _node_client(address: str, factory: Any, tls_dir: str | None) -> Any:
     if factory is not None:
         return factory(address)
     import docker
 
+    from anyon.services.runners.swarm_node import tls_client, tls_files
+
+    if tls_dir and urlsplit(address).scheme in ("tcp", "https"):
+        return tls_client(address, tls_files(tls_dir), NODE_TIMEOUT_SECONDS)
     return docker.APIClient(base_url=address, version="auto", timeout=NODE_TIMEOUT_SECONDS)
 
 

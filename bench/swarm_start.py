@@ -63,6 +63,7 @@ def runner_server(
             "host": swarm.manager.url,
             "runner": "swarm",
             "swarm_constraints": (f"node.labels.{ROLE_LABEL}==worker",),
+            "swarm_tls_dir": swarm.tls_dir,
         }
     else:
         docker["host"] = swarm.worker.url

@@ -45,6 +45,8 @@ class Engine:
         self.url = f"unix://{self.sock}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: Any = None
+        #: dockerd options for a TLS listener besides the unix socket (see :func:`make_tls`)
+        self.tls_args: list[str] = []
 
     def start(self) -> None:
         log = open(self.dir / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
@@ -59,6 +61,7 @@ class Engine:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--log-level=warn",
+                *self.tls_args,
             ],
             stdout=log,
             stderr=log,
@@ -131,12 +134,18 @@ class TwoNodeSwarm:
         self.worker = Engine(self.root, "w")
         self.worker_id = ""
         self.manager_id = ""
+        self.tls_dir = ""
+        self.worker_tcp = ""
         net = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}"
         self.manager_addr, self.worker_addr = f"{net}.2", f"{net}.3"
 
     def start(self) -> None:
         import docker
 
+        # the worker's engine also listens on TCP with TLS (client certificates required): the runner
+        # reaches it there, as a server reaches a remote node; the tests' own clients use its socket
+        self.tls_dir, self.worker.tls_args = make_tls(self.root / "tls", self.worker_addr)
+        self.worker_tcp = f"tcp://{self.worker_addr}:2376"
         self.manager.start()
         self.worker.start()
         self._load_image()
@@ -152,7 +161,7 @@ class TwoNodeSwarm:
         )
         self.manager_id, self.worker_id = self.manager.node_id(), self.worker.node_id()
         self.label(self.manager_id, {"anyon.engine": self.manager.url, ROLE_LABEL: "manager"})
-        self.label(self.worker_id, {"anyon.engine": self.worker.url, ROLE_LABEL: "worker"})
+        self.label(self.worker_id, {"anyon.engine": self.worker_tcp, ROLE_LABEL: "worker"})
         self.wait_ready(self.worker_id)
         del docker
 
@@ -200,6 +209,45 @@ class TwoNodeSwarm:
             engine.stop()
         _unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def make_tls(root: Path, address: str) -> tuple[str, list[str]]:
+    """A throw-away CA, a server certificate for ``address`` and a client certificate (openssl).
+
+    Returns the client directory (ca.pem, cert.pem, key.pem: ``docker.swarm_tls_dir``) and the dockerd
+    options of a TLS listener on ``address`` that requires a client certificate from that CA.
+    """
+    client = root / "client"
+    client.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl(
+        "req", "-x509", *key, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"
+    )
+    for name, subject, ext in (
+        ("server", f"/CN={address}", f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\n"),
+        ("client", "/CN=anyon", "extendedKeyUsage=clientAuth\n"),
+    ):
+        (root / f"{name}.ext").write_text(ext)
+        openssl("req", *key, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", subject)
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext",
+        )  # fmt: skip
+    shutil.copy(root / "ca.pem", client / "ca.pem")
+    shutil.copy(root / "client-cert.pem", client / "cert.pem")
+    shutil.copy(root / "client-key.pem", client / "key.pem")
+    server = [
+        "--tlsverify",
+        f"--tlscacert={root / 'ca.pem'}",
+        f"--tlscert={root / 'server-cert.pem'}",
+        f"--tlskey={root / 'server-key.pem'}",
+        f"--host=tcp://{address}:2376",
+    ]
+    return str(client), server
 
 
 def _unmount_under(root: Path) -> None:

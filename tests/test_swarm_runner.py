@@ -73,6 +73,7 @@ def swarm_config(swarm: TwoNodeSwarm, tmp_path: Path) -> AnyonConfig:
             "runner": "swarm",
             "swarm_constraints": (f"node.labels.{ROLE_LABEL}==worker",),
             "swarm_task_timeout_seconds": 30.0,
+            "swarm_tls_dir": swarm.tls_dir,  # the worker's engine is reached over TCP with TLS
             "image": IMAGE,
             "user": f"{os.getuid()}:{os.getgid()}",
             "network": "none",
@@ -359,8 +360,13 @@ def test_doctor_checks_the_swarm(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
         manager = next(r for n, r in results.items() if swarm.manager_id[:12] in n)
         assert manager.status == "fail" and "has no 'anyon.engine' label" in manager.message
     finally:
-        swarm.label(swarm.worker_id, {"anyon.engine": swarm.worker.url})
+        swarm.label(swarm.worker_id, {"anyon.engine": swarm.worker_tcp})
         swarm.label(swarm.manager_id, {"anyon.engine": swarm.manager.url})
+    # the worker's engine refuses a client without a certificate from its CA
+    no_tls = dataclasses.replace(config, docker=dataclasses.replace(config.docker, swarm_tls_dir=None))
+    results = {r.name: r for r in check_docker(no_tls, os.getuid())}
+    worker = next(r for n, r in results.items() if swarm.worker_id[:12] in n)
+    assert worker.status == "warn" and "does not answer" in worker.message, worker
     not_manager = swarm_config(swarm, tmp_path)
     not_manager = dataclasses.replace(
         not_manager, docker=dataclasses.replace(not_manager.docker, host=swarm.worker.url)

@@ -46,6 +46,7 @@ PATHS = frozenset(
         "auth.token_file",
         "auth.credentials_dir",
         "auth.secrets_dir",
+        "docker.swarm_tls_dir",
     }
 )
 

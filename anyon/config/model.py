@@ -81,6 +81,8 @@ class DockerSettings:
     ] = ()  # Swarm placement constraints, e.g. node.labels.anyon.pool==agents
     swarm_engine_label: str = "anyon.engine"  # node label holding the node's Engine address (for execs)
     swarm_task_timeout_seconds: float = 60.0  # a placed service whose task is not running by then fails
+    # ca.pem, cert.pem, key.pem: node engines at tcp:// addresses are reached over TLS with this client cert
+    swarm_tls_dir: str | None = None
 
 
 @dataclass(frozen=True)

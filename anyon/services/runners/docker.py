@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import pwd
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -381,6 +382,8 @@ class DockerRunner:
 
     #: argv put before every command an agent can influence (the Swarm runner's ``setpriv`` wrapper)
     exec_prefix: tuple[str, ...] = ()
+    #: TLS for a ``tcp://`` engine (a swarm node's, see swarm_node.py); ``None``: unix socket or plain tcp
+    tls: ssl.SSLContext | None = None
 
     def __init__(
         self,
@@ -424,12 +427,19 @@ class DockerRunner:
                     import docker  # lazy: local mode never imports docker
 
                     try:
-                        self._client = docker.APIClient(
-                            base_url=self.settings.host, version="auto", timeout=60
-                        )
+                        self._client = self._make_client()
                     except docker.errors.DockerException as exc:
                         raise self._unavailable(exc) from exc
         return self._client
+
+    def _make_client(self) -> Any:
+        """The docker-py ``APIClient`` (a swarm node's engine makes a TLS one)."""
+        import docker
+
+        return docker.APIClient(base_url=self.settings.host, version="auto", timeout=60)
+
+    async def _start_exec(self, exec_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await start_exec(self.settings.host, self.api.api_version, exec_id, self.tls)
 
     def _unavailable(self, exc: BaseException) -> DockerUnavailable:
         return DockerUnavailable(
@@ -863,7 +873,7 @@ class DockerRunner:
             environment=exec_env,
             workdir=cwd,
         )
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         proc = DockerProcess(self, exec_id, container.id, reader, writer, attempt_id)
         await proc._start(argv[0], stdin)
         self._refill_after(attempt_id, proc)
@@ -908,7 +918,7 @@ class DockerRunner:
             )
         )
         exec_id = str(created["Id"])
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         pre = PrestartedExec(exec_id, container.id, 0, reader, writer)
         try:
             line, early_stderr = b"", b""
@@ -985,7 +995,7 @@ class DockerRunner:
             created = await self._call(lambda: self.api.exec_create(container_id, argv))
         except docker.errors.APIError as exc:
             raise RunnerError(str(exc.explanation)) from exc
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, str(created["Id"]))
+        reader, writer = await self._start_exec(str(created["Id"]))
 
         async def drain() -> bytes:
             out = b""
@@ -1039,7 +1049,7 @@ class DockerRunner:
         exec_id = await self._exec_create(
             attempt_id, container.id, [*self.exec_prefix, *argv], argv[0], environment=env or {}, workdir=cwd
         )
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         out, err = bytearray(), bytearray()
 
         async def drain() -> None:

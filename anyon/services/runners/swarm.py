@@ -174,7 +174,7 @@ class SwarmRunner:
             raise RunnerError(
                 f"swarm node {name} ({node_id[:12]}) has no {self.settings.swarm_engine_label!r} label "
                 "naming its Docker Engine; add it with `docker node update --label-add "
-                f"{self.settings.swarm_engine_label}=tcp://<node address>:2375 {node_id[:12]}` "
+                f"{self.settings.swarm_engine_label}=tcp://<node address>:2376 {node_id[:12]}` "
                 '(deploy/RUNBOOK.md, "Add a worker node")'
             )
         engine = self._nodes.get(node_id)

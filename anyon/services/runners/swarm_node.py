@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from anyon.config.model import DockerSettings
 from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningProcess
@@ -20,8 +23,46 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the state of a running process's node in the swarm.
 NODE_POLL_SECONDS = 2.0
+#: A process killed by a signal in a running container: looks at its container (and task) before the
+#: exit is believed, since an engine shutting down kills processes a moment before the container stops.
+SETTLE_LOOKS = 10
+SETTLE_SECONDS = 0.2
 #: Sets no_new_privs on the launcher and so on everything it starts (Swarm services cannot set it).
 NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
+
+
+def tls_files(tls_dir: str) -> tuple[str, str, str]:
+    """(ca.pem, cert.pem, key.pem) of ``docker.swarm_tls_dir``; a missing one is named."""
+    paths = tuple(os.path.join(tls_dir, name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    for path in paths:
+        if not os.path.isfile(path):
+            raise RunnerError(
+                f"docker.swarm_tls_dir: {path} does not exist (the directory needs ca.pem, cert.pem, key.pem)"
+            )
+    return paths[0], paths[1], paths[2]
+
+
+def tls_client(address: str, files: tuple[str, str, str], timeout: float) -> Any:
+    """A docker-py client of a node engine over TLS: our client certificate, the server checked by ca.pem.
+
+    ``trust_env`` is off: requests would otherwise let ``REQUESTS_CA_BUNDLE`` (often set to the system
+    bundle) replace the node's CA, and refuse the node. The API version is asked only after that.
+    """
+    import docker
+    from docker.tls import TLSConfig
+
+    ca, cert, key = files
+    tls = TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=ca)
+    client = docker.APIClient(
+        base_url=address, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=timeout, tls=tls
+    )
+    client.trust_env = False
+    try:
+        client._version = client._retrieve_server_version()
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 class NodeLossHandler(Protocol):
@@ -56,6 +97,24 @@ class NodeEngine(DockerRunner):
         super().__init__(settings, instance_id, secrets_root, host_env=host_env)
         self.node_id = node_id
         self.node_name = node_name
+        scheme = urlsplit(settings.host).scheme
+        self._tls_files = (
+            tls_files(settings.swarm_tls_dir)
+            if settings.swarm_tls_dir and scheme in ("tcp", "https")
+            else None
+        )
+        if self._tls_files is not None:
+            ca, cert, key = self._tls_files
+            try:
+                self.tls = ssl.create_default_context(cafile=ca)
+                self.tls.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise RunnerError(f"docker.swarm_tls_dir: cannot load the TLS files: {exc}") from exc
+
+    def _make_client(self) -> Any:
+        if self._tls_files is None:
+            return super()._make_client()
+        return tls_client(self.settings.host, self._tls_files, timeout=60)
 
     @property
     def node_label(self) -> str:
@@ -149,15 +208,22 @@ class SwarmProcess(RunningProcess):
             self._watcher.cancel()
         if not self._inner.stop_requested:
             state = await self._node.container_state(self.attempt_id)
+            desired = "running"
+            # killed by a signal while the container still runs: Swarm may be stopping it (a drain), or
+            # the node's engine is shutting down and kills processes before the container's state changes
+            looks = SETTLE_LOOKS if code > 128 else 0
+            while state == "running" and looks > 0:
+                desired = await self._runner.task_desired_state(self.attempt_id, self._inner.container_id)
+                if desired != "running":
+                    break
+                looks -= 1
+                await asyncio.sleep(SETTLE_SECONDS)
+                state = await self._node.container_state(self.attempt_id)
             if state != "running":
                 raise await self._node_lost(
                     f"the container of this attempt on worker node {self._node.node_label} is {state} "
                     "(its node's Docker Engine stopped, or the node left the swarm)"
                 )
-            # killed by a signal while the container still runs: Swarm may be stopping it (a drain)
-            desired = "running"
-            if code > 128:
-                desired = await self._runner.task_desired_state(self.attempt_id, self._inner.container_id)
             if desired != "running":
                 raise await self._node_lost(
                     f"the swarm is stopping the container of this attempt on worker node "
