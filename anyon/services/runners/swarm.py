@@ -8,8 +8,9 @@ Design in ``docs/scale-out.md``. In short:
   ``docker.swarm_constraints``. The service and its container carry the labels a single-VM container
   carries, so reconcile and adoption work the same way.
 * **Execution** — Swarm has no exec, so every command runs through the Engine of the node the task landed
-  on (the node label ``docker.swarm_engine_label`` holds its address), with the single-VM runner's exec
-  protocol unchanged: a :class:`NodeEngine` is a :class:`DockerRunner` pointed at that node.
+  on (the node label ``docker.swarm_engine_label`` holds its address; ``tcp://`` ones over TLS with the
+  client certificate of ``docker.swarm_tls_dir``), with the single-VM runner's exec protocol unchanged: a
+  :class:`NodeEngine` is a :class:`DockerRunner` pointed at that node.
 * **Path identity** — the worktree, object store and secrets directory are bind-mounted by path, so they
   must be on a filesystem every node mounts at the same path (Filestore/NFS in production).
 * **Hardening** — as on one VM, except what the service API cannot say: ``no-new-privileges`` is set by
