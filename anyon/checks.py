@@ -371,14 +371,21 @@ def check_docker(
             client.inspect_image(config.docker.image)
             results.append(ok("runner image", f"{config.docker.image} is present"))
         except Exception as exc:
-            results.append(
-                fail(
-                    "runner image",
-                    f"{config.docker.image} is not on the Docker host ({type(exc).__name__})",
-                    f"docker build -t {config.docker.image} deploy/image",
+            if config.docker.runner == "swarm":  # the manager may run no attempt: each node is checked
+                results.append(ok("runner image", "not on the manager; checked on every node below"))
+            else:
+                results.append(
+                    fail(
+                        "runner image",
+                        f"{config.docker.image} is not on the Docker host ({type(exc).__name__})",
+                        f"docker build -t {config.docker.image} deploy/image",
+                    )
                 )
-            )
         results.append(_metadata_check(config, client, metadata_probe))
+        if config.docker.runner == "swarm":
+            from anyon.checks_swarm import check_swarm
+
+            results += check_swarm(config, client)
     finally:
         close = getattr(client, "close", None)
         if close is not None:

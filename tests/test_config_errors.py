@@ -277,3 +277,23 @@ def test_github_urls_must_be_https_or_loopback_http(tmp_path: Path) -> None:
     )
     assert ok.github.api_url == "http://127.0.0.1:9/api/v3" and ok.github.client_id == "Iv1.abc"
     assert ok.github.pr_monitor_interval_seconds == 60.0 and ok.github.allow_local_remotes is False
+
+
+def test_swarm_settings_are_checked(tmp_path: Path) -> None:
+    text = (
+        '[docker]\nrunner = "kubernetes"\nswarm_constraints = ["node.labels.pool==agents", "rm -rf /"]\n'
+        'swarm_engine_label = "bad label"\nswarm_task_timeout_seconds = 0\n'
+    )
+    errors = {e.key: e for e in errors_of(env_for(tmp_path, text))}
+    assert set(errors) == {
+        "docker.runner",
+        "docker.swarm_constraints",
+        "docker.swarm_engine_label",
+        "docker.swarm_task_timeout_seconds",
+    }
+    assert '"engine", "swarm"' in errors["docker.runner"].message
+    assert '"rm -rf /"' in errors["docker.swarm_constraints"].message
+    good = '[docker]\nrunner = "swarm"\nswarm_constraints = ["node.role != manager", "node.labels.a.b==c"]\n'
+    config = load_config(environ=env_for(tmp_path, good))
+    assert config.docker.runner == "swarm"
+    assert config.docker.swarm_constraints == ("node.role != manager", "node.labels.a.b==c")

@@ -22,6 +22,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+#: node.<attribute> or engine.labels.<name> / node.labels.<name>, then == or !=, then a value
+_SWARM_CONSTRAINT = re.compile(r"^\s*(node|engine)\.[A-Za-z0-9_.\-]+\s*(==|!=)\s*[^\s=!]+\s*$")
+_NODE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _DOCKER_USER = re.compile(r"^([a-z_][a-z0-9_.-]*\$?|\d+)(:([a-z_][a-z0-9_.-]*|\d+))?$", re.IGNORECASE)
 DOCKER_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -313,6 +316,19 @@ def semantic_checks(
     image = values.get("docker.image")
     if isinstance(image, str) and (not image or any(c.isspace() for c in image)):
         err("docker.image", "an image reference without spaces")
+    constraints = values.get("docker.swarm_constraints")
+    for entry in constraints if isinstance(constraints, tuple) else ():
+        if not _SWARM_CONSTRAINT.match(str(entry)):
+            err(
+                "docker.swarm_constraints",
+                'Swarm constraints such as "node.labels.anyon.pool==agents" or "node.role!=manager"',
+                detail='expected Swarm constraints such as "node.labels.anyon.pool==agents", '
+                f"found {show_value(entry)}",
+            )
+            break
+    label = values.get("docker.swarm_engine_label")
+    if isinstance(label, str) and not _NODE_LABEL.match(label):
+        err("docker.swarm_engine_label", "a node label name such as anyon.engine")
     memory, swap = values.get("docker.memory"), values.get("docker.memory_swap")
     if isinstance(memory, int) and isinstance(swap, int) and swap < memory:
         err(

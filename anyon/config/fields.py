@@ -48,6 +48,7 @@ PATHS = frozenset(
         "auth.credentials_dir",
         "auth.secrets_dir",
         "agents.home",
+        "docker.swarm_tls_dir",
     }
 )
 
@@ -70,6 +71,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "docker.warm_pool_projects": (0, None),
     "docker.warm_pool_idle_seconds": (0, None),
     "docker.reconcile_interval_seconds": (0.1, None),
+    "docker.swarm_task_timeout_seconds": (1, None),
     "executions.max_concurrent": (1, None),
     "executions.max_concurrent_per_user": (0, None),
     "executions.stop_escalation_seconds": (0, None),

@@ -16,6 +16,8 @@ Launcher = Literal["auto", "installed", "npx"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ProjectVisibility = Literal["team", "private"]
+#: "engine": every container on docker.host; "swarm": docker.host is a Swarm manager placing them on nodes
+DockerRunnerKind = Literal["engine", "swarm"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,14 @@ class DockerSettings:
     warm_pool_projects: int = 4  # projects that keep warm containers at once
     warm_pool_idle_seconds: float = 900.0  # a project without attempts this long loses them
     reconcile_interval_seconds: float = 60.0  # leftover containers/worktrees/secrets removed this often
+    runner: DockerRunnerKind = "engine"  # "swarm": one service per attempt, placed by the manager
+    swarm_constraints: tuple[
+        str, ...
+    ] = ()  # Swarm placement constraints, e.g. node.labels.anyon.pool==agents
+    swarm_engine_label: str = "anyon.engine"  # node label holding the node's Engine address (for execs)
+    swarm_task_timeout_seconds: float = 60.0  # a placed service whose task is not running by then fails
+    # ca.pem, cert.pem, key.pem: node engines at tcp:// addresses are reached over TLS with this client cert
+    swarm_tls_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,13 @@ class ServicesCollector(Collector):
         process_counts: Callable[[], Iterable[tuple[str, str, int]]],
         execution_status: Callable[[], dict[str, int]],
         running_containers: Callable[[], int] | None = None,
+        swarm_nodes: Callable[[], list[tuple[str, str, int]]] | None = None,
     ) -> None:
         self._deployment = deployment
         self._process_counts = process_counts
         self._execution_status = execution_status
         self._running_containers = running_containers
+        self._swarm_nodes = swarm_nodes
 
     def describe(self) -> list[Metric]:
         return []  # families are only known at collect time; the registry must not call collect early
@@ -137,6 +139,31 @@ class ServicesCollector(Collector):
                 yield containers
             except Exception as exc:
                 log.warning("metrics: cannot count running containers: %s", exc)
+        if self._swarm_nodes is not None:
+            yield from self._collect_swarm_nodes()
+
+    def _collect_swarm_nodes(self) -> Iterator[Metric]:
+        try:
+            report = self._swarm_nodes() if self._swarm_nodes is not None else []
+        except Exception as exc:
+            log.warning("metrics: cannot read the swarm's nodes: %s", exc)
+            return
+        dep = self._deployment
+        attempts = GaugeMetricFamily(
+            "anyon_swarm_node_attempts_running",
+            "Attempt containers of this server running on each swarm node.",
+            labels=("deployment", "node"),
+        )
+        up = GaugeMetricFamily(
+            "anyon_swarm_node_ready",
+            "1 when the swarm node is ready and active (attempts may be placed on it), else 0.",
+            labels=("deployment", "node", "state"),
+        )
+        for node, state, running in report:
+            attempts.add_metric((dep, node), running)
+            up.add_metric((dep, node, state), 1 if state == "ready/active" else 0)
+        yield attempts
+        yield up
 
 
 def services_collector(deployment: str, services: Any) -> ServicesCollector:
@@ -154,8 +181,15 @@ def services_collector(deployment: str, services: Any) -> ServicesCollector:
             return [(str(s), str(r), int(n)) for s, r, n in rows]
 
     running_containers: Callable[[], int] | None = None
+    swarm_nodes: Callable[[], list[tuple[str, str, int]]] | None = None
     docker = getattr(services, "docker", None)
-    if docker is not None:
+    if docker is not None and hasattr(docker, "node_report"):  # the Swarm runner: per node
+        swarm_nodes = docker.node_report
+
+        def running_containers() -> int:
+            return sum(running for _, _, running in docker.node_report())
+
+    elif docker is not None:
         from anyon.services.runners.docker import LABEL_INSTANCE, LABEL_MANAGED
 
         def running_containers() -> int:
@@ -163,4 +197,6 @@ def services_collector(deployment: str, services: Any) -> ServicesCollector:
             found = docker.api.containers(filters={"label": labels, "status": "running"})
             return len(found)
 
-    return ServicesCollector(deployment, process_counts, services.executions.status, running_containers)
+    return ServicesCollector(
+        deployment, process_counts, services.executions.status, running_containers, swarm_nodes
+    )

@@ -223,6 +223,13 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
     secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
     host_env = without_server_secrets(os.environ, secrets=secrets)
     agent_home = str(ensure_agent_home(agent_home_for(config)))
+    if config.docker.runner == "swarm":  # one service per attempt, placed on a node by the manager
+        from anyon.services.runners.swarm import SwarmRunner
+
+        swarm = SwarmRunner(
+            config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
+        )
+        return swarm, swarm
     docker_runner = DockerRunner(
         config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
     )

@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import pwd
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -419,6 +420,11 @@ class DockerRunner:
     from which only ``docker.env_allowlist`` names reach containers.
     """
 
+    #: argv put before every command an agent can influence (the Swarm runner's ``setpriv`` wrapper)
+    exec_prefix: tuple[str, ...] = ()
+    #: TLS for a ``tcp://`` engine (a swarm node's, see swarm_node.py); ``None``: unix socket or plain tcp
+    tls: ssl.SSLContext | None = None
+
     def __init__(
         self,
         settings: DockerSettings,
@@ -463,12 +469,19 @@ class DockerRunner:
                     import docker  # lazy: local mode never imports docker
 
                     try:
-                        self._client = docker.APIClient(
-                            base_url=self.settings.host, version="auto", timeout=60
-                        )
+                        self._client = self._make_client()
                     except docker.errors.DockerException as exc:
                         raise self._unavailable(exc) from exc
         return self._client
+
+    def _make_client(self) -> Any:
+        """The docker-py ``APIClient`` (a swarm node's engine makes a TLS one)."""
+        import docker
+
+        return docker.APIClient(base_url=self.settings.host, version="auto", timeout=60)
+
+    async def _start_exec(self, exec_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await start_exec(self.settings.host, self.api.api_version, exec_id, self.tls)
 
     def _unavailable(self, exc: BaseException) -> DockerUnavailable:
         return DockerUnavailable(
@@ -815,6 +828,20 @@ class DockerRunner:
                 removed.add(attempt_id)
         return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
 
+    def track(self, attempt_id: str, container_id: str, worktree: str, git_dir: str) -> None:
+        """Take over a container this server run just made through another API (a Swarm task).
+
+        It is fresh, so nothing in it needs a sweep, and its cgroup counters start at zero.
+        """
+        self._containers[attempt_id] = _Container(container_id, worktree, git_dir)
+        self._unswept.discard(attempt_id)
+
+    async def forget(self, attempt_id: str) -> None:
+        """Drop what this runner knows of the attempt's container (it was removed elsewhere)."""
+        await self._drop_prestarted(attempt_id)
+        self._containers.pop(attempt_id, None)
+        self._unswept.discard(attempt_id)
+
     def lost(self, attempt_id: str) -> None:
         """A process of the attempt was lost track of: its container is swept before it is used again."""
         if attempt_id:
@@ -911,13 +938,13 @@ class DockerRunner:
         exec_id = await self._exec_create(
             attempt_id,
             container.id,
-            ["/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
+            [*self.exec_prefix, "/bin/sh", "-c", LAUNCHER, "anyon-exec", *argv],
             argv[0],
             stdin=stdin is not None or interactive,
             environment=exec_env,
             workdir=cwd,
         )
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         proc = DockerProcess(self, exec_id, container.id, reader, writer, attempt_id)
         await proc._start(argv[0], stdin, interactive)
         self._refill_after(attempt_id, proc)
@@ -956,11 +983,13 @@ class DockerRunner:
             return None
         created = await self._call(
             lambda: self.api.exec_create(
-                container.id, ["/bin/sh", "-c", PRESTART_LAUNCHER, PRESTART_NAME], stdin=True
+                container.id,
+                [*self.exec_prefix, "/bin/sh", "-c", PRESTART_LAUNCHER, PRESTART_NAME],
+                stdin=True,
             )
         )
         exec_id = str(created["Id"])
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         pre = PrestartedExec(exec_id, container.id, 0, reader, writer)
         try:
             line, early_stderr = b"", b""
@@ -1037,7 +1066,7 @@ class DockerRunner:
             created = await self._call(lambda: self.api.exec_create(container_id, argv))
         except docker.errors.APIError as exc:
             raise RunnerError(str(exc.explanation)) from exc
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, str(created["Id"]))
+        reader, writer = await self._start_exec(str(created["Id"]))
 
         async def drain() -> bytes:
             out = b""
@@ -1089,9 +1118,9 @@ class DockerRunner:
         if container is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         exec_id = await self._exec_create(
-            attempt_id, container.id, argv, argv[0], environment=env or {}, workdir=cwd
+            attempt_id, container.id, [*self.exec_prefix, *argv], argv[0], environment=env or {}, workdir=cwd
         )
-        reader, writer = await start_exec(self.settings.host, self.api.api_version, exec_id)
+        reader, writer = await self._start_exec(exec_id)
         out, err = bytearray(), bytearray()
 
         async def drain() -> None:

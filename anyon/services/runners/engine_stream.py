@@ -10,33 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from urllib.parse import urlparse
 
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
+from anyon.services.runners.tls_stream import open_tls_connection
 
 STDOUT = 1
 STDERR = 2
 _HEADER_LIMIT = 64 * 1024
 
 
-async def open_engine_connection(host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the daemon named by ``docker.host`` (``unix://`` or plain ``tcp://``)."""
+async def open_engine_connection(
+    host: str, tls: ssl.SSLContext | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the daemon at ``host``: ``unix://``, or ``tcp://`` (over TLS when ``tls`` is given)."""
     url = urlparse(host)
     try:
         if url.scheme in ("unix", ""):
             return await asyncio.open_unix_connection(url.path or host, limit=_HEADER_LIMIT)
+        if url.scheme in ("tcp", "http", "https") and tls is not None:
+            # a TLS layer of our own: stdin's half-close is a close_notify on an open connection
+            return await open_tls_connection(url.hostname or "", url.port or 2376, tls, _HEADER_LIMIT)
         if url.scheme in ("tcp", "http"):
             return await asyncio.open_connection(url.hostname, url.port or 2375, limit=_HEADER_LIMIT)
-    except OSError as exc:
+    except (OSError, ssl.SSLError) as exc:
         raise RunnerUnavailable(f"the Docker Engine at {host} does not answer: {exc}") from exc
     raise RunnerError(f"docker.host {host!r}: only unix:// and tcp:// Engine addresses are supported")
 
 
 async def start_exec(
-    host: str, api_version: str, exec_id: str
+    host: str, api_version: str, exec_id: str, tls: ssl.SSLContext | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """POST /exec/{id}/start with a connection upgrade; returns the hijacked stream."""
-    reader, writer = await open_engine_connection(host)
+    reader, writer = await open_engine_connection(host, tls)
     body = json.dumps({"Detach": False, "Tty": False}).encode()
     request = (
         f"POST /v{api_version}/exec/{exec_id}/start HTTP/1.1\r\n"

@@ -1,0 +1,489 @@
+"""Cloud mode across machines: Docker Swarm places one service per attempt; its node's Engine runs commands.
+
+Design in ``docs/scale-out.md``. In short:
+
+* **Placement** — ``docker.host`` is a Swarm manager. An attempt's container is the single task of a
+  service ``anyon-<instance>-<attempt>`` (restart condition ``none``), placed by the manager according to
+  its CPU/memory reservations (``docker.cpus``/``docker.memory``: reservation = limit) and
+  ``docker.swarm_constraints``. The service and its container carry the labels a single-VM container
+  carries, so reconcile and adoption work the same way.
+* **Execution** — Swarm has no exec, so every command runs through the Engine of the node the task landed
+  on (the node label ``docker.swarm_engine_label`` holds its address; ``tcp://`` ones over TLS with the
+  client certificate of ``docker.swarm_tls_dir``), with the single-VM runner's exec protocol unchanged: a
+  :class:`NodeEngine` is a :class:`DockerRunner` pointed at that node.
+* **Path identity** — the worktree, object store and secrets directory are bind-mounted by path, so they
+  must be on a filesystem every node mounts at the same path (Filestore/NFS in production).
+* **Hardening** — as on one VM, except what the service API cannot say: ``no-new-privileges`` is set by
+  running every command through ``setpriv --no-new-privs``, and ``network = "none"`` (no such Swarm
+  network) means a service attached to no network on a node whose dockerd has no bridge — checked on each
+  placement, never assumed.
+* **A node that dies** — a process whose node stops answering, or whose container stopped under it, ends
+  with an error naming the node; the attempt's service is removed at once so Swarm never restarts an
+  empty container for it elsewhere unseen. The next command places a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from anyon.config.model import DockerSettings
+from anyon.services.runners import swarm_reconcile
+from anyon.services.runners.base import RunnerError, RunnerUnavailable
+from anyon.services.runners.docker import (
+    LABEL_ATTEMPT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    DockerRunner,
+    ReconcileResult,
+)
+from anyon.services.runners.secrets_dir import check_attempt_id
+from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess
+from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_template
+
+log = logging.getLogger(__name__)
+
+
+_POLL_SECONDS = 0.05
+
+
+@dataclasses.dataclass
+class _Placement:
+    service_id: str
+    node_id: str
+    container_id: str
+
+
+class SwarmRunner:
+    """Runs attempts' containers as Swarm services and their commands through the nodes' Engines."""
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        instance_id: str,
+        secrets_root: str | Path,
+        *,
+        host_env: Mapping[str, str] | None = None,
+        client: Any | None = None,
+        agent_home: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self._secrets_root = secrets_root
+        self._host_env = dict(host_env or {})
+        # the manager: its API client, thread pool, labels and image checks; never its containers
+        self.manager = DockerRunner(
+            settings, instance_id, secrets_root, host_env=host_env, client=client, agent_home=agent_home
+        )
+        self.secrets = self.manager.secrets
+        self.uid, self.gid = self.manager.uid, self.manager.gid
+        self._nodes: dict[str, NodeEngine] = {}
+        self._placed: dict[str, NodeEngine] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
+        self.reserved_ids: set[str] = set()
+
+    # --- the manager --------------------------------------------------------------------------
+
+    @property
+    def api(self) -> Any:
+        return self.manager.api
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self.manager._call(fn, *args, **kwargs)
+
+    async def ping(self) -> None:
+        await self.manager.ping()
+
+    async def check_image(self) -> None:
+        await self.manager.check_image()
+
+    async def close(self) -> None:
+        for node in list(self._nodes.values()):
+            await node.close()
+        self._nodes.clear()
+        await self.manager.close()
+
+    def labels(self, attempt_id: str) -> dict[str, str]:
+        return self.manager.labels(attempt_id)
+
+    def service_name(self, attempt_id: str) -> str:
+        return self.manager.container_name(attempt_id)
+
+    def _lock(self, attempt_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(attempt_id, asyncio.Lock())
+
+    async def _services(self, attempt_id: str | None = None) -> list[dict[str, Any]]:
+        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={self.instance_id}"]
+        if attempt_id is not None:
+            labels.append(f"{LABEL_ATTEMPT}={attempt_id}")
+        found: list[dict[str, Any]] = await self._call(lambda: self.api.services(filters={"label": labels}))
+        return found
+
+    async def _tasks(self, service_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._call(
+            lambda: self.api.tasks(filters={"service": service_id})
+        )
+        return found
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The swarm's nodes as the manager lists them."""
+        found: list[dict[str, Any]] = await self._call(lambda: self.api.nodes())
+        return found
+
+    async def node_state(self, node_id: str) -> str:
+        """The node's state as the manager sees it (``ready``, ``down``, ``unknown``...)."""
+        import docker
+
+        try:
+            node = await self._call(lambda: self.api.inspect_node(node_id))
+        except docker.errors.NotFound:
+            return "gone"
+        return str(node.get("Status", {}).get("State") or "unknown")
+
+    async def task_desired_state(self, attempt_id: str, container_id: str) -> str:
+        """What Swarm wants of the task running ``container_id``: ``running``, ``shutdown``, ``gone``...
+
+        Asked about that very task: on a drain Swarm may already have made a replacement task that
+        wants to run (somewhere else, or pending). A manager that does not answer says nothing: ``running``.
+        """
+        try:
+            services = await self._services(attempt_id)
+            tasks = [t for s in services for t in await self._tasks(s["ID"])]
+        except RunnerError:
+            return "running"
+        for task in tasks:
+            if task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID") == container_id:
+                return str(task.get("DesiredState") or "unknown")
+        return "gone"
+
+    async def node_engine(self, node_id: str) -> NodeEngine:
+        """The Engine of ``node_id``, from its ``docker.swarm_engine_label`` label."""
+        import docker
+
+        try:
+            node = await self._call(lambda: self.api.inspect_node(node_id))
+        except docker.errors.NotFound as exc:
+            raise RunnerError(f"swarm node {node_id[:12]} no longer exists") from exc
+        name = str(node.get("Description", {}).get("Hostname") or node_id[:12])
+        address = (node.get("Spec", {}).get("Labels") or {}).get(self.settings.swarm_engine_label, "")
+        if not address:
+            raise RunnerError(
+                f"swarm node {name} ({node_id[:12]}) has no {self.settings.swarm_engine_label!r} label "
+                "naming its Docker Engine; add it with `docker node update --label-add "
+                f"{self.settings.swarm_engine_label}=tcp://<node address>:2376 {node_id[:12]}` "
+                '(deploy/RUNBOOK.md, "Add a worker node")'
+            )
+        engine = self._nodes.get(node_id)
+        if engine is not None and engine.settings.host == address:
+            return engine
+        if engine is not None:
+            await engine.close()
+        engine = NodeEngine(
+            dataclasses.replace(self.settings, host=address),
+            self.instance_id,
+            self._secrets_root,
+            node_id=node_id,
+            node_name=name,
+            host_env=self._host_env,
+        )
+        self._nodes[node_id] = engine
+        return engine
+
+    # --- placement ----------------------------------------------------------------------------
+
+    async def _placement(self, service: dict[str, Any]) -> _Placement | None:
+        """The service's running task (node and container), or ``None`` when none runs."""
+        for task in await self._tasks(service["ID"]):
+            status = task.get("Status", {})
+            container = status.get("ContainerStatus", {}).get("ContainerID")
+            if status.get("State") == "running" and task.get("DesiredState") == "running" and container:
+                return _Placement(service["ID"], str(task["NodeID"]), str(container))
+        return None
+
+    async def _engine_for(self, attempt_id: str) -> NodeEngine | None:
+        engine = self._placed.get(attempt_id)
+        if engine is not None:
+            return engine
+        for service in await self._services(attempt_id):
+            placement = await self._placement(service)
+            if placement is not None:
+                engine = await self.node_engine(placement.node_id)
+                self._placed[attempt_id] = engine
+                return engine
+        return None
+
+    async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str:
+        """Return the id of the attempt's running container, placing a service for it as needed."""
+        check_attempt_id(attempt_id)
+        worktree = os.path.realpath(worktree_path)
+        git_dir = os.path.realpath(objects_dir)
+        for label, path in (("worktree", worktree), ("project object store", git_dir)):
+            if not os.path.isdir(path):
+                raise RunnerError(f"the attempt's {label} {path!r} does not exist")
+        async with self._lock(attempt_id):
+            engine = self._placed.get(attempt_id)
+            known = engine.tracked(attempt_id) if engine is not None else None
+            # placed by this server run: one look at the container on its node is enough
+            if (
+                engine is not None
+                and known is not None
+                and known[1:] == (worktree, git_dir)
+                and await engine.container_state(attempt_id) == "running"
+            ):
+                engine.prestart(attempt_id)
+                return known[0]
+            for service in await self._services(attempt_id):
+                labels = service.get("Spec", {}).get("Labels", {})
+                placement = await self._placement(service)
+                same = (labels.get("anyon.worktree"), labels.get("anyon.git-dir")) == (worktree, git_dir)
+                if placement is not None and same:
+                    engine = await self._reachable(placement.node_id)
+                    if engine is not None and await engine.container_state(attempt_id) == "running":
+                        self._placed[attempt_id] = engine
+                        engine.prestart(attempt_id)
+                        return placement.container_id
+                await self._remove_service(attempt_id, service["ID"])
+            return await self._create(attempt_id, worktree, git_dir)
+
+    async def _reachable(self, node_id: str) -> NodeEngine | None:
+        """The node's engine if the manager sees the node ready and its engine answers.
+
+        A node the manager reports down is not even asked: over TCP a vanished machine would hold the
+        call until the client's timeout.
+        """
+        try:
+            if await self.node_state(node_id) != "ready":
+                return None
+            engine = await self.node_engine(node_id)
+            await engine.ping()
+        except RunnerError:
+            return None
+        return engine
+
+    async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
+        import docker
+
+        secrets_dir = await self.manager._in_thread(self.secrets.ensure, attempt_id)
+        labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
+        env = container_env(self.settings, self._host_env, attempt_id, worktree)
+        user = f"{self.uid}:{self.gid}"
+        await self.manager._in_thread(self.manager._share_agent_home)
+        agent_home = self.manager._agent_home_mounts()
+        template = task_template(
+            self.settings, user, env, labels, worktree, git_dir, str(secrets_dir), extra_mounts=agent_home
+        )
+        service_id: str | None = None
+        try:
+            created = await self._call(
+                lambda: self.api.create_service(template, name=self.service_name(attempt_id), labels=labels)
+            )
+            service_id = str(created["ID"])
+            placement = await self._wait_running(attempt_id, service_id)
+            engine = await self.node_engine(placement.node_id)
+            await self._check_isolated(engine, placement.container_id)
+        except docker.errors.APIError as exc:
+            await self._undo_create(attempt_id, service_id)
+            raise RunnerError(
+                f"could not place the container of attempt {attempt_id}: {exc.explanation}"
+            ) from exc
+        except BaseException:
+            await self._undo_create(attempt_id, service_id)
+            raise
+        engine.track(attempt_id, placement.container_id, worktree, git_dir)
+        self._placed[attempt_id] = engine
+        if agent_home:  # the container's HOME starts as a copy of the agent home, so agents are signed in
+            engine.agent_home = self.manager.agent_home
+            await engine._copy_agent_home(placement.container_id)
+        engine.prestart(attempt_id)
+        log.info(
+            "placed attempt %s on node %s (container %s)",
+            attempt_id,
+            engine.node_label,
+            placement.container_id[:12],
+        )
+        return placement.container_id
+
+    async def _wait_running(self, attempt_id: str, service_id: str) -> _Placement:
+        """Poll the service's task until it runs; a refusal or the timeout fails with Swarm's reason."""
+        deadline = time.monotonic() + self.settings.swarm_task_timeout_seconds
+        last = "no task yet"
+        while True:
+            for task in await self._tasks(service_id):
+                status = task.get("Status", {})
+                state = status.get("State", "")
+                container = status.get("ContainerStatus", {}).get("ContainerID")
+                if state == "running" and container:
+                    return _Placement(service_id, str(task["NodeID"]), str(container))
+                reason = status.get("Err") or status.get("Message") or state
+                last = f"{state}: {reason}"
+                if state in ENDED_STATES:
+                    raise RunnerError(
+                        f"the swarm could not start the container of attempt {attempt_id} ({last})"
+                    )
+            if time.monotonic() >= deadline:
+                raise RunnerError(
+                    f"the swarm placed no running container for attempt {attempt_id} within "
+                    f"{self.settings.swarm_task_timeout_seconds:g} s (docker.swarm_task_timeout_seconds); "
+                    f"last task state {last}. No node may fit its reservations (docker.cpus, docker.memory) "
+                    "and constraints (docker.swarm_constraints), or the image is missing on the nodes."
+                )
+            await asyncio.sleep(_POLL_SECONDS)
+
+    async def _check_isolated(self, engine: NodeEngine, container_id: str) -> None:
+        """With ``docker.network = "none"`` the task must have no address at all on its node."""
+        if self.settings.network != "none":
+            return
+        info = await engine._call(lambda: engine.api.inspect_container(container_id))
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        addressed = sorted(
+            name
+            for name, net in networks.items()
+            if (net or {}).get("IPAddress") or (net or {}).get("GlobalIPv6Address")
+        )
+        if addressed:
+            raise RunnerError(
+                f"the container placed on worker node {engine.node_label} has an address on {addressed} but "
+                'docker.network is "none": run that node\'s dockerd with --bridge=none (docs/scale-out.md)'
+            )
+
+    async def _undo_create(self, attempt_id: str, service_id: str | None) -> None:
+        with contextlib.suppress(Exception):
+            ids = [service_id] if service_id else [s["ID"] for s in await self._services(attempt_id)]
+            for sid in ids:
+                await self._remove_service(attempt_id, sid)
+        with contextlib.suppress(Exception):
+            await self.manager._in_thread(self.secrets.remove, attempt_id)
+
+    async def _remove_service(self, attempt_id: str, service_id: str) -> None:
+        """Remove the service and, where its node answers, its task container at once (not eventually)."""
+        import docker
+
+        containers: list[tuple[str, str]] = []
+        with contextlib.suppress(RunnerError, docker.errors.APIError):
+            for task in await self._tasks(service_id):
+                cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+                if cid:
+                    containers.append((str(task["NodeID"]), str(cid)))
+        with contextlib.suppress(docker.errors.NotFound):
+            await self._call(lambda: self.api.remove_service(service_id))
+        engine = self._placed.pop(attempt_id, None)
+        if engine is not None:
+            await engine.forget(attempt_id)
+        for node_id, cid in containers:
+            reachable = await self._reachable(node_id)
+            if reachable is None:
+                continue  # the node's own swarm agent removes it when it is back; so does the reconcile
+            await reachable.forget(attempt_id)
+            with contextlib.suppress(Exception):
+                await reachable._remove_ids([cid])
+
+    async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None:
+        """The attempt's node or container went away: remove its service so nothing restarts unseen."""
+        log.warning("attempt %s lost its container on worker node %s", attempt_id, engine.node_label)
+        async with self._lock(attempt_id):
+            for service in await self._services(attempt_id):
+                await self._remove_service(attempt_id, service["ID"])
+        await engine.forget(attempt_id)
+
+    async def remove_container(self, attempt_id: str) -> bool:
+        """Tear down the attempt's service, its container and its secrets directory; idempotent."""
+        check_attempt_id(attempt_id)
+        async with self._lock(attempt_id):
+            services = await self._services(attempt_id)
+            for service in services:
+                await self._remove_service(attempt_id, service["ID"])
+            engine = self._placed.pop(attempt_id, None)
+            if engine is not None:
+                await engine.forget(attempt_id)
+            removed_secrets = await self.manager._in_thread(self.secrets.remove, attempt_id)
+        self._locks.pop(attempt_id, None)
+        return bool(services) or removed_secrets
+
+    # --- reconcile (swarm_reconcile.py) -------------------------------------------------------
+
+    async def reconcile(
+        self, live_attempt_ids: set[str] | Callable[[], Awaitable[set[str]]]
+    ) -> ReconcileResult:
+        """Adopt (and sweep) live attempts' services, remove every other one of this instance and every
+        node container no service owns (see :func:`swarm_reconcile.reconcile`)."""
+        return await swarm_reconcile.reconcile(self, live_attempt_ids)
+
+    def node_report(self) -> list[tuple[str, str, int]]:
+        """(node, "state/availability", running attempt tasks) per node; blocking (metrics thread)."""
+        return swarm_reconcile.node_report(self)
+
+    # --- processes (through the node's Engine) ------------------------------------------------
+
+    def lost(self, attempt_id: str) -> None:
+        engine = self._placed.get(attempt_id)
+        if engine is not None:
+            engine.lost(attempt_id)
+
+    def unswept(self, attempt_id: str) -> bool:
+        engine = self._placed.get(attempt_id)
+        return engine is not None and engine.unswept(attempt_id)
+
+    async def kill_strays(self, attempt_id: str) -> int:
+        engine = await self._engine_for(check_attempt_id(attempt_id))
+        return 0 if engine is None else await engine.kill_strays(attempt_id)
+
+    def write_secrets(
+        self, attempt_id: str, github_token: str | None, claude_credentials: str | None
+    ) -> Path:
+        return self.secrets.write(attempt_id, github_token, claude_credentials)
+
+    def prestart(self, attempt_id: str) -> None:
+        engine = self._placed.get(attempt_id)
+        if engine is not None:
+            engine.prestart(attempt_id)
+
+    async def _engine_or_fail(self, attempt_id: str | None) -> NodeEngine:
+        if attempt_id is None:
+            raise RunnerError("the Swarm runner needs the attempt id to find the attempt's container")
+        engine = await self._engine_for(check_attempt_id(attempt_id))
+        if engine is None:
+            raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
+        return engine
+
+    async def spawn(
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        stdin: bytes | None = None,
+        *,
+        attempt_id: str | None = None,
+        interactive: bool = False,
+    ) -> SwarmProcess:
+        engine = await self._engine_or_fail(attempt_id)
+        assert attempt_id is not None
+        try:
+            inner = await engine.spawn(argv, cwd, env, stdin, attempt_id=attempt_id, interactive=interactive)
+        except RunnerUnavailable as exc:
+            await self.node_lost(attempt_id, engine)
+            raise RunnerError(
+                f"{exc}; the attempt's container was removed: the next command runs on a node that is up"
+            ) from exc
+        return SwarmProcess(self, inner, engine, attempt_id)
+
+    async def run_captured(
+        self,
+        attempt_id: str,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str] | None = None,
+        *,
+        timeout: float = 300.0,
+        limit: int = 64 * 1024 * 1024,
+    ) -> tuple[int, bytes, bytes]:
+        """As :meth:`DockerRunner.run_captured`, on the attempt's node."""
+        engine = await self._engine_or_fail(attempt_id)
+        return await engine.run_captured(attempt_id, argv, cwd, env, timeout=timeout, limit=limit)

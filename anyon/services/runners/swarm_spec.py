@@ -1,0 +1,83 @@
+"""The Swarm service of one attempt: the single-VM container's hardening, as the service API says it.
+
+Differences from :meth:`DockerRunner.host_config_kwargs`, each forced by the service API (engine 20.10,
+API 1.41) and explained in ``docs/scale-out.md``: no ``none`` network (a task on no network, on a node
+without a bridge — checked after placement), no ``no-new-privileges`` (set per command by ``setpriv``),
+tmpfs mounts without an owner (mode 1777 instead). Reservations equal the limits, so a node never
+holds more agents than it can run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyon.config.model import DockerSettings
+from anyon.services.runners.docker import CONTAINER_HOME, IDLE_COMMAND
+from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR
+
+#: Task states after which a task never runs again.
+ENDED_STATES = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+
+
+def container_env(
+    settings: DockerSettings, host_env: dict[str, str], attempt_id: str, worktree: str
+) -> dict[str, str]:
+    """The container's base environment, as on one VM: allow-listed host variables and anyon's own."""
+    return {
+        **{k: v for k, v in host_env.items() if k in settings.env_allowlist},
+        "HOME": CONTAINER_HOME,
+        "ANYON_ATTEMPT_ID": attempt_id,
+        "ANYON_WORKSPACE": worktree,
+        "ANYON_SECRET_DIR": CONTAINER_SECRETS_DIR,
+    }
+
+
+def task_template(
+    s: DockerSettings,
+    user: str,
+    env: dict[str, str],
+    labels: dict[str, str],
+    worktree: str,
+    git_dir: str,
+    secrets_dir: str,
+    *,
+    extra_mounts: list[Any] | None = None,
+) -> Any:
+    """A docker-py ``TaskTemplate`` for the attempt's service (``extra_mounts``: the agent home's)."""
+    from docker.types import ContainerSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
+
+    tmpfs = {"source": None, "type": "tmpfs", "tmpfs_size": s.tmpfs_size, "tmpfs_mode": 0o1777}
+    mounts = [
+        Mount(target=worktree, source=worktree, type="bind", read_only=False),
+        Mount(target=git_dir, source=git_dir, type="bind", read_only=True),
+        Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
+        Mount(target="/tmp", **tmpfs),
+        Mount(target=CONTAINER_HOME, **tmpfs),
+        *(extra_mounts or []),
+    ]
+    spec = ContainerSpec(
+        s.image,
+        args=IDLE_COMMAND,
+        env=env,
+        workdir=worktree,
+        user=user,
+        labels=labels,
+        mounts=mounts,
+        read_only=s.read_only_rootfs,
+        init=True,
+        cap_drop=["ALL"],
+        stop_grace_period=int(s.stop_grace_seconds * 1e9),
+    )
+    nano_cpus = int(s.cpus * 1e9) if s.cpus > 0 else None
+    memory = s.memory if s.memory > 0 else None
+    resources = Resources(
+        cpu_limit=nano_cpus, mem_limit=memory, cpu_reservation=nano_cpus, mem_reservation=memory
+    )
+    resources.setdefault("Limits", {})["Pids"] = s.pids_limit
+    return TaskTemplate(
+        spec,
+        resources=resources,
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=list(s.swarm_constraints)),
+        networks=None if s.network == "none" else [{"Target": s.network}],
+    )
