@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 from anyon.checks import check_docker
 from anyon.config.model import AnyonConfig
 from anyon.services import jsonpatch as jp
-from anyon.services.container import instance_id
+from anyon.services.container import agent_home_for, instance_id
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
 from tests.swarm_engines import ROLE_LABEL, TwoNodeSwarm, prerequisites
@@ -40,8 +40,9 @@ prompt=$(cat)
 echo '{"type":"system","subtype":"init","session_id":"sess-swarm"}'
 ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ',')
 nnp=$(grep NoNewPrivs /proc/self/status | tr -d ' \t')
+login=$(cat "$HOME/.probe-login" 2>/dev/null || echo none)
 say() { printf '{"type":"assistant","message":{"content":[{"type":"text","text":"%s"}]}}\n' "$1"; }
-say "ifaces=$ifaces $nnp"
+say "ifaces=$ifaces $nnp login=$login"
 printf '%s\n' "$prompt" > agent.txt
 case "$prompt" in *linger*) say lingering; sleep 600;; esac
 echo '{"type":"result","subtype":"success","is_error":false,"result":"done"}'
@@ -180,6 +181,9 @@ def test_attempt_runs_on_the_worker_node_and_is_torn_down(
 ) -> None:
     instance = server.instance  # type: ignore[attr-defined]
     project = _project(server, tmp_path)
+    agent_home = Path(agent_home_for(server.services.config))  # the agents' logins, signed in on the node
+    agent_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (agent_home / ".probe-login").write_text("signed-in")
     task, attempt = start(server, project, "Edit on the worker")
     processes = wait_processes(server, attempt["id"], 3, timeout=120)
     assert [p["status"] for p in processes] == ["completed"] * 3, processes
@@ -199,7 +203,7 @@ def test_attempt_runs_on_the_worker_node_and_is_torn_down(
 
     # the agent saw a loopback interface only, and no_new_privs set; its log came through the API
     agent_log = _raw_log(server, processes[1]["id"], until="done")
-    assert "ifaces=lo, NoNewPrivs:1" in agent_log, agent_log
+    assert "ifaces=lo, NoNewPrivs:1 login=signed-in" in agent_log, agent_log
     assert "setup-ran-as-" in _logs(server, processes[0]["id"])
 
     # the commit landed on the attempt's branch in the project repository (path identity held)
