@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
+from anyon.services.project_pools import ProjectPool, ProjectPools
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -70,16 +69,16 @@ def resolve(claim: Claim | None, timeout: float = 1800.0) -> ReadyWorktree | Non
 
 
 @dataclass
-class _ProjectPool:
+class _ProjectPool(ProjectPool):
     repo_path: str
     ready: list[ReadyWorktree] = field(default_factory=list)
-    last_active: float = field(default_factory=time.monotonic)
-    filling: asyncio.Task[None] | None = None
     pending: PendingWorktree | None = None
 
 
-class ReadyWorktrees:
+class ReadyWorktrees(ProjectPools[_ProjectPool]):
     """Ready checkouts per recently active project (local mode); see the module docstring."""
+
+    task_prefix = "anyon-ready"
 
     def __init__(
         self,
@@ -90,28 +89,17 @@ class ReadyWorktrees:
         idle_seconds: float,
         project_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        super().__init__(
+            size=size, max_projects=max_projects, idle_seconds=idle_seconds, project_exists=project_exists
+        )
         self._worktrees = worktrees
         self._checkouts = AheadCheckouts(worktrees)
-        self.size = size
-        self.max_projects = max_projects
-        self.idle_seconds = idle_seconds
-        self._project_exists = project_exists
-        self._pools: dict[str, _ProjectPool] = {}
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._reaper: asyncio.Task[None] | None = None
-        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # for releases from worker threads
 
     @property
     def enabled(self) -> bool:
         """On when sized and ``git`` is installed (see :attr:`AheadCheckouts.available`)."""
         return self.size > 0 and self.max_projects > 0 and self._checkouts.available
-
-    @property
-    def filling(self) -> bool:
-        """Whether a checkout is being made right now (the benchmark waits for quiet)."""
-        return any(p.filling is not None and not p.filling.done() for p in list(self._pools.values()))
 
     def ready(self, project_id: str | None = None) -> list[ReadyWorktree]:
         with self._lock:
@@ -160,27 +148,7 @@ class ReadyWorktrees:
         if not self.enabled or self._closed:
             return
         self._loop = asyncio.get_running_loop()
-        evicted: list[_ProjectPool] = []
-        with self._lock:
-            pool = self._pools.get(project_id)
-            if pool is None or pool.repo_path != repo_path:
-                if pool is not None:
-                    evicted.append(self._pools.pop(project_id))
-                pool = self._pools[project_id] = _ProjectPool(repo_path)
-            pool.last_active = time.monotonic()
-            while len(self._pools) > self.max_projects:
-                oldest = min(
-                    (k for k in self._pools if k != project_id), key=lambda k: self._pools[k].last_active
-                )
-                evicted.append(self._pools.pop(oldest))
-        for old in evicted:
-            self._spawn(self._drain(old))
-        if pool.filling is None or pool.filling.done():
-            pool.filling = self._loop.create_task(
-                self._fill(project_id, pool), name=f"anyon-ready:{project_id}"
-            )
-        if self._reaper is None or self._reaper.done():
-            self._reaper = self._loop.create_task(self._reap_loop(), name="anyon-ready-reaper")
+        self._activate(project_id, lambda pool: pool.repo_path == repo_path, lambda: _ProjectPool(repo_path))
 
     async def _fill(self, project_id: str, pool: _ProjectPool) -> None:
         stale = await asyncio.to_thread(self._stale, pool)
@@ -254,59 +222,9 @@ class ReadyWorktrees:
 
     # --- dropping -----------------------------------------------------------------------------------
 
-    def _spawn(self, work: Awaitable[object]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _drain(self, pool: _ProjectPool) -> None:
-        if pool.filling is not None and not pool.filling.done():
-            pool.filling.cancel()
-            with contextlib.suppress(BaseException):
-                await pool.filling
+        await self._stop_filling(pool)
         with self._lock:
             ready, pool.ready = pool.ready, []
         for one in ready:
             await asyncio.to_thread(self._checkouts.remove, one)
-
-    async def drop_project(self, project_id: str) -> None:
-        """Remove the project's ready worktrees now (the project was deleted)."""
-        with self._lock:
-            pool = self._pools.pop(project_id, None)
-        if pool is not None:
-            await self._drain(pool)
-
-    async def reap(self) -> list[str]:
-        """Drop the ready worktrees of projects idle too long or deleted; returns their ids."""
-        now = time.monotonic()
-        dropped = []
-        for project_id, pool in list(self._pools.items()):
-            idle = now - pool.last_active > self.idle_seconds
-            gone = self._project_exists is not None and not await self._project_exists(project_id)
-            if idle or gone:
-                await self.drop_project(project_id)
-                dropped.append(project_id)
-        return dropped
-
-    async def _reap_loop(self) -> None:
-        interval = min(30.0, max(0.2, self.idle_seconds / 4))
-        while self._pools and not self._closed:
-            await asyncio.sleep(interval)
-            try:
-                await self.reap()
-            except Exception:
-                log.exception("reaping ready worktrees failed")
-
-    async def close(self) -> None:
-        """Shutdown: every ready worktree not taken is removed."""
-        self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reaper
-        for project_id in list(self._pools):
-            await self.drop_project(project_id)
-        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -22,12 +22,13 @@ import os
 import re
 import shlex
 import stat
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from anyon.services.project_pools import ProjectPool, ProjectPools
 
 if TYPE_CHECKING:
     from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
@@ -124,15 +125,13 @@ class WarmSlot:
 
 
 @dataclass
-class _ProjectPool:
+class _ProjectPool(ProjectPool):
     repo_path: str
     objects_dir: str
     slots: list[WarmSlot] = field(default_factory=list)
-    last_active: float = field(default_factory=time.monotonic)
-    filling: asyncio.Task[None] | None = None
 
 
-class WarmPool:
+class WarmPool(ProjectPools[_ProjectPool]):
     """A few started, hardened, mounted containers per recently active project, each with an empty slot.
 
     Why: creating and starting a container costs a few hundred milliseconds, more than the checkout of
@@ -152,6 +151,8 @@ class WarmPool:
     thread (inside the attempt's database transaction), everything else on the event loop.
     """
 
+    task_prefix = "anyon-warm"
+
     def __init__(
         self,
         runner: Any,
@@ -163,28 +164,17 @@ class WarmPool:
         project_exists: Callable[[str], Awaitable[bool]] | None = None,
         checkouts: AheadCheckouts | None = None,
     ) -> None:
+        super().__init__(
+            size=size, max_projects=max_projects, idle_seconds=idle_seconds, project_exists=project_exists
+        )
         self._runner = runner
         self._worktrees = worktrees
         # fills each slot's folder with a checkout of the project's branch while its container starts
         self._checkouts = checkouts if checkouts is not None and checkouts.available else None
-        self.size = size
-        self.max_projects = max_projects
-        self.idle_seconds = idle_seconds
-        self._project_exists = project_exists
-        self._pools: dict[str, _ProjectPool] = {}
-        self._lock = threading.Lock()
-        self._reaper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
 
     @property
     def enabled(self) -> bool:
         return self.size > 0 and self.max_projects > 0
-
-    @property
-    def filling(self) -> bool:
-        """Whether a slot is being provisioned right now (the benchmark waits for quiet)."""
-        return any(p.filling is not None and not p.filling.done() for p in list(self._pools.values()))
 
     def slots(self, project_id: str | None = None) -> list[WarmSlot]:
         with self._lock:
@@ -217,28 +207,11 @@ class WarmPool:
         """The project is active: (re)fill its slots in the background."""
         if not self.enabled or self._closed:
             return
-        evicted: list[_ProjectPool] = []
-        with self._lock:
-            pool = self._pools.get(project_id)
-            if pool is None or (pool.repo_path, pool.objects_dir) != (repo_path, objects_dir):
-                if pool is not None:
-                    evicted.append(self._pools.pop(project_id))
-                pool = self._pools[project_id] = _ProjectPool(repo_path, objects_dir)
-            pool.last_active = time.monotonic()
-            while len(self._pools) > self.max_projects:
-                oldest = min(
-                    (k for k in self._pools if k != project_id), key=lambda k: self._pools[k].last_active
-                )
-                evicted.append(self._pools.pop(oldest))
-        loop = asyncio.get_running_loop()
-        for old in evicted:
-            task = loop.create_task(self._drain(old))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        if pool.filling is None or pool.filling.done():
-            pool.filling = loop.create_task(self._fill(project_id, pool), name=f"anyon-warm:{project_id}")
-        if self._reaper is None or self._reaper.done():
-            self._reaper = loop.create_task(self._reap_loop(), name="anyon-warm-reaper")
+        self._activate(
+            project_id,
+            lambda pool: (pool.repo_path, pool.objects_dir) == (repo_path, objects_dir),
+            lambda: _ProjectPool(repo_path, objects_dir),
+        )
 
     async def _fill(self, project_id: str, pool: _ProjectPool) -> None:
         checkouts = self._checkouts
@@ -320,49 +293,7 @@ class WarmPool:
         self._runner.reserved_ids.discard(str(slot.attempt_id))
 
     async def _drain(self, pool: _ProjectPool) -> None:
-        if pool.filling is not None and not pool.filling.done():
-            pool.filling.cancel()
-            with contextlib.suppress(BaseException):
-                await pool.filling
+        await self._stop_filling(pool)
         with self._lock:
             slots, pool.slots = pool.slots, []
         await asyncio.gather(*(self.discard(slot) for slot in slots))
-
-    async def drop_project(self, project_id: str) -> None:
-        """Remove the project's slots now (e.g. the project was deleted)."""
-        with self._lock:
-            pool = self._pools.pop(project_id, None)
-        if pool is not None:
-            await self._drain(pool)
-
-    async def reap(self) -> list[str]:
-        """Drop the pools of projects idle too long or deleted; returns their ids."""
-        now = time.monotonic()
-        dropped = []
-        for project_id, pool in list(self._pools.items()):
-            idle = now - pool.last_active > self.idle_seconds
-            gone = self._project_exists is not None and not await self._project_exists(project_id)
-            if idle or gone:
-                await self.drop_project(project_id)
-                dropped.append(project_id)
-        return dropped
-
-    async def _reap_loop(self) -> None:
-        interval = min(30.0, max(0.2, self.idle_seconds / 4))
-        while self._pools and not self._closed:
-            await asyncio.sleep(interval)
-            try:
-                await self.reap()
-            except Exception:
-                log.exception("reaping warm containers failed")
-
-    async def close(self) -> None:
-        """Shutdown: nothing of the pool keeps running."""
-        self._closed = True
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reaper
-        for project_id in list(self._pools):
-            await self.drop_project(project_id)
