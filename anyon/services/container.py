@@ -2,6 +2,10 @@
 
 Every service gets what it needs through its constructor; this is the only place that knows how
 they fit together, so the API and the tests build exactly what the server runs.
+
+Longer than ~400 lines on purpose: it is the one composition root, and the wiring of the execution
+engine's parts (:func:`executions_for`) is kept beside the rest so the whole graph reads in one file.
+It splits along the domain packages once ``services/`` is grouped by domain (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from anyon.services.events import EventBus
 from anyon.services.executions import ExecutionService
 from anyon.services.executions.cleanup import AttemptCleanup
 from anyon.services.executions.conversation import Conversation
-from anyon.services.executions.core import ContainerProvisioner, EngineCore, FinishedHook
+from anyon.services.executions.core import EngineCore, FinishedHook
 from anyon.services.executions.engine import EngineParts
 from anyon.services.executions.finish import ProcessFinisher
 from anyon.services.executions.head_start import HeadStarts
@@ -63,6 +67,7 @@ from anyon.services.onboarding import Onboarding
 from anyon.services.paths import PathPolicy
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
+from anyon.services.runners.contracts import ContainerProvisioner, ContainerRunner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
 from anyon.services.tags import TagService
@@ -110,7 +115,7 @@ class Services:
     onboarding: Onboarding
     approvals: ApprovalService
     agent_login: AgentLoginService
-    docker: Any = None  # the DockerRunner in cloud mode
+    docker: ContainerRunner | None = None  # cloud mode's runner of per-attempt containers
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -183,8 +188,11 @@ def instance_id(config: AnyonConfig) -> str:
 
 
 def _warm_pool_for(
-    docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService, checkouts_ahead: bool
-) -> Any:
+    docker_runner: ContainerRunner,
+    worktrees: WorktreeManager,
+    projects: ProjectService,
+    checkouts_ahead: bool,
+) -> WarmPool:
     """Cloud mode: started containers kept ready per recently active project (runners/warm.py), their
     folders filled with a checkout of the project's branch when ``executions.ready_worktrees`` > 0."""
     from anyon.services.checkouts_ahead import AheadCheckouts
@@ -205,7 +213,9 @@ def _warm_pool_for(
     )
 
 
-def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService) -> Any:
+def _ready_worktrees_for(
+    config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService
+) -> ReadyWorktrees:
     """Local mode: checkouts made ahead per recently active project (ready_worktrees.py)."""
     from anyon.services.ready_worktrees import ReadyWorktrees
 
@@ -222,7 +232,7 @@ def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projec
     )
 
 
-def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
+def _runner_for(config: AnyonConfig) -> tuple[Runner, ContainerRunner | None]:
     """Host processes locally; per-attempt containers in cloud mode (Docker imported only then).
 
     Either way the agent's environment is an allow-listed part of the server's, without the server's

@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from anyon.config.model import ExecutionSettings
 from anyon.services.attempt_repos import Checkout
@@ -29,18 +29,16 @@ from anyon.services.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer
 from anyon.services.protocols import AgentClient
 from anyon.services.runners.base import RunningProcess
+from anyon.services.runners.contracts import ContainerProvisioner
 
-
-class ContainerProvisioner(Protocol):
-    """Cloud mode: makes sure an attempt's container exists before a command runs in it."""
-
-    async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str: ...
-
-    async def remove_container(self, attempt_id: str) -> bool: ...
-
-    async def kill_strays(self, attempt_id: str) -> int: ...
-
-    def unswept(self, attempt_id: str) -> bool: ...
+__all__ = [
+    "AttemptContext",
+    "ContainerProvisioner",
+    "EngineCore",
+    "FinishedHook",
+    "LiveProcess",
+    "parse_profile",
+]
 
 
 @dataclass

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
+    from anyon.services.runners.contracts import ContainerRunner
+    from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,8 @@ class WarmPool:
 
     def __init__(
         self,
-        runner: Any,
-        worktrees: Any,
+        runner: ContainerRunner,
+        worktrees: WorktreeManager,
         *,
         size: int,
         max_projects: int,
