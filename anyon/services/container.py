@@ -37,11 +37,10 @@ from anyon.services.db.models import ExecutionProcess
 from anyon.services.db.readcache import ReadCache
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
-from anyon.services.executions import ExecutionService
 from anyon.services.executions.cleanup import AttemptCleanup
 from anyon.services.executions.conversation import Conversation
 from anyon.services.executions.core import EngineCore, FinishedHook
-from anyon.services.executions.engine import EngineParts
+from anyon.services.executions.engine import EngineParts, ExecutionService
 from anyon.services.executions.finish import ProcessFinisher
 from anyon.services.executions.head_start import HeadStarts
 from anyon.services.executions.output import ProcessOutput

@@ -61,6 +61,8 @@ class AttemptContext:
 
 @dataclass
 class LiveProcess:
+    """A process this server supervises, from its row's insert to its close: what every part reads."""
+
     process_id: uuid.UUID
     context: AttemptContext
     run_reason: str
