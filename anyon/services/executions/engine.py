@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from anyon.services.db.models import TaskAttempt
 from anyon.services.executions.cleanup import AttemptCleanup
 from anyon.services.executions.conversation import Conversation
-from anyon.services.executions.core import AttemptContext, EngineCore
+from anyon.services.executions.core import AttemptContext, ContainerProvisioner, EngineCore, LiveProcess
 from anyon.services.executions.head_start import HeadStarts
 from anyon.services.executions.preparation import AttemptPreparation
 from anyon.services.executions.start import AttemptStarter
@@ -47,6 +47,9 @@ from anyon.services.tasks import TaskService
 if TYPE_CHECKING:
     from anyon.services.ready_worktrees import ReadyWorktrees
     from anyon.services.runners.warm import WarmPool
+
+# the names this module had before the split, for code that imports them from here
+__all__ = ["AttemptContext", "ContainerProvisioner", "EngineParts", "ExecutionService", "LiveProcess"]
 
 
 @dataclass
