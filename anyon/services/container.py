@@ -2,6 +2,10 @@
 
 Every service gets what it needs through its constructor; this is the only place that knows how
 they fit together, so the API and the tests build exactly what the server runs.
+
+Longer than ~400 lines on purpose: it is the one composition root, and the wiring of the execution
+engine's parts (:func:`executions_for`) is kept beside the rest so the whole graph reads in one file.
+It splits along the domain packages once ``services/`` is grouped by domain (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
@@ -24,7 +28,7 @@ from anyon.services.agent_home import ensure_agent_home
 from anyon.services.agent_login import AgentLoginService
 from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_git import AttemptGitService
-from anyon.services.attempt_repos import IsolatedAttemptRepos, SharedAttemptRepos
+from anyon.services.attempt_repos import AttemptRepos, IsolatedAttemptRepos, SharedAttemptRepos
 from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
@@ -33,7 +37,19 @@ from anyon.services.db.models import ExecutionProcess
 from anyon.services.db.readcache import ReadCache
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
-from anyon.services.executions import ExecutionService
+from anyon.services.executions.cleanup import AttemptCleanup
+from anyon.services.executions.conversation import Conversation
+from anyon.services.executions.core import EngineCore, FinishedHook
+from anyon.services.executions.engine import EngineParts, ExecutionService
+from anyon.services.executions.finish import ProcessFinisher
+from anyon.services.executions.head_start import HeadStarts
+from anyon.services.executions.output import ProcessOutput
+from anyon.services.executions.preparation import AttemptPreparation
+from anyon.services.executions.records import ProcessRecords
+from anyon.services.executions.slots import ExecutionSlots
+from anyon.services.executions.start import AttemptStarter
+from anyon.services.executions.stopping import ProcessStopper
+from anyon.services.executions.supervisor import ProcessSupervisor
 from anyon.services.executors import ExecutorProfiles
 from anyon.services.file_search import FileSearch
 from anyon.services.filesystem import FilesystemService
@@ -47,8 +63,10 @@ from anyon.services.mcp.files import McpConfigService
 from anyon.services.notifications.notifier import Notifier
 from anyon.services.notifications.sounds import SoundLibrary
 from anyon.services.onboarding import Onboarding
+from anyon.services.paths import PathPolicy
 from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
+from anyon.services.runners.contracts import ContainerProvisioner, ContainerRunner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
 from anyon.services.tags import TagService
@@ -57,6 +75,10 @@ from anyon.services.team import Team, build_team
 from anyon.services.user_config import UserConfigService
 from anyon.services.user_scoped_config import UserScopedConfig
 from anyon.services.worktrees import WorktreeManager
+
+if TYPE_CHECKING:
+    from anyon.services.ready_worktrees import ReadyWorktrees
+    from anyon.services.runners.warm import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +116,7 @@ class Services:
     onboarding: Onboarding
     approvals: ApprovalService
     agent_login: AgentLoginService
-    docker: Any = None  # the DockerRunner in cloud mode
+    docker: ContainerRunner | None = None  # cloud mode's runner of per-attempt containers
     team: Team | None = None  # cloud mode: accounts, access scope, audit (services/team.py)
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
@@ -169,8 +191,11 @@ def instance_id(config: AnyonConfig) -> str:
 
 
 def _warm_pool_for(
-    docker_runner: Any, worktrees: WorktreeManager, projects: ProjectService, checkouts_ahead: bool
-) -> Any:
+    docker_runner: ContainerRunner,
+    worktrees: WorktreeManager,
+    projects: ProjectService,
+    checkouts_ahead: bool,
+) -> WarmPool:
     """Cloud mode: started containers kept ready per recently active project (runners/warm.py), their
     folders filled with a checkout of the project's branch when ``executions.ready_worktrees`` > 0."""
     from anyon.services.checkouts_ahead import AheadCheckouts
@@ -191,7 +216,9 @@ def _warm_pool_for(
     )
 
 
-def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService) -> Any:
+def _ready_worktrees_for(
+    config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService
+) -> ReadyWorktrees:
     """Local mode: checkouts made ahead per recently active project (ready_worktrees.py)."""
     from anyon.services.ready_worktrees import ReadyWorktrees
 
@@ -208,7 +235,7 @@ def _ready_worktrees_for(config: AnyonConfig, worktrees: WorktreeManager, projec
     )
 
 
-def _runner_for(config: AnyonConfig) -> tuple[Runner, Any]:
+def _runner_for(config: AnyonConfig) -> tuple[Runner, ContainerRunner | None]:
     """Host processes locally; per-attempt containers in cloud mode (Docker imported only then).
 
     Either way the agent's environment is an allow-listed part of the server's, without the server's
@@ -286,14 +313,112 @@ def login_service_for(config: AnyonConfig) -> AgentLoginService:
     )
 
 
-def _slots_for(config: AnyonConfig) -> Any:
-    """Cloud mode: the server-wide limit with a per-account share (executions/user_slots.py)."""
+def _slots_for(config: AnyonConfig) -> ExecutionSlots:
+    """The execution slots: the server-wide limit, with a per-account share in cloud mode with accounts
+    (executions/user_slots.py)."""
     settings = config.executions
     if not config.is_cloud or settings.max_concurrent_per_user <= 0:
-        return None
+        return ExecutionSlots(settings.max_concurrent)
     from anyon.services.executions.user_slots import UserSlots
 
     return UserSlots(settings.max_concurrent, settings.max_concurrent_per_user)
+
+
+def executions_for(
+    config: AnyonConfig,
+    core: EngineCore,
+    profiles: ExecutorProfiles,
+    git: GitService,
+    worktrees: WorktreeManager,
+    runner: Runner,
+    user_config: UserConfigService,
+    *,
+    provisioner: ContainerProvisioner | None,
+    warm_pool: WarmPool | None,
+    ready_worktrees: ReadyWorktrees | None,
+    repos: AttemptRepos,
+    paths: PathPolicy,
+    drafts: DraftService | None,
+    images: ImageService | None,
+    approvals: ApprovalService | None,
+    on_attempt_finished: FinishedHook | None = None,
+) -> ExecutionService:
+    """The execution engine's parts (services/executions/), each given what it works with.
+
+    A warm pool needs a container to mount a folder ``git worktree add`` then fills in place; ready
+    worktrees are local mode's. An attempt with nothing left to run notifies, then sends its queued
+    follow-up.
+    """
+    usable_pool = warm_pool is not None and warm_pool.enabled and worktrees.fills_existing_dir
+    usable_ready = ready_worktrees is not None and ready_worktrees.enabled and provisioner is None
+    head_starts = HeadStarts(
+        core,
+        git,
+        warm_pool=warm_pool if provisioner is not None and usable_pool else None,
+        ready_worktrees=ready_worktrees if usable_ready else None,
+    )
+    preparation = AttemptPreparation(
+        core, worktrees, head_starts, provisioner=provisioner, paths=paths, images=images
+    )
+    records = ProcessRecords(core, git, repos)
+    output = ProcessOutput(core, records)
+    finisher = ProcessFinisher(core, output, records, repos)
+    supervisor = ProcessSupervisor(
+        core,
+        output,
+        records,
+        finisher,
+        runner,
+        profiles,
+        _slots_for(config),
+        shell="/bin/sh" if provisioner else os.environ.get("SHELL") or "sh",
+        launcher=launcher_for(config),
+        agent_env=agent_env_for(config),
+        approvals=approvals,
+    )
+    stopper = ProcessStopper(core, records, preparation, provisioner)
+    conversation = Conversation(
+        core,
+        preparation,
+        supervisor,
+        stopper,
+        profiles=profiles,
+        git=git,
+        repos=repos,
+        images=images,
+        drafts=drafts,
+    )
+    if on_attempt_finished is not None:
+        finisher.finished_hooks.append(on_attempt_finished)
+    if drafts is not None:
+
+        def send_queued(attempt_id: uuid.UUID, _process_id: uuid.UUID) -> None:
+            core.spawn_background(conversation.send_queued(attempt_id), f"queued:{attempt_id}")
+
+        finisher.finished_hooks.append(send_queued)
+    starter = AttemptStarter(
+        core,
+        head_starts,
+        preparation,
+        supervisor,
+        records,
+        profiles=profiles,
+        git=git,
+        worktrees=worktrees,
+        user_config=user_config,
+        paths=paths,
+    )
+    parts = EngineParts(
+        core=core,
+        head_starts=head_starts,
+        preparation=preparation,
+        starter=starter,
+        supervisor=supervisor,
+        stopper=stopper,
+        conversation=conversation,
+        cleanup=AttemptCleanup(core, worktrees, provisioner),
+    )
+    return ExecutionService(parts)
 
 
 def build_services(config: AnyonConfig, **overrides: Any) -> Services:
@@ -343,32 +468,27 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         if docker_runner is not None
         else SharedAttemptRepos(git, worktrees)
     )
-    executions = ExecutionService(
-        database,
-        changes,
-        logstore,
+    executions = executions_for(
+        config,
+        EngineCore(database, changes, logstore, config.executions),
         profiles,
         git,
         worktrees,
         runner,
-        config.executions,
         user_config,
         provisioner=docker_runner,
-        drafts=drafts,
         warm_pool=(
             _warm_pool_for(docker_runner, worktrees, projects, config.executions.ready_worktrees > 0)
             if docker_runner is not None
             else None
         ),
+        ready_worktrees=_ready_worktrees_for(config, worktrees, projects) if docker_runner is None else None,
         repos=repos,
         paths=projects.paths,
-        ready_worktrees=_ready_worktrees_for(config, worktrees, projects) if docker_runner is None else None,
-        launcher=launcher_for(config),
-        agent_env=agent_env_for(config),
+        drafts=drafts,
+        images=images,
         approvals=approvals,
         on_attempt_finished=notifier.attempt_finished,
-        images=images,
-        slots=_slots_for(config),
     )
     attempt_git = AttemptGitService(
         database, changes, git, worktrees, file_search, repos, paths=projects.paths

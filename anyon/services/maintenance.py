@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -33,6 +33,10 @@ from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttemp
 from anyon.services.file_search import FileSearch
 from anyon.services.images import ImageService
 from anyon.services.logstore import LogStore
+from anyon.services.runners.contracts import ContainerRunner
+
+if TYPE_CHECKING:
+    from anyon.services.runners.docker import ReconcileResult
 from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ class Maintenance:
         file_search: FileSearch,
         retention: RetentionSettings,
         *,
-        containers: Any = None,
+        containers: ContainerRunner | None = None,
         reconcile_interval: float = 60.0,
         logstore: LogStore | None = None,
         images: ImageService | None = None,
@@ -200,8 +204,14 @@ class Maintenance:
             log.info("expired %d worktree(s)", len(done), extra={"paths": [a.container_ref for a in done]})
         return [str(a.container_ref) for a in done]
 
-    async def reconcile_containers(self) -> Any:
-        """Adopt/sweep live attempts' containers, remove the others and the worktrees they served."""
+    async def reconcile_containers(self) -> ReconcileResult:
+        """Adopt/sweep live attempts' containers, remove the others and the worktrees they served.
+
+        Cloud mode only (callers check that there is a container runner).
+        """
+        containers = self._containers
+        if containers is None:
+            raise RuntimeError("no container runner to reconcile (local mode)")
 
         def live_ids() -> set[str]:
             with self._db.connection():
@@ -211,7 +221,7 @@ class Maintenance:
         async def load_live() -> set[str]:
             return await asyncio.to_thread(live_ids)
 
-        result = await self._containers.reconcile(load_live)
+        result = await containers.reconcile(load_live)
         if result.worktrees:
             await asyncio.to_thread(self._remove_worktrees, result.worktrees)
         if result.adopted or result.removed or result.swept:

@@ -32,6 +32,8 @@ from anyon.services.project_pools import ProjectPool, ProjectPools
 
 if TYPE_CHECKING:
     from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
+    from anyon.services.runners.contracts import ContainerRunner
+    from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,8 @@ class WarmPool(ProjectPools[_ProjectPool]):
 
     def __init__(
         self,
-        runner: Any,
-        worktrees: Any,
+        runner: ContainerRunner,
+        worktrees: WorktreeManager,
         *,
         size: int,
         max_projects: int,
