@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_config  # noqa: E402
-from tests.live_server import LiveServer, live_server  # noqa: E402
+from anyon.harness.config import make_config  # noqa: E402
+from anyon.harness.live import LiveServer, live_server  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

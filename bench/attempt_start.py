@@ -39,8 +39,8 @@ import pygit2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_config  # noqa: E402
-from tests.live_server import LiveServer, live_server  # noqa: E402
+from anyon.harness.config import make_config  # noqa: E402
+from anyon.harness.live import LiveServer, live_server  # noqa: E402
 
 AGENT = ROOT / "tests" / "agents" / "fake_agent.sh"
 IMAGE = os.environ.get("ANYON_TEST_IMAGE", "anyon-test-runner:latest")

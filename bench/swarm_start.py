@@ -36,10 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anyon.harness.config import make_config  # noqa: E402
+from anyon.harness.live import LiveServer, live_server  # noqa: E402
+from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, prerequisites  # noqa: E402
 from bench.attempt_start import IMAGE, make_repo, pct, run_attempt, wait_quiet, wait_startup_jobs  # noqa: E402
-from tests.conftest import make_config  # noqa: E402
-from tests.live_server import LiveServer, live_server  # noqa: E402
-from tests.swarm_engines import ROLE_LABEL, TwoNodeSwarm, prerequisites  # noqa: E402
 
 RUNNERS = ("engine", "swarm")
 STEPS = ("worktree_ready", "container_ready", "spawned", "first_byte")

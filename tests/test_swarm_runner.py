@@ -24,11 +24,11 @@ from websockets.sync.client import connect
 
 from anyon.checks import check_docker
 from anyon.config.model import AnyonConfig
+from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, prerequisites
 from anyon.services import jsonpatch as jp
 from anyon.services.container import agent_home_for, instance_id
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
-from tests.swarm_engines import ROLE_LABEL, TwoNodeSwarm, prerequisites
 from tests.test_executions_cloud import IMAGE, SHELL_AGENT, _project_with_agent, require_test_image
 from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes
 
