@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from anyon.config.model import ExecutionSettings
+from anyon.services.access import owner_id
 from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_repos import AttemptRepos, Checkout, SharedAttemptRepos
 from anyon.services.changes import ChangeNotifier
@@ -319,6 +320,7 @@ class ExecutionService:
                 target_branch=base_branch,
                 branch=branch,
                 container_ref=None,
+                user_id=owner_id(),  # who started it: its container gets that account's agent home
             )
         if claimed:
             self._claimed[attempt_id] = claimed[0]
@@ -628,6 +630,7 @@ class ExecutionService:
                 run_reason=run_reason,
                 executor_action=action,
                 before_head_commit=before,
+                user_id=owner_id(),  # the account that ran it (None: local mode, the API token)
             )
             if actions.is_agent(action):
                 ExecutorSession.create(
