@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,48 @@ def test_mcp_config_is_per_account(team: LiveServer) -> None:
     shared = Path(team.services.config.agents.home) / ".claude.json"
     assert not shared.exists() or "alice-tools" not in shared.read_text()
     assert os.stat(written[0].parent).st_mode & 0o077 == 0
+
+
+def test_a_warm_container_is_made_again_with_the_accounts_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm container is created before any account owns its attempt, with the shared home: the
+    account that claims it must get its own home, never the shared one."""
+    monkeypatch.delenv("ANYON_API_TOKEN", raising=False)
+    require_test_image()
+    config = _team_config(tmp_path)
+    config = dataclasses.replace(
+        config,
+        docker=dataclasses.replace(config.docker, warm_pool_size=1, warm_pool_idle_seconds=300.0),
+    )
+    instance = instance_id(config)
+    try:
+        with live_server(config) as team:
+            team.settings = _settings_file(config, tmp_path)  # type: ignore[attr-defined]
+            team.services.agent_login.check_seconds = 0.2
+            a_token, _ = add_user(team, "alice")
+            alice = as_user(team, a_token)
+            _login(team, a_token, "alice-login-code")
+            (alice_home,) = _users_root(team).iterdir()
+            (alice_home / "alice-only.txt").write_text("alice's\n")
+            shared = Path(config.agents.home)
+            shared.mkdir(exist_ok=True)
+            (shared / "shared-only.txt").write_text("the shared home's\n")
+            use_fake_agent(alice, SHELL_AGENT)
+            project = _listing(alice, tmp_path / "a")
+            _run_listing(alice, project)
+            pool = team.services.executions.warm_pool
+            deadline = time.monotonic() + 30
+            while not pool.slots():
+                assert time.monotonic() < deadline, "no warm container"
+                time.sleep(0.05)
+            warm_id = str(pool.slots()[0].attempt_id)
+            _, attempt = start(alice, project, "Warm one", "list")
+            assert attempt["id"] == warm_id  # it did take the warm slot
+            wait_processes(alice, attempt["id"], 3, timeout=120)
+            worktree = Path(alice.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"])
+            home, _, mount = (worktree / "listing.txt").read_text().partition("---\n")
+            assert "alice-only.txt" in home.split() and "alice-only.txt" in mount.split()
+            assert "shared-only.txt" not in set(home.split()) | set(mount.split())
+    finally:
+        remove_instance_containers(instance)
