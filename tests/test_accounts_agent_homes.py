@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 from anyon.config.model import AnyonConfig
 from anyon.services.container import instance_id
 from tests.live_server import LiveServer, live_server
-from tests.test_accounts import _config, _settings_file, add_user, as_user
+from tests.test_accounts import _config, _settings_file, add_user, as_user, cli
 from tests.test_agent_login import FAKE_LOGIN, read_until, session_id
 from tests.test_auth import CANARY, bearer
 from tests.test_executions_cloud import (
@@ -170,6 +170,9 @@ def test_logout_acts_on_the_acting_accounts_home(team: LiveServer) -> None:
     assert alice.ok("POST", "/api/auth/claude/logout") is None
     assert not (alice_home / ".claude" / ".credentials.json").exists()
     assert (shared / ".claude" / ".credentials.json").exists()  # the admin's login is untouched
+    code, out, err = cli(team, "audit", "--action", "agent.logout", "--json")
+    assert code == 0, err
+    assert [(e["user"], e["outcome"]) for e in map(json.loads, out.splitlines())] == [("alice", "ok")]
 
 
 def test_mcp_config_is_per_account(team: LiveServer) -> None:
