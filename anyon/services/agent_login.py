@@ -58,7 +58,7 @@ class LoginSession:
     master: int
     started: float
     #: the agent home it signs in, and the account it belongs to (None: the shared home's owner)
-    home: Path = Path()
+    home: Path
     owner: str | None = None
     entries: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=_LOG_ENTRIES))
     output: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
