@@ -81,6 +81,10 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", f"{_A}/rename-branch"): "attempt.rename_branch",
     ("POST", f"{_A}/change-target-branch"): "attempt.change_target_branch",
     ("POST", f"{_A}/conflicts/abort"): "attempt.abort_conflicts",
+    # an account's own credentials and agent settings (its agent home, its UI config and GitHub token)
+    ("POST", "/api/auth/claude/logout"): "agent.logout",
+    ("POST", "/api/mcp-config"): "mcp.update",
+    ("PUT", "/api/config"): "config.update",
 }
 REVOKED_CLOSE_CODE = 4401
 #: a WebSocket still not accepted this long after authentication is not a stream to watch

@@ -3,6 +3,8 @@
 A board user cannot answer "Invalid API key · Please run /login" from a web page, so the server runs the
 CLI's interactive login itself, in a PTY whose HOME is the agent home (agent_home.py): output goes to the
 browser, keystrokes come back, and the credentials the CLI writes land where the agents will find them.
+In cloud mode with accounts that is the acting account's own home; a session belongs to the account
+that opened it (another account's session id answers as an unknown one).
 Every 2 s the session checks whether credentials have appeared; then it is done.
 
 What the user types (a pasted code, a key) is never kept: the session log records output, and input only
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anyon.services.agent_home import AgentHomes
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.normalizer import utc_now
 
@@ -54,6 +57,9 @@ class LoginSession:
     proc: asyncio.subprocess.Process
     master: int
     started: float
+    #: the agent home it signs in, and the account it belongs to (None: the shared home's owner)
+    home: Path
+    owner: str | None = None
     entries: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=_LOG_ENTRIES))
     output: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     ended: bool = False
@@ -79,8 +85,10 @@ class AgentLoginService:
         check_seconds: float = CHECK_SECONDS,
         resolve: Callable[[list[str]], list[str]] | None = None,
         own_home: bool = True,
+        homes: AgentHomes | None = None,
     ) -> None:
-        self.home = Path(home)
+        # ``homes``: cloud mode, where each account signs in its own home; else the one ``home``
+        self._homes = homes or AgentHomes(home, per_account=False)
         # a configured agent home is ours to create and keep 0700; the user's own HOME is left as it is
         self._own_home = own_home
         self._command = list(command)
@@ -90,16 +98,27 @@ class AgentLoginService:
         self._resolve = resolve
         self._sessions: dict[str, LoginSession] = {}
 
+    @property
+    def home(self) -> Path:
+        """The acting account's agent home."""
+        return Path(self._homes.current())
+
+    def _owner(self) -> str | None:
+        return self._homes.owner() if self._homes.per_account else None
+
     # --- credentials ---------------------------------------------------------------------------------
 
-    def credentials_present(self) -> bool:
-        return any(_non_empty(self.home / name) for name in CLAUDE_CREDENTIALS)
+    def credentials_present(self, session: LoginSession | None = None) -> bool:
+        """Is there a login in ``session``'s home (by default: the acting account's)?"""
+        home = session.home if session is not None else self.home
+        return any(_non_empty(home / name) for name in CLAUDE_CREDENTIALS)
 
     def logout(self) -> None:
-        """Remove the stored login (works offline: only files in the agent home change)."""
+        """Remove the acting account's stored login (works offline: only files in its agent home change)."""
+        home = self.home
         for name in CLAUDE_CREDENTIALS:
-            (self.home / name).unlink(missing_ok=True)
-        account = self.home / CLAUDE_ACCOUNT_FILE
+            (home / name).unlink(missing_ok=True)
+        account = home / CLAUDE_ACCOUNT_FILE
         try:
             data = json.loads(account.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -115,25 +134,23 @@ class AgentLoginService:
     # --- sessions ------------------------------------------------------------------------------------
 
     async def start(self, rows: int = 40, cols: int = 120) -> LoginSession:
-        from anyon.services.agent_home import ensure_agent_home
-
         if sum(1 for s in self._sessions.values() if not s.ended) >= MAX_OPEN_SESSIONS:
             raise ServiceError(
                 f"{MAX_OPEN_SESSIONS} login terminals are already open; close one or wait for its timeout"
             )
-        if self._own_home:
-            ensure_agent_home(str(self.home))
+        owner = self._owner()
+        home = Path(self._homes.ensure(owner) if self._own_home else self._homes.of(owner))
         argv = self._resolve(self._command) if self._resolve is not None else self._command
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        env = {**self._env, "HOME": str(self.home), "TERM": "xterm-256color"}
+        env = {**self._env, "HOME": str(home), "TERM": "xterm-256color"}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                cwd=str(self.home),
+                cwd=str(home),
                 env=env,
                 start_new_session=True,
             )
@@ -143,7 +160,7 @@ class AgentLoginService:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        session = LoginSession(str(uuid.uuid4()), proc, master, time.monotonic())
+        session = LoginSession(str(uuid.uuid4()), proc, master, time.monotonic(), home=home, owner=owner)
         self._sessions[session.id] = session
         self._forget_old()
         loop = asyncio.get_running_loop()
@@ -185,8 +202,9 @@ class AgentLoginService:
             view = view[written:]
 
     def get(self, session_id: str) -> LoginSession:
+        """The session, if the acting account opened it (another's answers exactly as an unknown id)."""
         session = self._sessions.get(session_id)
-        if session is None:
+        if session is None or session.owner != self._owner():
             raise NotFound("login session not found")
         return session
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
-from anyon.services.agent_home import ensure_agent_home
+from anyon.services.agent_home import AgentHomes, ensure_agent_home
 from anyon.services.agent_login import AgentLoginService
 from anyon.services.approvals import ApprovalService
 from anyon.services.attempt_git import AttemptGitService
@@ -33,7 +33,7 @@ from anyon.services.attempts import AttemptService, ProcessService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
-from anyon.services.db.models import ExecutionProcess
+from anyon.services.db.models import ExecutionProcess, TaskAttempt, parse_uuid
 from anyon.services.db.readcache import ReadCache
 from anyon.services.drafts import DraftService
 from anyon.services.events import EventBus
@@ -235,7 +235,27 @@ def _ready_worktrees_for(
     )
 
 
-def _runner_for(config: AnyonConfig) -> tuple[Runner, ContainerRunner | None]:
+def agent_homes_for(config: AnyonConfig, database: Database) -> tuple[AgentHomes, Callable[[str], str]]:
+    """The agent homes (one per account in cloud mode) and, for the Docker runner, the home of the
+    account that started an attempt (``task_attempts.user_id``; none recorded: the shared home)."""
+    homes = AgentHomes(agent_home_for(config), per_account=config.is_cloud)
+
+    def of_attempt(attempt_id: str) -> str:
+        oid = parse_uuid(attempt_id)
+        with database.connection():
+            row = (
+                TaskAttempt.select(TaskAttempt.user_id).where(TaskAttempt.id == oid).first()
+                if oid is not None
+                else None
+            )
+        return homes.ensure(row.user_id if row is not None else None)
+
+    return homes, of_attempt
+
+
+def _runner_for(
+    config: AnyonConfig, home_of: Callable[[str], str] | None = None
+) -> tuple[Runner, ContainerRunner | None]:
     """Host processes locally; per-attempt containers in cloud mode (Docker imported only then).
 
     Either way the agent's environment is an allow-listed part of the server's, without the server's
@@ -254,11 +274,21 @@ def _runner_for(config: AnyonConfig) -> tuple[Runner, ContainerRunner | None]:
         from anyon.services.runners.swarm import SwarmRunner
 
         swarm = SwarmRunner(
-            config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
+            config.docker,
+            instance_id(config),
+            secrets_root,
+            host_env=host_env,
+            agent_home=agent_home,
+            agent_home_of=home_of,
         )
         return swarm, swarm
     docker_runner = DockerRunner(
-        config.docker, instance_id(config), secrets_root, host_env=host_env, agent_home=agent_home
+        config.docker,
+        instance_id(config),
+        secrets_root,
+        host_env=host_env,
+        agent_home=agent_home,
+        agent_home_of=home_of,
     )
     return docker_runner, docker_runner
 
@@ -290,7 +320,7 @@ def agent_home_for(config: AnyonConfig) -> str:
     return os.path.expanduser("~")
 
 
-def login_service_for(config: AnyonConfig) -> AgentLoginService:
+def login_service_for(config: AnyonConfig, homes: AgentHomes | None = None) -> AgentLoginService:
     """The login terminal: ``agents.claude_login_command``, else the Claude Code CLI (installed or npx)."""
     env = agent_environment(
         os.environ, config.executions.host_env_allowlist, secrets=url_secrets(config.database_url)
@@ -310,6 +340,7 @@ def login_service_for(config: AnyonConfig) -> AgentLoginService:
         timeout_seconds=config.agents.login_timeout_seconds,
         resolve=resolve,
         own_home=bool(config.agents.home) or config.is_cloud,
+        homes=homes,
     )
 
 
@@ -461,7 +492,8 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         sound_dir=os.path.join(config.paths.temp_dir, "sounds"),
     )
     filesystem = FilesystemService(paths=projects.paths)
-    runner, docker_runner = _runner_for(config)
+    homes, home_of_attempt = agent_homes_for(config, database)
+    runner, docker_runner = _runner_for(config, home_of_attempt)
     approvals = ApprovalService(config.executions.approval_timeout_seconds)
     repos = (
         IsolatedAttemptRepos(git, worktrees, docker_runner)
@@ -516,7 +548,10 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         sounds=sounds,
         notifier=notifier,
         onboarding=Onboarding(user_config, projects, filesystem),
-        mcp=McpConfigService(agent_home_for(config), follow_links=not config.is_cloud),
+        mcp=McpConfigService(
+            (lambda: homes.ensure(homes.owner())) if config.is_cloud else homes.shared,
+            follow_links=not config.is_cloud,
+        ),
         approvals=approvals,
         drafts=drafts,
         maintenance=Maintenance(
@@ -530,7 +565,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             images=images,
         ),
         github=build_github(config, database, changes, user_config, projects, attempt_git),
-        agent_login=login_service_for(config),
+        agent_login=login_service_for(config, homes),
         docker=docker_runner,
         team=build_team(config, database),
     )

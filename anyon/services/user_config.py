@@ -285,6 +285,11 @@ class UserConfigService:
         with self._lock:
             return self._secrets().get(name)
 
+    def secret_of(self, user_id: str | None, name: str) -> str | None:
+        """``name`` from ``user_id``'s own store; a single-user store has only one (cloud accounts:
+        user_scoped_config.py). Used by work no request started, such as the PR monitor."""
+        return self.secret(name)
+
     def secret_states(self) -> dict[str, Any]:
         with self._lock:
             secrets = self._secrets()

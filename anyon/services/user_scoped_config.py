@@ -6,7 +6,8 @@ goes to the acting account's own store, ``<data_dir>/users/<user id>/config.json
 (:func:`anyon.services.access.current_principal`), so ``/api/config``, ``/api/info``, the GitHub sign-in
 and every GitHub call made for a request (push, pull request, repository list) use that account's token
 without any service changing its signature. The server's API token (the admin identity), local mode and
-background work that no request started (the PR monitor) keep the shared ``<data_dir>`` store.
+background work that no request started keep the shared ``<data_dir>`` store; the PR monitor asks for the
+token of the account that opened each pull request by id (``secret_of``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from typing import Any
 
 from anyon.services.access import current_principal
+from anyon.services.db.models import parse_uuid
 from anyon.services.user_config import UserConfigService
 
 
@@ -31,7 +33,11 @@ class UserScopedConfig(UserConfigService):
         principal = current_principal()
         if principal is None or principal.user_id is None:
             return None
-        user_id = principal.user_id
+        return self._store_of(principal.user_id)
+
+    def _store_of(self, user_id: str) -> UserConfigService:
+        if parse_uuid(user_id) is None:  # account ids are UUIDs we minted; nothing else becomes a path
+            raise ValueError(f"not an account id: {user_id[:64]!r}")
         with self._users_lock:
             store = self._users.get(user_id)
             if store is None:
@@ -53,6 +59,10 @@ class UserScopedConfig(UserConfigService):
     def secret(self, name: str) -> str | None:
         store = self._store()
         return super().secret(name) if store is None else store.secret(name)
+
+    def secret_of(self, user_id: str | None, name: str) -> str | None:
+        """``name`` from ``user_id``'s store (None: the shared one), whoever is acting."""
+        return super().secret(name) if user_id is None else self._store_of(user_id).secret(name)
 
     def secret_states(self) -> dict[str, Any]:
         store = self._store()

@@ -32,6 +32,8 @@ class Recorded:
 @dataclass
 class State:
     token: str = TOKEN
+    #: more tokens it accepts (one per account of a team's server)
+    tokens: set[str] = field(default_factory=set)
     login: str = "octo"
     repos: list[dict[str, Any]] = field(default_factory=list)
     known_repos: set[str] = field(default_factory=lambda: {"octo/widget"})
@@ -151,7 +153,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 reset = str(int(time.time()) + 30)
                 headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
                 return self._reply(403, {"message": "API rate limit exceeded"}, headers)
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
+            if self.headers.get("Authorization") not in {f"Bearer {t}" for t in {state.token, *state.tokens}}:
                 return self._reply(401, {"message": "Bad credentials"})
             if path == "/repos/octo/renamed/pulls/1":
                 return self._reply(

@@ -63,7 +63,7 @@ class LoginPty:
         while (data := await session.output.get()) is not None:
             await ws.send_data(data)
         await asyncio.sleep(self._login.check_seconds)  # the CLI has exited: one last look for credentials
-        if self._login.credentials_present():
+        if self._login.credentials_present(session):
             await ws.send_text(SUCCESS_LINE)
 
     async def _relay_input(self, ws: falcon.asgi.WebSocket, session: LoginSession) -> None:
@@ -83,7 +83,7 @@ class LoginPty:
         """Every few seconds: have credentials appeared (then say so and end), or has the time run out?"""
         while True:
             await asyncio.sleep(self._login.check_seconds)
-            if self._login.credentials_present():
+            if self._login.credentials_present(session):
                 await ws.send_text(SUCCESS_LINE)
                 return
             if self._login.expired(session):
@@ -146,7 +146,7 @@ class SessionStream:
             try:
                 data = await asyncio.wait_for(session.output.get(), self._login.check_seconds)
             except TimeoutError:
-                if self._login.credentials_present():
+                if self._login.credentials_present(session):
                     yield event({"type": "success"})
                     await self._login.end(session.id)
                     return
@@ -157,7 +157,7 @@ class SessionStream:
                 yield SSEvent(comment="keep-alive")
                 continue
             if data is None:
-                state = "success" if self._login.credentials_present() else "exited"
+                state = "success" if self._login.credentials_present(session) else "exited"
                 yield event({"type": state})
                 return
             yield event({"type": "output", "data": data.decode("utf-8", "replace")})

@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Any
 
+from anyon.services.access import owner_id
 from anyon.services.attempt_repos import AttemptRepos
 from anyon.services.db import queries
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
@@ -52,6 +53,7 @@ class ProcessRecords:
                 run_reason=run_reason,
                 executor_action=action,
                 before_head_commit=before,
+                user_id=owner_id(),  # the account that ran it (None: local mode, the API token)
             )
             if actions.is_agent(action):
                 ExecutorSession.create(

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from anyon.services.access import owner_id
 from anyon.services.db import queries
 from anyon.services.db.models import Project, Task, TaskAttempt
 from anyon.services.db.serialize import attempt_json
@@ -146,6 +147,7 @@ class AttemptStarter:
                 target_branch=base_branch,
                 branch=branch,
                 container_ref=None,
+                user_id=owner_id(),  # who started it: its container gets that account's agent home
             )
         self._head_starts.keep(attempt_id, claimed, ready)
         return attempt

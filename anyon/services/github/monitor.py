@@ -72,15 +72,30 @@ class PrMonitor:
             self._last_problem = text
 
     def poll_once(self) -> PassResult:
+        """One pass. Each PR is polled with the token of the account that opened it (``merges.user_id``,
+        cloud mode with accounts), else the deployment's; a token that is missing or refused skips only
+        the PRs polled with it."""
         result = PassResult()
         rows = self._open_rows()
         if not rows:
             return result
-        token = self._tokens.token()
-        if token is None:
-            self._problem("no GitHub token; open pull requests are not followed until one is set")
-            result.failed = True
-            return result
+        by_token: dict[str, list[Merge]] = {}
+        for row in rows:
+            token = self._tokens.token_of(row.user_id) or self._tokens.token_of(None)
+            if token is None:
+                self._problem("no GitHub token; open pull requests are not followed until one is set")
+                result.failed = True
+                continue
+            by_token.setdefault(token, []).append(row)
+        for token, group in by_token.items():
+            if not self._poll_group(token, group, result):
+                return result
+        if not result.failed:
+            self._last_problem = None
+        return result
+
+    def _poll_group(self, token: str, rows: list[Merge], result: PassResult) -> bool:
+        """Poll the PRs of one token; False when the whole pass must stop (rate limited)."""
         for row in rows:
             parsed = parse_pr_url(row.pr_url or "")
             if parsed is None:
@@ -89,15 +104,16 @@ class PrMonitor:
             try:
                 response = self._client.pull(token, owner, repo, number, self._etags.get(row.id))
             except GitHubError as exc:
+                message = self._tokens.redact(exc.message, token)
                 if exc.kind == "rate_limited":
                     self._problem(f"rate limited by GitHub; pausing {exc.retry_after:.0f} s")
                     result.wait = exc.retry_after
-                    return result
+                    return False
                 if exc.kind in ("unauthorized", "unreachable"):
-                    self._problem(f"{exc.message}; backing off")
+                    self._problem(f"{message}; backing off")
                     result.failed = True
-                    return result
-                log.warning("PR monitor: %s/%s#%d: %s", owner, repo, number, exc.message)
+                    return exc.kind != "unreachable"  # another account's token may still work
+                log.warning("PR monitor: %s/%s#%d: %s", owner, repo, number, message)
                 continue
             result.checked += 1
             wait = rate_limit_wait(response.headers)
@@ -110,9 +126,8 @@ class PrMonitor:
             if wait is not None:  # the budget is spent: stop before GitHub refuses
                 self._problem(f"GitHub rate limit exhausted; pausing {wait:.0f} s")
                 result.wait = wait
-                return result
-        self._last_problem = None
-        return result
+                return False
+        return True
 
     def _store(self, row: Merge, pr: dict[str, object]) -> bool:
         """Save the PR's state; True when it just merged (and its task was set ``done``)."""

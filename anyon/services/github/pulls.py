@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pygit2
 
+from anyon.services.access import current_principal
 from anyon.services.attempt_git import AttemptGitService
 from anyon.services.changes import ChangeNotifier
 from anyon.services.db.database import Database
@@ -226,7 +227,8 @@ class PullRequests:
                     pr_number=number,
                     pr_url=url,
                     target_branch_name=target,
-                    user_id=attempt.user_id,
+                    # who opened (or attached) it: the monitor polls it with that account's token
+                    user_id=_opener(attempt),
                 )
             row.pr_url = url
             apply_pr_state(row, pr)
@@ -235,3 +237,9 @@ class PullRequests:
                 Task.update(status="done", updated_at=utc_now()).where(Task.id == task.id).execute()
         self._changes.task_changed(task.id)
         return row
+
+
+def _opener(attempt: TaskAttempt) -> str | None:
+    """The acting account; work no request started falls back to the account that started the attempt."""
+    principal = current_principal()
+    return principal.user_id if principal is not None else attempt.user_id

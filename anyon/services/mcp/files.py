@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import tomlkit
@@ -32,10 +33,13 @@ MAX_CONFIG_BYTES = 4 * 1024**2
 class McpConfigService:
     """``follow_links``: locally the home is the user's own (a dotfiles symlink is written through, as
     the user meant); in cloud mode the agents' home is theirs to write, so a link there is never followed
-    for reading nor writing (THREAT-MODEL rule 3)."""
+    for reading nor writing (THREAT-MODEL rule 3).
 
-    def __init__(self, agent_home: str, *, follow_links: bool) -> None:
-        self._home = agent_home
+    ``agent_home`` is the home itself or, in cloud mode with accounts, a callable naming the acting
+    account's home (agent_home.py), so each account reads and writes its own agents' MCP servers."""
+
+    def __init__(self, agent_home: str | Callable[[], str], *, follow_links: bool) -> None:
+        self._home = agent_home if callable(agent_home) else (lambda: agent_home)
         self._follow = follow_links
 
     def _target(self, executor: str) -> tuple[str, str]:
@@ -45,7 +49,7 @@ class McpConfigService:
             raise ServiceError(
                 f"Unknown executor {executor[:64]!r}: expected one of {', '.join(EXECUTORS)}"
             ) from None
-        path = mcp_config_path(name, self._home)
+        path = mcp_config_path(name, self._home())
         if path is None:
             raise ServiceError("MCP not supported by this executor")
         return name, path

@@ -434,9 +434,12 @@ class DockerRunner:
         host_env: Mapping[str, str] | None = None,
         client: Any | None = None,
         agent_home: str | None = None,
+        agent_home_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.agent_home = agent_home
+        # cloud mode with accounts: the home of the account that started the attempt (agent_home.py)
+        self._agent_home_of = agent_home_of
         self.instance_id = instance_id
         self.uid, self.gid = resolve_user(settings.user)
         self.secrets = SecretsDirs(secrets_root, self.uid, self.gid)
@@ -589,9 +592,10 @@ class DockerRunner:
                 except docker.errors.NotFound:
                     self._containers.pop(attempt_id, None)
                     existing = None
+            home = await self._in_thread(self.home_of, attempt_id)
             if existing is not None and state is not None:
                 if (existing.worktree, existing.git_dir) == (worktree, git_dir) and self._mounts_match(
-                    state, worktree, git_dir
+                    state, worktree, git_dir, home
                 ):
                     if not state["State"]["Running"]:
                         await self._call(lambda: self.api.start(existing.id))
@@ -601,9 +605,15 @@ class DockerRunner:
                 await self._drop_prestarted(attempt_id)
                 await self._remove_ids([existing.id])
                 self._containers.pop(attempt_id, None)
-            container_id = await self._create(attempt_id, worktree, git_dir)
+            container_id = await self._create(attempt_id, worktree, git_dir, home)
             self.prestart(attempt_id)
             return container_id
+
+    def home_of(self, attempt_id: str) -> str | None:
+        """The agent home an attempt's container gets: its account's, else the deployment's (blocking)."""
+        if self._agent_home_of is not None:
+            return self._agent_home_of(attempt_id)
+        return self.agent_home
 
     async def _find(self, attempt_id: str) -> _Container | None:
         cached = self._containers.get(attempt_id)
@@ -628,13 +638,18 @@ class DockerRunner:
         return container
 
     @staticmethod
-    def _mounts_match(state: dict[str, Any], worktree: str, git_dir: str) -> bool:
+    def _mounts_match(state: dict[str, Any], worktree: str, git_dir: str, home: str | None) -> bool:
+        """Are these the mounts the attempt needs, the agent home of its account included? (A warm
+        container, made before its attempt had an account, is remade for an account with its own home.)"""
         mounts = {m.get("Destination"): m for m in state.get("Mounts", [])}
         shared = mounts.get(git_dir) or {}
+        mounted_home = (mounts.get(CONTAINER_AGENT_HOME) or {}).get("Source")
+        wanted_home = home if home and os.path.isdir(home) else None
         return (
             (mounts.get(worktree) or {}).get("Source") == worktree
             and shared.get("Source") == git_dir
             and not shared.get("RW", True)
+            and mounted_home == wanted_home
         )
 
     def _base_env(self, attempt_id: str, worktree: str) -> dict[str, str]:
@@ -646,7 +661,9 @@ class DockerRunner:
             "ANYON_SECRET_DIR": CONTAINER_SECRETS_DIR,
         }
 
-    def host_config_kwargs(self, worktree: str, git_dir: str, secrets_dir: str) -> dict[str, Any]:
+    def host_config_kwargs(
+        self, worktree: str, git_dir: str, secrets_dir: str, home: str | None = None
+    ) -> dict[str, Any]:
         """Everything that hardens and mounts a container, as ``create_host_config`` arguments."""
         from docker.types import Mount
 
@@ -657,7 +674,7 @@ class DockerRunner:
                 Mount(target=worktree, source=worktree, type="bind", read_only=False),
                 Mount(target=git_dir, source=git_dir, type="bind", read_only=True),
                 Mount(target=CONTAINER_SECRETS_DIR, source=secrets_dir, type="bind", read_only=True),
-                *self._agent_home_mounts(),
+                *self._agent_home_mounts(home),
             ],
             "tmpfs": {
                 "/tmp": tmpfs_opts,
@@ -676,41 +693,42 @@ class DockerRunner:
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
-    def _agent_home_mounts(self) -> list[Any]:
+    @staticmethod
+    def _agent_home_mounts(home: str | None) -> list[Any]:
         from docker.types import Mount
 
-        if not self.agent_home or not os.path.isdir(self.agent_home):
+        if not home or not os.path.isdir(home):
             return []
-        return [Mount(target=CONTAINER_AGENT_HOME, source=self.agent_home, type="bind", read_only=True)]
+        return [Mount(target=CONTAINER_AGENT_HOME, source=home, type="bind", read_only=True)]
 
-    def _share_agent_home(self) -> None:
+    def _share_agent_home(self, home: str | None) -> None:
         """A root server gives the agent home to the container user, who must read it (like secrets_dir)."""
-        if not self.agent_home or os.geteuid() != 0 or (self.uid, self.gid) == (0, 0):
+        if not home or os.geteuid() != 0 or (self.uid, self.gid) == (0, 0):
             return
-        for root, dirs, files in os.walk(self.agent_home):
+        for root, dirs, files in os.walk(home):
             for name in [".", *dirs, *files]:
                 with contextlib.suppress(OSError):
                     os.lchown(os.path.join(root, name), self.uid, self.gid)
 
-    async def _copy_agent_home(self, container_id: str) -> None:
+    async def _copy_agent_home(self, container_id: str, home: str | None) -> None:
         """The container's HOME starts as a copy of the agent home, so its agents are signed in."""
-        if not self.agent_home or not os.path.isdir(self.agent_home):
+        if not home or not os.path.isdir(home):
             return
         try:
             await self._run_quiet(container_id, ["/bin/sh", "-c", _COPY_AGENT_HOME, CONTAINER_AGENT_HOME], 30)
         except RunnerError as exc:
             log.warning("copying the agent home into container %s failed: %s", container_id[:12], exc)
 
-    async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
+    async def _create(self, attempt_id: str, worktree: str, git_dir: str, home: str | None) -> str:
         import docker
 
         secrets_dir = await self._in_thread(self.secrets.ensure, attempt_id)
-        await self._in_thread(self._share_agent_home)
+        await self._in_thread(self._share_agent_home, home)
         labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
         container_id: str | None = None
         try:
             host_config = self.api.create_host_config(
-                **self.host_config_kwargs(worktree, git_dir, str(secrets_dir))
+                **self.host_config_kwargs(worktree, git_dir, str(secrets_dir), home)
             )
             created = await self._call(
                 lambda: self.api.create_container(
@@ -727,7 +745,7 @@ class DockerRunner:
             )
             container_id = str(created["Id"])
             await self._call(lambda: self.api.start(container_id))
-            await self._copy_agent_home(container_id)
+            await self._copy_agent_home(container_id, home)
         except docker.errors.ImageNotFound as exc:
             await self._undo_create(attempt_id, container_id)
             raise self._image_missing() from exc

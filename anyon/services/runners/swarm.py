@@ -73,6 +73,7 @@ class SwarmRunner:
         host_env: Mapping[str, str] | None = None,
         client: Any | None = None,
         agent_home: str | None = None,
+        agent_home_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id
@@ -80,7 +81,13 @@ class SwarmRunner:
         self._host_env = dict(host_env or {})
         # the manager: its API client, thread pool, labels and image checks; never its containers
         self.manager = DockerRunner(
-            settings, instance_id, secrets_root, host_env=host_env, client=client, agent_home=agent_home
+            settings,
+            instance_id,
+            secrets_root,
+            host_env=host_env,
+            client=client,
+            agent_home=agent_home,
+            agent_home_of=agent_home_of,
         )
         self.secrets = self.manager.secrets
         self.uid, self.gid = self.manager.uid, self.manager.gid
@@ -275,8 +282,9 @@ class SwarmRunner:
         labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
         env = container_env(self.settings, self._host_env, attempt_id, worktree)
         user = f"{self.uid}:{self.gid}"
-        await self.manager._in_thread(self.manager._share_agent_home)
-        agent_home = self.manager._agent_home_mounts()
+        home = await self.manager._in_thread(self.manager.home_of, attempt_id)  # the account's logins
+        await self.manager._in_thread(self.manager._share_agent_home, home)
+        agent_home = self.manager._agent_home_mounts(home)
         template = task_template(
             self.settings, user, env, labels, worktree, git_dir, str(secrets_dir), extra_mounts=agent_home
         )
@@ -300,8 +308,7 @@ class SwarmRunner:
         engine.track(attempt_id, placement.container_id, worktree, git_dir)
         self._placed[attempt_id] = engine
         if agent_home:  # the container's HOME starts as a copy of the agent home, so agents are signed in
-            engine.agent_home = self.manager.agent_home
-            await engine._copy_agent_home(placement.container_id)
+            await engine._copy_agent_home(placement.container_id, home)
         engine.prestart(attempt_id)
         log.info(
             "placed attempt %s on node %s (container %s)",
