@@ -11,9 +11,11 @@ import json
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pygit2
 import pytest
 
@@ -113,5 +115,59 @@ def test_the_cli_is_looked_up_inside_the_container_not_on_the_host(
             assert process["status"] == "failed", process
             logs = "".join(c.content for c in server.services.logstore.read(process["id"]))
             assert words in logs and "host amp" not in logs, logs
+    finally:
+        remove_instance_containers(instance)
+
+
+def test_a_login_made_after_the_container_was_created_reaches_its_next_agent(tmp_path: Path) -> None:
+    require_test_image()
+    home = tmp_path / "late-home"  # no login yet
+    config = make_config(
+        tmp_path,
+        mode="cloud",
+        docker={"image": IMAGE, "user": f"{os.getuid()}:{os.getgid()}", "network": "none"},
+        executions={"stop_escalation_seconds": 0.5},
+        agents={"home": str(home)},
+    )
+    instance = instance_id(config)
+    try:
+        with live_server(config) as server:
+            use_fake_agent(server, "sh ./.probe.sh")
+            project = _project(server, tmp_path, "late")
+            _task, attempt = start(server, project, "probe")  # type: ignore[arg-type]
+
+            def containers() -> list[str]:
+                label = f"anyon.attempt={attempt['id']}"
+                return [c.id for c in docker.from_env().containers.list(filters={"label": label})]
+
+            def run_logs(count: int) -> str:
+                process = wait_processes(server, attempt["id"], count, timeout=120)[count - 1]
+                assert process["status"] == "completed", process
+                return "".join(c.content for c in server.services.logstore.read(process["id"]))
+
+            def follow_up(count: int) -> str:
+                deadline = time.monotonic() + 30
+                while (
+                    sent := server.post(
+                        f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "again"}
+                    )
+                ).status_code == 409:
+                    assert time.monotonic() < deadline, sent.text
+                    time.sleep(0.1)
+                assert sent.json()["success"] is True, sent.text
+                return run_logs(count)
+
+            assert "login= " in run_logs(1)  # not signed in: the container's HOME has no login
+            before = containers()
+            assert len(before) == 1
+            # the login from the browser writes into the agent home (as the CLI in the login terminal does)
+            (home / ".claude").mkdir(parents=True, exist_ok=True)
+            (home / ".claude" / ".credentials.json").write_text(json.dumps({"t": "late7"}))
+            assert "login=tlate7 shared=read-only own=writable" in follow_up(2)
+            # the same container, not a new one; and with the agent home unchanged nothing is copied again:
+            # what the agent wrote into its own copy stays
+            assert containers() == before
+            assert "login=changed" in follow_up(3)
+            assert json.loads((home / ".claude" / ".credentials.json").read_text()) == {"t": "late7"}
     finally:
         remove_instance_containers(instance)

@@ -165,6 +165,31 @@ def test_denied_tool_is_shown_denied_and_the_agent_stops(server: LiveServer, tmp
     assert status_of(historic, "Bash") == {"status": "denied", "reason": "not now"}
 
 
+def test_a_question_the_agent_withdraws_ends_at_once_unanswered(server: LiveServer, tmp_path: Path) -> None:
+    project = make_project(server, tmp_path)
+    _task, attempt = start_variant(server, project, "ask withdraw", "APPROVALS")
+    process = agent_process(server, attempt["id"])
+    with pending(server, process["id"], "Bash") as (conn, doc, status):
+        assert server.services.approvals.pending_count() == 1
+        worktree = server.ok("GET", f"/api/task-attempts/{attempt['id']}")["container_ref"]
+        (Path(worktree) / "withdraw.now").write_text("")  # the stand-in cancels its control request now
+        doc = follow(conn, doc, has_status("Bash", "denied"))
+        reason = "The agent withdrew the question before it was answered"
+        assert status_of(doc, "Bash") == {"status": "denied", "reason": reason}
+        doc, _ = read_to_finished(conn, doc)
+    assert server.services.approvals.pending_count() == 0  # ended at once, not at its timeout (30 s)
+    late = respond(server, status["approval_id"], process["id"], {"status": "approved"})
+    assert late.status_code == 409 and "withdrew" in late.json()["message"]
+    assert wait_processes(server, attempt["id"], 1)[0]["status"] == "completed"
+    # the outcome is stored (a later reader sees it), and the agent got no answer to the withdrawn request
+    with ws(server, f"/api/execution-processes/{process['id']}/normalized-logs/ws") as again:
+        historic, _ = read_to_finished(again, {"entries": []})
+    assert status_of(historic, "Bash") == {"status": "denied", "reason": reason}
+    sent = protocol_log(server, attempt["id"])
+    answers = [m for m in sent if m.get("type") == "control_response"]
+    assert all(m["response"].get("request_id") != "req-withdraw" for m in answers), answers
+
+
 def test_bad_answers_change_nothing(server: LiveServer, tmp_path: Path) -> None:
     project = make_project(server, tmp_path)
     _task, attempt = start_variant(server, project, "ask before bash", "APPROVALS")

@@ -125,6 +125,12 @@ def test_other_executor_command_shapes() -> None:
     ]
     assert cmd("CURSOR_AGENT", session="s")[-2:] == ["--resume", "s"]
     assert cmd("COPILOT", "CLAUDE_SONNET_4")[-3:] == ["--allow-all-tools", "--model", "claude-sonnet-4"]
+    # Copilot's first run gets the session id the server chose; a follow-up resumes it (never both)
+    copilot = ExecutorProfileId("COPILOT")
+    assert p.build_command(copilot, new_session_id="n-1")[0][-2:] == ["--session-id", "n-1"]
+    resumed = p.build_command(copilot, follow_up_session_id="s-1", new_session_id="n-2")[0]
+    assert resumed[-2:] == ["--resume", "s-1"] and "--session-id" not in resumed
+    assert "--session-id" not in p.build_command(ExecutorProfileId("AMP"), new_session_id="n-3")[0]
     assert p.stdin_payload(ExecutorProfileId("GEMINI"), "hello") == b"hello"
 
 

@@ -87,15 +87,18 @@ def test_installed_cli_runs_and_its_output_is_normalised(
     answers = [e["content"] for e in log if e["entry_type"]["type"] == "assistant_message"]
     assert answers and "did:" in answers[0], log
     assert "error_message" not in kinds(log), log
-    if executor != "COPILOT":  # Copilot's plain text names no session
+    with server.services.database.connection():
+        session = ExecutorSession.get(ExecutorSession.execution_process == uuid.UUID(process["id"]))
+    assert session.session_id
+    if executor != "COPILOT":
         tools = [e for e in log if e["entry_type"]["type"] == "tool_use"]
         assert tools and tools[0]["entry_type"]["status"]["status"] == "success", log
         assert tools[0]["entry_type"]["action_type"]["action"] == "command_run"
-        with server.services.database.connection():
-            session = ExecutorSession.get(ExecutorSession.execution_process == uuid.UUID(process["id"]))
-        assert session.session_id
     else:
         assert answers == ["Copilot did:\nAdd a file", "Second paragraph."]
+        # Copilot's plain text names no session: the server chose it, and recorded it once Copilot answered
+        argv = command["argv"]
+        assert argv[argv.index("--session-id") + 1] == session.session_id == process["id"]
 
     # the historic replay (from the stored log) gives the same conversation
     def untimed(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -238,6 +241,7 @@ def test_run_agent_setup_runs_cursors_helper_then_its_last_request(
         ("AMP", "continue T-amp-1"),
         ("CURSOR_AGENT", "--resume cursor-sess-1"),
         ("OPENCODE", "--session ses_standin1"),
+        ("COPILOT", "--resume {first}"),
     ],
 )
 def test_a_follow_up_resumes_the_agents_session(
@@ -258,4 +262,5 @@ def test_a_follow_up_resumes_the_agents_session(
     answers = [
         e["content"] for e in entries(server, second["id"]) if e["entry_type"]["type"] == "assistant_message"
     ]
-    assert answers and f"(resumed: {resume})" in answers[-1], answers
+    assert answers and f"(resumed: {resume.format(first=first['id'])})" in answers[-1], answers
+    assert "--session-id" not in second["executor_action"]["command"]["argv"]  # a resume, not a new session

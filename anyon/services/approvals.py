@@ -4,7 +4,8 @@ An agent's protocol client (APPROVALS and PLAN variants) calls :meth:`ApprovalSe
 CLI asks whether a tool may run, shows the returned approval as ``pending_approval`` in the normalized log,
 and awaits :meth:`PendingApproval.wait`. The answer comes from ``POST /api/approvals/{id}/respond``
 (:meth:`ApprovalService.respond`), from the timeout (``executions.approval_timeout_seconds``, 1 h by
-default, as the reference), or from the process stopping (:meth:`ApprovalService.cancel_process`).
+default, as the reference), from the process stopping (:meth:`ApprovalService.cancel_process`), or from the
+agent withdrawing its question (:meth:`ApprovalService.withdraw`).
 
 Approvals live in memory only: one that is pending belongs to a running process, whose protocol stream
 dies with the server anyway. Answered ones are remembered (a bounded number) so that a second answer is a
@@ -59,8 +60,10 @@ class PendingApproval:
     requested_at: datetime
     timeout_at: datetime
     status: ApprovalStatus = field(default_factory=lambda: {"status": "pending"})
-    #: set when the process stopped: later answers are refused with this reason
+    #: set when the process stopped or the agent withdrew the question: later answers are refused with
+    #: :attr:`cancel_note` as the reason
     cancelled: bool = False
+    cancel_note: str = "the execution process stopped"
     _answered: asyncio.Event = field(default_factory=asyncio.Event)
     _timer: asyncio.TimerHandle | None = None
 
@@ -156,6 +159,17 @@ class ApprovalService:
             self._finish(approval, denied(STOPPED_REASON))
         return len(mine)
 
+    def withdraw(self, approval_id: str, reason: str) -> bool:
+        """The agent no longer waits for this answer (it cancelled its own question): the approval ends
+        denied with ``reason``; later answers get a 409 saying it was withdrawn. False when not pending."""
+        approval = self._pending.get(approval_id)
+        if approval is None:
+            return False
+        approval.cancelled = True
+        approval.cancel_note = "the agent withdrew the question"
+        self._finish(approval, denied(reason))
+        return True
+
     def get(self, approval_id: str) -> PendingApproval | None:
         return self._pending.get(approval_id) or self._answered.get(approval_id)
 
@@ -173,7 +187,7 @@ class ApprovalService:
     @staticmethod
     def _outcome(approval: PendingApproval) -> str:
         if approval.cancelled:
-            return "the execution process stopped"
+            return approval.cancel_note
         kind = approval.status["status"]
         if kind == "timed_out":
             return "it timed out"

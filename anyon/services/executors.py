@@ -319,17 +319,24 @@ class ExecutorProfiles:
     # --- commands ------------------------------------------------------------------------------------
 
     def build_command(
-        self, profile_id: ExecutorProfileId, *, follow_up_session_id: str | None = None
+        self,
+        profile_id: ExecutorProfileId,
+        *,
+        follow_up_session_id: str | None = None,
+        new_session_id: str | None = None,
     ) -> tuple[list[str], bool]:
         """``(argv, prompt_via_stdin)`` for a coding-agent request (spec §5.1 command shape).
 
         ``base + params + additional_params``, split shell-style. ``follow_up_session_id`` adds the agent's
         resume flags (for JSON-RPC/ACP agents the session travels in the protocol, not on the command line).
+        ``new_session_id`` is the id a first run's session gets, for agents that tell it nowhere else (Copilot
+        names its session only in files of its own, so the server chooses it: ``--session-id``).
         """
         profile_id = self.validate_profile_id(profile_id.executor, profile_id.variant)
         opts = self.options(profile_id)
         executor = profile_id.executor
-        default_base, params, extra = _command_parts(executor, opts, follow_up_session_id)
+        session, new = follow_up_session_id, new_session_id
+        default_base, params, extra = _command_parts(executor, opts, session, new)
         base = opts.get("base_command_override") or default_base
         try:
             argv = shlex.split(base) + params + extra + list(opts.get("additional_params") or [])
@@ -339,8 +346,16 @@ class ExecutorProfiles:
             raise ProfileError(f"the command of {executor} is empty")
         return argv, True
 
-    def command(self, profile_id: ExecutorProfileId, *, follow_up_session_id: str | None = None) -> Command:
-        argv, via_stdin = self.build_command(profile_id, follow_up_session_id=follow_up_session_id)
+    def command(
+        self,
+        profile_id: ExecutorProfileId,
+        *,
+        follow_up_session_id: str | None = None,
+        new_session_id: str | None = None,
+    ) -> Command:
+        argv, via_stdin = self.build_command(
+            profile_id, follow_up_session_id=follow_up_session_id, new_session_id=new_session_id
+        )
         profile_id = self.validate_profile_id(profile_id.executor, profile_id.variant)
         opts = self.options(profile_id)
         executor = profile_id.executor
@@ -369,9 +384,9 @@ class ExecutorProfiles:
 
 
 def _command_parts(
-    executor: str, o: Mapping[str, Any], session: str | None
+    executor: str, o: Mapping[str, Any], session: str | None, new_session: str | None = None
 ) -> tuple[str, list[str], list[str]]:
-    """(default base command, params from options, follow-up params)."""
+    """(default base command, params from options, session params: a follow-up's, or a new session's id)."""
     base = BASE_COMMANDS[executor]
     params: list[str] = []
     follow: list[str] = []
@@ -441,6 +456,8 @@ def _command_parts(
             params += ["--disable-mcp-server", m]
         if session:
             follow = ["--resume", session]
+        elif new_session:
+            follow = ["--session-id", new_session]
     return base, params, follow
 
 

@@ -14,6 +14,8 @@ prompt so tests can drive it:
   "plan"     present a plan with ExitPlanMode, asking first; on approval expect bypassPermissions
   "abrupt"   (with ask) die without a word while the question is open
   "wait"     (with ask) keep waiting for the answer whatever comes (an interrupt is recorded)
+  "withdraw" (with ask) once withdraw.now exists in the working directory, cancel the open question with
+             control_cancel_request and end the turn (what it reads afterwards is recorded)
 otherwise it writes agent.txt (the prompt) and prints a stream-json transcript. In the interactive mode
 (after an initialize) it waits for the end of its input after the result, as the real CLI does.
 Images the prompt links (``![alt](/abs/.vibe-images/x.png)``) are read, and their SHA-256 written to seen.txt.
@@ -114,6 +116,20 @@ def may_use(tool, tool_input, tool_use_id):
         )
         time.sleep(0.5)
         os._exit(9)
+    if "withdraw" in PROMPT:
+        request = {
+            "subtype": "can_use_tool",
+            "tool_name": tool,
+            "input": tool_input,
+            "tool_use_id": tool_use_id,
+        }
+        emit({"type": "control_request", "request_id": "req-withdraw", "request": request})
+        deadline = time.monotonic() + 30
+        while not os.path.exists("withdraw.now") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        emit({"type": "control_cancel_request", "request_id": "req-withdraw"})
+        say("Question withdrawn")
+        finish(state.get("session"), "Question withdrawn")
     answer = ask_server(
         {"subtype": "can_use_tool", "tool_name": tool, "input": tool_input, "tool_use_id": tool_use_id}
     )
@@ -146,8 +162,9 @@ def finish(session, text, is_error=False):
         result["result"] = text
     emit(result)
     if state["interactive"]:
-        while next_message() is not None:  # the real CLI exits at the end of its input
-            pass
+        while (msg := next_message()) is not None:  # the real CLI exits at the end of its input
+            if "withdraw" in PROMPT and msg.get("type") != "control_request":
+                record(msg)
     sys.exit(0)
 
 
@@ -161,6 +178,7 @@ def main():
     if resume:
         record({"resumed": resume, "forked": "--fork-session" in sys.argv})
     session = resume or "sess-" + str(os.getpid())
+    state["session"] = session
     emit({"type": "system", "subtype": "init", "session_id": session, "cwd": os.getcwd(), "model": "fake"})
     if "silent" in prompt:
         finish(session, None)

@@ -148,7 +148,7 @@ def copilot(prompt: str) -> None:
     print("\x1b[1mCopilot did:\x1b[0m", flush=True)
     print(prompt.strip(), flush=True)
     print("", flush=True)
-    print("Second paragraph.", flush=True)
+    print(f"Second paragraph.{resumed()}", flush=True)
 
 
 def main() -> None:

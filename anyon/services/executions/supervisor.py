@@ -92,9 +92,11 @@ class ProcessSupervisor:
             return [self._shell, "-c", typ["script"]], None
         profile = self._profiles.profile_id_from_json(typ["executor_profile_id"])
         session = typ.get("session_id") if typ["type"] == actions.FOLLOW_UP else None
-        command = self._profiles.command(profile, follow_up_session_id=session)
+        new_session = str(live.process_id)  # for agents whose session id the server chooses (Copilot)
+        command = self._profiles.command(profile, follow_up_session_id=session, new_session_id=new_session)
         live.command = command
         if live.normalizer is not None:
+            live.normalizer.planned_session_id = session or new_session
             prompt = self._profiles.full_prompt(profile, typ["prompt"])
             options = self._profiles.options(profile)
             run = RunRequest(live.process_id, prompt, session, options, live.context.worktree)

@@ -1,7 +1,9 @@
 """GitHub Copilot CLI's plain-text output (``--no-color``, prompt on stdin), as the reference reads it.
 
 Copilot prints its answer as text: each paragraph (lines up to a blank line) becomes one assistant message,
-grown in place (``replace``) as its lines arrive. Its errors arrive on stderr ("Error: No authentication
+grown in place (``replace``) as its lines arrive. Its output names no session: the server gives a first run
+its session id (``--session-id``, see executors.py) and the normaliser records it once Copilot answered, so
+that a follow-up runs ``--resume <id>``. Its errors arrive on stderr ("Error: No authentication
 information found." when it is not signed in); they are read by failures.py.
 """
 
@@ -29,6 +31,10 @@ class CopilotNormalizer(LogNormalizer):
         content = "\n".join(self._paragraph)
         self._last_assistant = content
         value = entry(simple_type("assistant_message"), content, timestamp=self._now())
+        if self.session_id is None and self.planned_session_id:
+            self.session_id = (
+                self.planned_session_id
+            )  # it answered: the session exists, a follow-up resumes it
         if self._paragraph_index is None:
             self._paragraph_index = self.entry_count
             return [self._add(value)]

@@ -110,6 +110,9 @@ class LogNormalizer:
         #: tool call id → index of its entry, while a later line (result, approval) may update it
         self._tool_index: dict[str, int] = {}
         self.session_id: str | None = None
+        #: the session id the server chose for an agent that names it nowhere in its output (Copilot's
+        #: ``--session-id``); such a normaliser adopts it once the agent answered, i.e. the session exists
+        self.planned_session_id: str | None = None
         self._last_assistant: str | None = None
         self._partial = {"stdout": "", "stderr": ""}
         #: the first failure read from the agent's output (failures.py); the engine ends the run on it

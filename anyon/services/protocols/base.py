@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from anyon.services.approvals import ApprovalService, ApprovalStatus
+from anyon.services.approvals import ApprovalService, ApprovalStatus, PendingApproval
 from anyon.services.jsonpatch import Op
 from anyon.services.normalizer.entries import LogNormalizer, approval_line, approval_tool_status
 from anyon.services.runners.base import RunnerError, RunningProcess
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds the end of a run waits for the client's last writes and answers before giving up on them.
 FINISH_GRACE_SECONDS = 2.0
+#: Why an approval ended when the agent cancelled its own question (shown on the tool's entry).
+WITHDRAWN_REASON = "The agent withdrew the question before it was answered"
 #: Longest stdout line a client parses (a longer one is still logged and normalised, never parsed here).
 MAX_LINE_CHARS = 8 * 1024 * 1024
 
@@ -76,6 +78,9 @@ class AgentClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stdin_closed = False
         self.stopping = False
+        #: approvals being waited for, by the agent's own request key (see :meth:`withdraw`)
+        self._asking: dict[str, PendingApproval] = {}
+        self._withdrawn: set[str] = set()
 
     # --- engine-facing ------------------------------------------------------------------------------
 
@@ -209,17 +214,41 @@ class AgentClient:
         if self._sink is not None:
             self._sink.note(message)
 
-    async def ask(self, call_id: str, tool_name: str, arguments: Any) -> ApprovalStatus:
-        """Ask the user about one tool call: pending in the log, then the outcome (stored, for replays)."""
+    async def ask(
+        self, call_id: str, tool_name: str, arguments: Any, *, key: str | None = None
+    ) -> ApprovalStatus:
+        """Ask the user about one tool call: pending in the log, then the outcome (stored, for replays).
+
+        ``key`` is the agent's id of its request, for an agent that may withdraw it (:meth:`withdraw`).
+        """
         if self.approvals is None or self.stopping:
             return {"status": "denied", "reason": "The execution process is stopping"}
+        if key is not None and key in self._withdrawn:
+            return {"status": "denied", "reason": WITHDRAWN_REASON}
         if not self.normalizer.has_tool(call_id):
             self.show(self.normalizer.add_tool(call_id, tool_name, arguments))
         approval = self.approvals.request(self.run.process_id, tool_name, call_id)
         self.show(self.normalizer.tool_status(call_id, approval.tool_status()))
-        status = await approval.wait()
+        if key is not None:
+            self._asking[key] = approval
+        try:
+            status = await approval.wait()
+        finally:
+            if key is not None:
+                self._asking.pop(key, None)
         self.record_outcome(call_id, tool_name, status)
         return status
+
+    def withdraw(self, key: str) -> None:
+        """The agent cancelled its request ``key``: its approval ends (denied, saying so), unanswered."""
+        self._withdrawn.add(key)
+        approval = self._asking.get(key)
+        if approval is not None and self.approvals is not None:
+            self.approvals.withdraw(approval.id, WITHDRAWN_REASON)
+
+    def withdrawn(self, key: str) -> bool:
+        """Whether the agent cancelled its request ``key`` (it then expects no answer)."""
+        return key in self._withdrawn
 
     def record_outcome(self, call_id: str, tool_name: str, status: ApprovalStatus) -> None:
         """The approval's outcome into the stored log (and so the live log), as a server line."""

@@ -8,6 +8,8 @@ conversation (read by :class:`~anyon.services.normalizer.ClaudeStreamJsonNormali
 * ``hook_callback`` — our hooks route a tool to the permission prompt (``ask``) or let it pass (``allow``);
 * ``can_use_tool`` — (with ``--permission-prompt-tool=stdio``) may this tool run? Answered by the user
   through the approvals service: ``{"behavior":"allow","updatedInput"}`` or ``{"behavior":"deny","message"}``.
+  A ``control_cancel_request`` naming it withdraws the question: the approval ends (denied, saying so) and
+  no answer is sent.
 
 Variants (types.md §5): DEFAULT bypasses permissions, so nothing is asked: the prompt is written and stdin
 closed, as a one-shot ``-p`` run. APPROVALS starts in the ``default`` mode with every tool but the read-only
@@ -99,6 +101,12 @@ class ClaudeControlClient(AgentClient):
             self._on_control_request(message)
         elif kind == "control_response":
             self._on_control_response(message)
+        elif kind == "control_cancel_request":
+            # the CLI no longer waits for its question (e.g. it aborted the tool): the approval ends now,
+            # rather than at its timeout, and no answer is sent
+            request_id = message.get("request_id")
+            if isinstance(request_id, str) and request_id:
+                self.withdraw(request_id)
         elif kind == "result":
             if message.get("is_error") or message.get("subtype") not in (None, "success"):
                 result = message.get("result")
@@ -147,8 +155,9 @@ class ClaudeControlClient(AgentClient):
         if not self.asks:
             self._respond(request_id, {"behavior": "allow", "updatedInput": tool_input})
             return
-        status = await self.ask(call_id, tool_name, tool_input)
-        self._answer(request_id, tool_name, tool_input, status)
+        status = await self.ask(call_id, tool_name, tool_input, key=request_id)
+        if not self.withdrawn(request_id):
+            self._answer(request_id, tool_name, tool_input, status)
 
     def _answer(
         self, request_id: str, tool_name: str, tool_input: dict[str, Any], status: ApprovalStatus

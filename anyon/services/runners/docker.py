@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from anyon.config.model import DockerSettings
+from anyon.services.runners.agent_home_sync import REFRESH_SCRIPT, home_stamp
 from anyon.services.runners.base import (
     SIGKILL_EXIT,
     ChunkStream,
@@ -79,7 +80,6 @@ CONTAINER_HOME = "/home/anyon"
 #: Where the deployment's agent home (logins) is mounted, read-only; it is copied into HOME at start so an
 #: agent works on its own copy and can never change the shared credentials.
 CONTAINER_AGENT_HOME = "/opt/anyon/agent-home"
-_COPY_AGENT_HOME = 'cp -R "$0"/. "$HOME"/ 2>/dev/null; exit 0'
 BUILD_HINT = "build it with `bash scripts/build-test-image.sh` (tests) or from deploy/image/Dockerfile"
 
 #: Keeps the container alive without a busy process; exits at once on TERM/INT.
@@ -447,6 +447,8 @@ class DockerRunner:
         self._client = client
         self._client_lock = threading.Lock()
         self._containers: dict[str, _Container] = {}
+        #: container id → stamp of the agent home last copied into its HOME (agent_home_sync.py)
+        self._home_copies: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # one waiting launcher per attempt (see warm.py), and the task starting the next one
         self._prestarted: dict[str, PrestartedExec] = {}
@@ -711,13 +713,25 @@ class DockerRunner:
                     os.lchown(os.path.join(root, name), self.uid, self.gid)
 
     async def _copy_agent_home(self, container_id: str, home: str | None) -> None:
-        """The container's HOME starts as a copy of the agent home, so its agents are signed in."""
-        if not home or not os.path.isdir(home):
+        """The container's HOME is a copy of the agent home (``home``: its account's), so its agents are
+        signed in: made when the container starts, and made again before a process starts when the agent
+        home changed since (a login in the browser after the container was created; see agent_home_sync.py).
+        """
+        if not home:
             return
+        stamp = await self._in_thread(home_stamp, home)
+        if stamp is None or self._home_copies.get(container_id) == stamp:
+            return
+        await self._in_thread(self._share_agent_home, home)
+        argv = ["/bin/sh", "-c", REFRESH_SCRIPT, CONTAINER_AGENT_HOME, stamp]
         try:
-            await self._run_quiet(container_id, ["/bin/sh", "-c", _COPY_AGENT_HOME, CONTAINER_AGENT_HOME], 30)
+            await self._run_quiet(container_id, argv, 30)
         except RunnerError as exc:
             log.warning("copying the agent home into container %s failed: %s", container_id[:12], exc)
+            return
+        if len(self._home_copies) >= 4096:  # ids of removed containers: forget them all, a copy is cheap
+            self._home_copies.clear()
+        self._home_copies[container_id] = stamp
 
     async def _create(self, attempt_id: str, worktree: str, git_dir: str, home: str | None) -> str:
         import docker
@@ -944,6 +958,8 @@ class DockerRunner:
             container = await self._find(attempt_id)
             if container is None:
                 raise RunnerError(f"the container of attempt {attempt_id} no longer exists")
+        # a login made since the container started reaches it (the home of the account of the attempt)
+        await self._copy_agent_home(container.id, await self._in_thread(self.home_of, attempt_id))
         exec_env = {**await self._in_thread(self.secrets.env, attempt_id), **env}
         line = command_line(argv, cwd, exec_env) if self.settings.prestart_exec else None
         if line is not None:
