@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import tests.live_server as live_module
+import anyon.harness.live as live_module
 from anyon.deployment.cloud import CloudDeployment
 from anyon.deployment.factory import build_deployment
 from tests.conftest import make_config
