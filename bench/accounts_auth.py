@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from anyon.services.accounts import AccountService
 from anyon.services.db.database import Database
+from anyon.services.team.accounts import AccountService
 
 
 def _time(fn: object, rounds: int) -> list[float]:

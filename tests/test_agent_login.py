@@ -187,7 +187,7 @@ def test_the_socket_needs_the_token_when_the_server_is_reachable(
 
 
 def test_open_login_terminals_are_limited_and_time_out(tmp_path: Path, home: Path) -> None:
-    from anyon.services.agent_login import MAX_OPEN_SESSIONS
+    from anyon.services.agents.agent_login import MAX_OPEN_SESSIONS
 
     agents = {
         "home": str(home),

@@ -28,7 +28,7 @@ from anyon.services.db.models import (
     TaskImage,
     parse_uuid,
 )
-from anyon.services.logstore import LogStore
+from anyon.services.logs.logstore import LogStore
 
 # fixtures shared by every DB test module (SQLite and PostgreSQL)
 database = test_db_support.database

@@ -168,7 +168,7 @@ def test_runner_image_is_non_root_with_git_node_and_agent_clis() -> None:
 
 
 def test_runner_image_installs_every_npm_agent_cli_at_the_pinned_version() -> None:
-    from anyon.services.launchers import AGENT_CLIS
+    from anyon.services.agents.launchers import AGENT_CLIS
 
     text = (DEPLOY / "image" / "Dockerfile").read_text()
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))

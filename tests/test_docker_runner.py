@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from anyon.config.model import DockerSettings
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.runners import ExecutableNotFound, RunnerError, RunningProcess
-from anyon.services.worktrees import WorktreeManager
 from tests.conftest import IN_CI, require_docker
 
 pytestmark = pytest.mark.docker

@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from anyon.services import jsonpatch as jp
-from anyon.services.events import (
+from anyon.services.board.events import (
     SSE_JSON_PATCH,
     BusEvent,
     EventBus,
@@ -19,6 +18,7 @@ from anyon.services.events import (
     processes_topic,
     tasks_topic,
 )
+from anyon.services.logs import jsonpatch as jp
 
 
 def run(coro):  # type: ignore[no-untyped-def]

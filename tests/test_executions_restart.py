@@ -215,7 +215,7 @@ def _stored_log(data_dir: Path, process_id: str) -> str:
     import uuid
 
     from anyon.services.db.database import Database
-    from anyon.services.logstore import LogStore
+    from anyon.services.logs.logstore import LogStore
 
     database = Database.from_url(f"sqlite:///{data_dir / 'anyon.db'}")
     try:

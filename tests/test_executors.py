@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from anyon.services.executors import (
+from anyon.services.agents.executors import (
     BUILTIN_PROFILES,
     EXECUTORS,
     ExecutorProfileId,

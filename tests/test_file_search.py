@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from anyon.services.file_search import FileSearch, InvalidSearch
 from anyon.services.git import GitService, NotARepository
+from anyon.services.git.file_search import FileSearch, InvalidSearch
 
 
 def write(root: Path, rel: str, text: str = "x\n") -> None:

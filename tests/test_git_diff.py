@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from anyon.services.git import BranchNotFound, ContentBudget, GitService, InvalidPath, diff_key
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.worktrees import WorktreeManager
 
 ATTEMPT = "aa11bb22-0000-4000-8000-000000000002"
 KEYS = {

@@ -23,7 +23,7 @@ from anyon.services.git import (
     RebaseInProgress,
     WorktreeDirty,
 )
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.worktrees import WorktreeManager
 
 ATTEMPT = "3f2a9c1e-0000-4000-8000-000000000001"
 

@@ -24,7 +24,7 @@ from anyon.services.git.isolation import (
     synced_tip,
 )
 from anyon.services.git.repo import signature
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.worktrees import WorktreeManager
 
 BRANCH = "vk/abcd-task"
 CLEAN_ENV = {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from anyon.services import jsonpatch as jp
+from anyon.services.logs import jsonpatch as jp
 
 
 def test_escape_order_tilde_before_slash() -> None:

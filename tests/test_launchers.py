@@ -7,8 +7,8 @@ import shlex
 
 import pytest
 
-from anyon.services.executors import ExecutorProfileId, ExecutorProfiles
-from anyon.services.launchers import (
+from anyon.services.agents.executors import ExecutorProfileId, ExecutorProfiles
+from anyon.services.agents.launchers import (
     AGENT_CLIS,
     AgentLauncher,
     AgentNotInstalled,

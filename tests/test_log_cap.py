@@ -14,7 +14,7 @@ import peewee as pw
 import pytest
 
 from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog, utc_now
-from anyon.services.logcap import LogCap, is_marker
+from anyon.services.logs.logcap import LogCap, is_marker
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_local import make_project, start, use_fake_agent, wait_processes

@@ -11,7 +11,7 @@ from test_db_support import make_chain
 
 from anyon.services.db import Database
 from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog
-from anyon.services.logstore import LogChunk, LogStore, LogStoreError
+from anyon.services.logs.logstore import LogChunk, LogStore, LogStoreError
 
 # fixtures shared by every DB test module (SQLite and PostgreSQL)
 database = test_db_support.database

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from anyon.services import jsonpatch as jp
-from anyon.services.msgstore import FileSpill, LogMsg, LogsEvicted, MsgStore
+from anyon.services.logs import jsonpatch as jp
+from anyon.services.logs.msgstore import FileSpill, LogMsg, LogsEvicted, MsgStore
 
 
 def run(coro):  # type: ignore[no-untyped-def]

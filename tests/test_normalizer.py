@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from anyon.services import jsonpatch as jp
+from anyon.services.logs import jsonpatch as jp
 from anyon.services.normalizer import (
     AcpNormalizer,
     ClaudeStreamJsonNormalizer,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from anyon.services.jsonpatch import apply_ops
+from anyon.services.logs.jsonpatch import apply_ops
 from anyon.services.normalizer import COMMAND_PREFIX, normalizer_for
 from anyon.services.normalizer.failures import diagnose, is_npm_notice
 

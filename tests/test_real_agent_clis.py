@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from anyon.services.launchers import AGENT_CLIS
+from anyon.services.agents.launchers import AGENT_CLIS
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_output_agents import entries, run

@@ -13,8 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from anyon.services import events as ev
-from anyon.services import jsonpatch as jp
+from anyon.services.board import events as ev
+from anyon.services.logs import jsonpatch as jp
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_local import start, use_fake_agent
@@ -339,7 +339,7 @@ def test_diff_stream_escapes_paths_and_releases_the_watcher(
     server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from anyon.api.streams import diff
-    from anyon.services.diffstream import AttemptDiffStream
+    from anyon.services.logs.diffstream import AttemptDiffStream
 
     watchers: list[Any] = []
 

@@ -35,7 +35,7 @@ from anyon.security.auth import (
     Verdict,
 )
 from anyon.security.secrets import SecretError, SecretProvider
-from anyon.services.access import set_principal
+from anyon.services.team.access import set_principal
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyon.services.user_config import config_json_schema
+from anyon.services.board.user_config import config_json_schema
 
 STR: dict[str, Any] = {"type": "string"}
 STR_N: dict[str, Any] = {"type": ["string", "null"]}

@@ -4,7 +4,7 @@ Installed after authentication on a cloud server with accounts. Every id a reque
 (``{project_id}``, ``{task_id}``, ``{attempt_id}``, ``{process_id}``, ``{image_id}``, ``{tag_id}``), its
 query string (``project_id``, ``task_id``, ``task_attempt_id``) or its JSON body (``project_id``,
 ``task_id``, ``parent_task_attempt``, ``process_id``, ``retry_process_id``, ``task.project_id``) — is
-checked against :class:`~anyon.services.access.AccessScope` *before* the resource runs, so no resource
+checked against :class:`~anyon.services.team.access.AccessScope` *before* the resource runs, so no resource
 needs a check of its own and a new route is covered by naming its ids the usual way. An object the
 caller may not see answers exactly as an unknown id (see ``_stand_in``); a WebSocket is refused with the
 same HTTP 404 as for an unknown id. The lists that are not scoped by an id in the request
@@ -31,8 +31,8 @@ from falcon.asgi.stream import BoundedStream
 from anyon.api.boundary import client_address
 from anyon.api.envelope import ApiError, soft_error
 from anyon.api.http import read_body
-from anyon.services.access import Principal
-from anyon.services.team import Team
+from anyon.services.team.access import Principal
+from anyon.services.team.service import Team
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from anyon.services.audit import AuditLog, matches
-    from anyon.services.team import audit_dir
+    from anyon.services.team.audit import AuditLog, matches
+    from anyon.services.team.service import audit_dir
 
     config = load_or_exit(args)
     if config is None:

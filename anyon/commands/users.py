@@ -56,9 +56,9 @@ def _print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anyon.services.accounts import AccountService, load_key
     from anyon.services.db.database import Database
     from anyon.services.errors import ServiceError
+    from anyon.services.team.accounts import AccountService, load_key
 
     config = load_or_exit(args)
     if config is None:

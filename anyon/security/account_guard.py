@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from anyon.security.auth import AccessGuard, Decision, FailureLimiter, TokenChecker, Verdict, _bearer
-from anyon.services.access import LEGACY_ADMIN
-from anyon.services.accounts import AccountService
+from anyon.services.team.access import LEGACY_ADMIN
+from anyon.services.team.accounts import AccountService
 
 
 class AccountGuard(AccessGuard):

@@ -142,7 +142,9 @@ class Decision:
     verdict: Verdict
     retry_after: float = 0.0
     via: str = ""  # "bearer" or "cookie" when OK
-    principal: Any = None  # who was authenticated, when accounts are on (anyon.services.access.Principal)
+    principal: Any = (
+        None  # who was authenticated, when accounts are on (anyon.services.team.access.Principal)
+    )
 
     @property
     def ok(self) -> bool:

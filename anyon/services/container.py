@@ -24,19 +24,29 @@ from typing import TYPE_CHECKING, Any
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
-from anyon.services.agent_home import AgentHomes, ensure_agent_home
-from anyon.services.agent_login import AgentLoginService
-from anyon.services.approvals import ApprovalService
-from anyon.services.attempt_git import AttemptGitService
-from anyon.services.attempt_repos import AttemptRepos, IsolatedAttemptRepos, SharedAttemptRepos
-from anyon.services.attempts import AttemptService, ProcessService
-from anyon.services.changes import ChangeNotifier
+from anyon.services.agents.agent_home import AgentHomes, ensure_agent_home
+from anyon.services.agents.agent_login import AgentLoginService
+from anyon.services.agents.approvals import ApprovalService
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.agents.launchers import AGENT_CLIS, AgentLauncher
+from anyon.services.board.attempt_git import AttemptGitService
+from anyon.services.board.attempt_repos import AttemptRepos, IsolatedAttemptRepos, SharedAttemptRepos
+from anyon.services.board.attempts import AttemptService, ProcessService
+from anyon.services.board.changes import ChangeNotifier
+from anyon.services.board.drafts import DraftService
+from anyon.services.board.events import EventBus
+from anyon.services.board.filesystem import FilesystemService
+from anyon.services.board.images import ImageService
+from anyon.services.board.onboarding import Onboarding
+from anyon.services.board.projects import ProjectService
+from anyon.services.board.tags import TagService
+from anyon.services.board.tasks import TaskService
+from anyon.services.board.user_config import UserConfigService
+from anyon.services.board.user_scoped_config import UserScopedConfig
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, TaskAttempt, parse_uuid
 from anyon.services.db.readcache import ReadCache
-from anyon.services.drafts import DraftService
-from anyon.services.events import EventBus
 from anyon.services.executions.cleanup import AttemptCleanup
 from anyon.services.executions.conversation import Conversation
 from anyon.services.executions.core import EngineCore, FinishedHook
@@ -50,34 +60,24 @@ from anyon.services.executions.slots import ExecutionSlots
 from anyon.services.executions.start import AttemptStarter
 from anyon.services.executions.stopping import ProcessStopper
 from anyon.services.executions.supervisor import ProcessSupervisor
-from anyon.services.executors import ExecutorProfiles
-from anyon.services.file_search import FileSearch
-from anyon.services.filesystem import FilesystemService
 from anyon.services.git import GitService
+from anyon.services.git.file_search import FileSearch
+from anyon.services.git.paths import PathPolicy
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.github.service import GitHub, build_github
-from anyon.services.images import ImageService
-from anyon.services.launchers import AGENT_CLIS, AgentLauncher
-from anyon.services.logstore import LogStore
+from anyon.services.logs.logstore import LogStore
 from anyon.services.maintenance import Maintenance
 from anyon.services.mcp.files import McpConfigService
 from anyon.services.notifications.notifier import Notifier
 from anyon.services.notifications.sounds import SoundLibrary
-from anyon.services.onboarding import Onboarding
-from anyon.services.paths import PathPolicy
-from anyon.services.projects import ProjectService
 from anyon.services.runners.base import Runner
 from anyon.services.runners.contracts import ContainerProvisioner, ContainerRunner
 from anyon.services.runners.environment import agent_environment, without_server_secrets
 from anyon.services.runners.host import HostRunner
-from anyon.services.tags import TagService
-from anyon.services.tasks import TaskService
-from anyon.services.team import Team, build_team
-from anyon.services.user_config import UserConfigService
-from anyon.services.user_scoped_config import UserScopedConfig
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.team.service import Team, build_team
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import ReadyWorktrees
+    from anyon.services.git.ready_worktrees import ReadyWorktrees
     from anyon.services.runners.warm import WarmPool
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class Services:
     approvals: ApprovalService
     agent_login: AgentLoginService
     docker: ContainerRunner | None = None  # cloud mode's runner of per-attempt containers
-    team: Team | None = None  # cloud mode: accounts, access scope, audit (services/team.py)
+    team: Team | None = None  # cloud mode: accounts, access scope, audit (services/team/service.py)
     extra_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     # set when the server begins to shut down: endless streams end themselves
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,7 +198,7 @@ def _warm_pool_for(
 ) -> WarmPool:
     """Cloud mode: started containers kept ready per recently active project (runners/warm.py), their
     folders filled with a checkout of the project's branch when ``executions.ready_worktrees`` > 0."""
-    from anyon.services.checkouts_ahead import AheadCheckouts
+    from anyon.services.git.checkouts_ahead import AheadCheckouts
     from anyon.services.runners.warm import WarmPool
 
     async def project_exists(project_id: str) -> bool:
@@ -219,8 +219,8 @@ def _warm_pool_for(
 def _ready_worktrees_for(
     config: AnyonConfig, worktrees: WorktreeManager, projects: ProjectService
 ) -> ReadyWorktrees:
-    """Local mode: checkouts made ahead per recently active project (ready_worktrees.py)."""
-    from anyon.services.ready_worktrees import ReadyWorktrees
+    """Local mode: checkouts made ahead per recently active project (git/ready_worktrees.py)."""
+    from anyon.services.git.ready_worktrees import ReadyWorktrees
 
     async def project_exists(project_id: str) -> bool:
         return await asyncio.to_thread(projects.exists, uuid.UUID(project_id))
@@ -456,7 +456,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
     database = Database.from_url(config.database_url, busy_timeout_ms=config.database.busy_timeout_ms)
     bus = EventBus()
     changes = ChangeNotifier(database, bus)
-    # cloud mode: each account's own UI config and GitHub token (services/user_scoped_config.py)
+    # cloud mode: each account's own UI config and GitHub token (services/board/user_scoped_config.py)
     user_config = (UserScopedConfig if config.is_cloud else UserConfigService)(config.paths.data_dir)
 
     def user_workspace() -> str | None:

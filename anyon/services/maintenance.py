@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from anyon.config.model import RetentionSettings
+from anyon.services.board.images import ImageService
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
-from anyon.services.file_search import FileSearch
-from anyon.services.images import ImageService
-from anyon.services.logstore import LogStore
+from anyon.services.git.file_search import FileSearch
+from anyon.services.logs.logstore import LogStore
 from anyon.services.runners.contracts import ContainerRunner
 
 if TYPE_CHECKING:
     from anyon.services.runners.docker import ReconcileResult
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 

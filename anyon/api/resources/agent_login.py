@@ -1,8 +1,8 @@
 """``/api/auth/claude/...``: the browser's login terminal for the agents (spec §1.2, §2.7, §2.9).
 
-Thin: the PTY, the credentials check and the logout live in services/agent_login.py. The WebSocket passes
-the same boundary checks (Host, Origin) and authentication as every other stream: those run as middleware
-before this resource is reached.
+Thin: the PTY, the credentials check and the logout live in services/agents/agent_login.py. The WebSocket
+passes the same boundary checks (Host, Origin) and authentication as every other stream: those run as
+middleware before this resource is reached.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from falcon.asgi import SSEvent
 from anyon.api.http import json_body, respond
 from anyon.api.streams.ws import deny
 from anyon.api.validation import F, api_operation
-from anyon.services.agent_login import AgentLoginService, LoginSession
+from anyon.services.agents.agent_login import AgentLoginService, LoginSession
 from anyon.services.errors import ServiceError
 
 META_PREFIX = "__CLAUDE_META__"

@@ -6,8 +6,8 @@ import falcon.asgi
 
 from anyon.api.http import json_body, respond, run_sync
 from anyon.api.validation import F, api_operation, parse_uuid, query_params
+from anyon.services.board.drafts import check_type
 from anyon.services.container import Services
-from anyon.services.drafts import check_type
 
 UPDATE_DRAFT = {
     "prompt": F("str"),

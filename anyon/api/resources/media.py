@@ -4,7 +4,7 @@ The two routes that answer raw bytes instead of the envelope live here. Both sen
 ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy that forbids everything, with a
 sandbox: even if a browser were talked into rendering a stored file as a document, it could run no
 script in this server's origin (THREAT-MODEL: "a web page in the user's browser"). Uploads are only
-kept when their bytes are a raster image (:mod:`anyon.services.images`).
+kept when their bytes are a raster image (:mod:`anyon.services.board.images`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from falcon.media.multipart import MultipartFormHandler
 
 from anyon.api.http import respond, run_sync
 from anyon.api.validation import api_operation, parse_uuid
+from anyon.services.board.images import ImageFormatError, ImageTooLarge
 from anyon.services.container import Services
 from anyon.services.errors import NotFound
-from anyon.services.images import ImageFormatError, ImageTooLarge
 from anyon.services.notifications.sounds import CONTENT_TYPE as WAV
 from anyon.services.notifications.sounds import SOUND_FILES
 

@@ -1,8 +1,8 @@
 """``GET /api/task-attempts/{id}/diff/ws?stats_only=``: the Diffs tab (spec §2.4).
 
 Live mode: one ``add /entries/<escaped path>`` frame per changed file, then add/remove batches from the
-worktree watcher (:mod:`anyon.services.diffstream`) until the client leaves. Merged mode (the newest merge
-has a commit, the worktree is clean and the branch has no commit newer than that merge): the diff of the
+worktree watcher (:mod:`anyon.services.logs.diffstream`) until the client leaves. Merged mode (the newest
+merge has a commit, the worktree is clean and the branch has no commit newer than that merge): the diff of the
 merge commit, then ``{"finished":true}``. Git or watcher errors end the stream with close code 1011;
 errors are not sent as frames.
 """
@@ -17,10 +17,10 @@ from anyon.api.envelope import ApiError
 from anyon.api.http import run_sync
 from anyon.api.streams.ws import StreamSender, deny, serve
 from anyon.api.validation import query_bool
-from anyon.services import jsonpatch as jp
 from anyon.services.container import Services
-from anyon.services.diffstream import AttemptDiffStream
 from anyon.services.errors import NotFound
+from anyon.services.logs import jsonpatch as jp
+from anyon.services.logs.diffstream import AttemptDiffStream
 
 DEFAULT_DEBOUNCE_MS = 200
 

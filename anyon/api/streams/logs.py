@@ -1,6 +1,6 @@
 """Log streams of one execution process: raw stdout/stderr (spec §2.5) and normalized entries (§2.6).
 
-Sources. A live process has a :class:`~anyon.services.msgstore.MsgStore` (``executions.store_for``): the
+Sources. A live process has a :class:`~anyon.services.logs.msgstore.MsgStore` (``executions.store_for``): the
 stream replays it from the start, follows it, and ends with ``{"finished":true}``. A process that is no
 longer live is replayed from the append-only log store (raw chunks as they were; normalized entries by
 running the executor's normaliser over them again), then ``finished``.
@@ -23,13 +23,13 @@ import falcon.asgi
 
 from anyon.api.http import run_sync
 from anyon.api.streams.ws import StreamSender, deny, serve
-from anyon.services import jsonpatch as jp
 from anyon.services.container import Services
 from anyon.services.db.models import ExecutionProcess
 from anyon.services.errors import NotFound
-from anyon.services.logstore import LogChunk
+from anyon.services.logs import jsonpatch as jp
+from anyon.services.logs.logstore import LogChunk
+from anyon.services.logs.msgstore import RAW_KINDS, LogMsg, LogsEvicted, MsgStore
 from anyon.services.memory import release_memory
-from anyon.services.msgstore import RAW_KINDS, LogMsg, LogsEvicted, MsgStore
 from anyon.services.normalizer import LogNormalizer, normalizer_for
 
 PAGE: Final = 2000

@@ -18,7 +18,7 @@ from typing import Any
 import falcon.asgi
 from falcon.asgi import SSEvent
 
-from anyon.services import events as ev
+from anyon.services.board import events as ev
 from anyon.services.container import Services
 
 DEFAULT_KEEPALIVE_SECONDS = 15.0

@@ -26,11 +26,11 @@ from anyon.api.envelope import ApiError
 from anyon.api.http import run_sync
 from anyon.api.streams.ws import StreamSender, deny, serve
 from anyon.api.validation import query_bool
-from anyon.services import events as ev
-from anyon.services import jsonpatch as jp
+from anyon.services.board import events as ev
+from anyon.services.board.drafts import stream_entry
 from anyon.services.container import Services
-from anyon.services.drafts import stream_entry
-from anyon.services.jsonpatch import Op
+from anyon.services.logs import jsonpatch as jp
+from anyon.services.logs.jsonpatch import Op
 
 JsonDict = dict[str, Any]
 

@@ -21,7 +21,7 @@ import falcon.asgi
 from falcon.asgi.ws import _WebSocketState
 
 from anyon.api.envelope import soft_error
-from anyon.services.jsonpatch import FINISHED_FRAME, Op, patch_frame
+from anyon.services.logs.jsonpatch import FINISHED_FRAME, Op, patch_frame
 
 log = logging.getLogger(__name__)
 

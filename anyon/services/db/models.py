@@ -413,7 +413,7 @@ class User(BaseModel):
 
 
 class UserToken(BaseModel):
-    """An API token of a user: only its keyed hash is stored (``anyon.services.accounts``)."""
+    """An API token of a user: only its keyed hash is stored (``anyon.services.team.accounts``)."""
 
     user_id = pw.TextField(index=True)
     name = pw.TextField()

@@ -1,8 +1,9 @@
 """The execution engine: setup → coding agent → cleanup chains, shared by both deployment modes.
 
 Owns attempts' starts, their processes (spawn, output, exit, commit), stops, follow-ups and cleanup;
-``docs/architecture.md`` lists its parts. It may import the database, git, worktrees, runners,
-executors, normalisers and agent protocols; nothing in it imports the API.
+``docs/architecture.md`` lists its parts. It may import every services package below it — ``db``,
+``git``, ``logs``, ``team``, ``board``, ``agents``, ``runners``, ``normalizer``, ``protocols`` — and
+none of them imports it back; nothing in it imports the API.
 
 :class:`~anyon.services.executions.engine.ExecutionService` is the one face callers use. It is loaded on
 first use rather than here, so the parts' ``from anyon.services.executions import actions`` does not

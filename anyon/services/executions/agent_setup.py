@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyon.services.agents.executors import CAPABILITIES, ExecutorProfileId
 from anyon.services.errors import ServiceError
 from anyon.services.executions import actions
-from anyon.services.executors import CAPABILITIES, ExecutorProfileId
 
 CURSOR_SETUP_SCRIPT = """\
 set -e

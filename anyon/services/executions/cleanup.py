@@ -7,8 +7,8 @@ import logging
 
 from anyon.services.db.models import TaskAttempt
 from anyon.services.executions.core import ContainerProvisioner, EngineCore
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.runners.base import RunnerUnavailable
-from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 

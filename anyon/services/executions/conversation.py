@@ -12,18 +12,18 @@ import logging
 import uuid
 from typing import Any
 
-from anyon.services.attempt_repos import AttemptRepos
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.board.attempt_repos import AttemptRepos
+from anyon.services.board.drafts import DraftService
+from anyon.services.board.images import ImageService
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, utc_now
-from anyon.services.drafts import DraftService
 from anyon.services.errors import Conflict, ServiceError
 from anyon.services.executions import actions, agent_setup
 from anyon.services.executions.core import AttemptContext, EngineCore, parse_profile
 from anyon.services.executions.preparation import AttemptPreparation
 from anyon.services.executions.stopping import ProcessStopper
 from anyon.services.executions.supervisor import ProcessSupervisor
-from anyon.services.executors import ExecutorProfiles
 from anyon.services.git import GitService
-from anyon.services.images import ImageService
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyon.config.model import ExecutionSettings
-from anyon.services.attempt_repos import Checkout
-from anyon.services.changes import ChangeNotifier
+from anyon.services.agents.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
+from anyon.services.board.attempt_repos import Checkout
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.errors import ServiceError
 from anyon.services.executions.timings import StartTimings
-from anyon.services.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
-from anyon.services.logcap import LogCap
-from anyon.services.logstore import LogStore
-from anyon.services.msgstore import MsgStore
+from anyon.services.logs.logcap import LogCap
+from anyon.services.logs.logstore import LogStore
+from anyon.services.logs.msgstore import MsgStore
 from anyon.services.normalizer import LogNormalizer
 from anyon.services.protocols import AgentClient
 from anyon.services.runners.base import RunningProcess

@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.board.tasks import TaskService
 from anyon.services.db.models import TaskAttempt
 from anyon.services.executions.cleanup import AttemptCleanup
 from anyon.services.executions.conversation import Conversation
@@ -40,12 +42,10 @@ from anyon.services.executions.start import AttemptStarter
 from anyon.services.executions.stopping import ProcessStopper
 from anyon.services.executions.supervisor import ProcessSupervisor
 from anyon.services.executions.timings import StartTimings
-from anyon.services.executors import ExecutorProfileId
-from anyon.services.msgstore import MsgStore
-from anyon.services.tasks import TaskService
+from anyon.services.logs.msgstore import MsgStore
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import ReadyWorktrees
+    from anyon.services.git.ready_worktrees import ReadyWorktrees
     from anyon.services.runners.warm import WarmPool
 
 # the names this module had before the split, for code that imports them from here

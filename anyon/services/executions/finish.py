@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from anyon.services.attempt_repos import AttemptRepos
+from anyon.services.board.attempt_repos import AttemptRepos
 from anyon.services.executions import supervision
 from anyon.services.executions.core import EngineCore, FinishedHook, LiveProcess
 from anyon.services.executions.output import ProcessOutput

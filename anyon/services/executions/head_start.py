@@ -1,7 +1,7 @@
 """What is made ahead of an attempt: warm containers (cloud mode) and ready worktrees (local mode).
 
 An attempt row may take a warm slot (:class:`~anyon.services.runners.warm.WarmPool`: a running container
-with its folder reserved) or a ready worktree (:class:`~anyon.services.ready_worktrees.ReadyWorktrees`: a
+with its folder reserved) or a ready worktree (:class:`~anyon.services.git.ready_worktrees.ReadyWorktrees`: a
 checkout of the base branch) when it is inserted; its id is then the one chosen when that was made. This
 class holds what was taken until the attempt starts, gives back what an attempt that was not written
 took, and keeps the pools filled once an attempt has printed its first byte.
@@ -20,7 +20,7 @@ from anyon.services.git import GitService
 from anyon.services.git.isolation import objects_dir
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import Claim, ReadyWorktrees
+    from anyon.services.git.ready_worktrees import Claim, ReadyWorktrees
     from anyon.services.runners.warm import WarmPool, WarmSlot
 
 #: Seconds a start waits for the attempt's first output before refilling the warm pool anyway.

@@ -1,4 +1,5 @@
-"""Starting a coding agent: which binary (launchers.py), where it is looked up, and what the user is shown.
+"""Starting a coding agent: which binary (agents/launchers.py), where it is looked up, and what the user
+is shown.
 
 The lookup runs where the agent will run — a ``command -v`` through the same runner, so in cloud mode it
 asks the attempt's container (the runner image's PATH), not the host. The chosen argv is written into the
@@ -11,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from anyon.services.executors import Command
-from anyon.services.launchers import AGENT_CLIS, AgentLauncher, Launch, not_installed_message
+from anyon.services.agents.executors import Command
+from anyon.services.agents.launchers import AGENT_CLIS, AgentLauncher, Launch, not_installed_message
 from anyon.services.runners.base import ExecutableNotFound, Runner
 
 #: Seconds a PATH lookup may take before the agent is taken as not installed there.

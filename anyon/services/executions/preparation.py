@@ -13,20 +13,20 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from anyon.services.checkouts_ahead import AheadCheckouts
+from anyon.services.board.images import ImageService
 from anyon.services.db.models import Project, Task, TaskAttempt, utc_now
 from anyon.services.errors import NotFound
 from anyon.services.executions import actions
 from anyon.services.executions.core import AttemptContext, ContainerProvisioner, EngineCore
 from anyon.services.executions.head_start import HeadStarts
+from anyon.services.git.checkouts_ahead import AheadCheckouts
 from anyon.services.git.isolation import objects_dir
-from anyon.services.images import ImageService
-from anyon.services.paths import PathPolicy
-from anyon.services.ready_worktrees import resolve as resolve_claim
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.paths import PathPolicy
+from anyon.services.git.ready_worktrees import resolve as resolve_claim
+from anyon.services.git.worktrees import WorktreeManager
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import Claim
+    from anyon.services.git.ready_worktrees import Claim
     from anyon.services.runners.warm import WarmSlot
 
 log = logging.getLogger(__name__)

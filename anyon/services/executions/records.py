@@ -12,15 +12,15 @@ import logging
 import uuid
 from typing import Any
 
-from anyon.services.access import owner_id
-from anyon.services.attempt_repos import AttemptRepos
+from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.board.attempt_repos import AttemptRepos
 from anyon.services.db import queries
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
 from anyon.services.executions import actions
 from anyon.services.executions.core import AttemptContext, EngineCore, LiveProcess
-from anyon.services.executors import ExecutorProfileId
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
+from anyon.services.team.access import owner_id
 
 log = logging.getLogger(__name__)
 

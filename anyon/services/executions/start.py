@@ -14,7 +14,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from anyon.services.access import owner_id
+from anyon.services.agents.executors import ExecutorProfileId, ExecutorProfiles
+from anyon.services.board.tasks import TaskService
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.db import queries
 from anyon.services.db.models import Project, Task, TaskAttempt
 from anyon.services.db.serialize import attempt_json
@@ -25,17 +27,15 @@ from anyon.services.executions.head_start import HeadStarts
 from anyon.services.executions.preparation import AttemptPreparation
 from anyon.services.executions.records import ProcessRecords
 from anyon.services.executions.supervisor import ProcessSupervisor
-from anyon.services.executors import ExecutorProfileId, ExecutorProfiles
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
-from anyon.services.paths import PathPolicy
+from anyon.services.git.paths import PathPolicy
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.runners.base import RunnerError
-from anyon.services.tasks import TaskService
-from anyon.services.user_config import UserConfigService
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.team.access import owner_id
 
 if TYPE_CHECKING:
-    from anyon.services.ready_worktrees import Claim
+    from anyon.services.git.ready_worktrees import Claim
     from anyon.services.runners.warm import WarmSlot
 
 log = logging.getLogger(__name__)

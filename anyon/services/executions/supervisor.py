@@ -14,7 +14,9 @@ import logging
 import time
 from typing import Any
 
-from anyon.services.approvals import ApprovalService
+from anyon.services.agents.approvals import ApprovalService
+from anyon.services.agents.executors import Command, ExecutorProfiles, ProfileError
+from anyon.services.agents.launchers import AgentLauncher
 from anyon.services.db.models import ExecutionProcess, utc_now
 from anyon.services.db.serialize import process_json
 from anyon.services.executions import actions, launch, supervision
@@ -23,10 +25,8 @@ from anyon.services.executions.finish import ProcessFinisher
 from anyon.services.executions.output import ProcessOutput
 from anyon.services.executions.records import ProcessRecords
 from anyon.services.executions.slots import ExecutionSlots
-from anyon.services.executors import Command, ExecutorProfiles, ProfileError
-from anyon.services.launchers import AgentLauncher
-from anyon.services.logcap import LogCap
-from anyon.services.msgstore import MsgStore
+from anyon.services.logs.logcap import LogCap
+from anyon.services.logs.msgstore import MsgStore
 from anyon.services.normalizer import COMMAND_PREFIX, normalizer_for
 from anyon.services.protocols import RunRequest, client_for
 from anyon.services.runners.base import Runner, RunnerError, RunningProcess
@@ -259,7 +259,7 @@ class ProcessSupervisor:
         await asyncio.gather(watchdog, return_exceptions=True)
 
     async def _launch(self, live: LiveProcess, command: Command) -> list[str]:
-        """Pick the agent's binary (launchers.py), then show the command line and record it."""
+        """Pick the agent's binary (agents/launchers.py), then show the command line and record it."""
         chosen = await launch.resolve(
             self._launcher,
             self._runner,

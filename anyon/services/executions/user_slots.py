@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from anyon.services.access import owner_id
 from anyon.services.executions.slots import ExecutionSlots
+from anyon.services.team.access import owner_id
 
 
 class UserSlots(ExecutionSlots):

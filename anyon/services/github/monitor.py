@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.db.models import Merge, Task, TaskAttempt, utc_now
 from anyon.services.github.client import GitHubClient, GitHubError, rate_limit_wait

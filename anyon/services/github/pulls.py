@@ -17,9 +17,8 @@ from urllib.parse import urlsplit
 
 import pygit2
 
-from anyon.services.access import current_principal
-from anyon.services.attempt_git import AttemptGitService
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.attempt_git import AttemptGitService
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.db.models import Merge, Task, TaskAttempt, utc_now
 from anyon.services.errors import ServiceError
@@ -28,6 +27,7 @@ from anyon.services.github.client import GitHubClient, GitHubError
 from anyon.services.github.remotes import RemotePolicy, RemoteRepo
 from anyon.services.github.tokens import GitHubTokens
 from anyon.services.github.transport import push_branch
+from anyon.services.team.access import current_principal
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyon.services.board.projects import ProjectService
 from anyon.services.errors import ServiceError
 from anyon.services.github.client import GitHubClient, GitHubError
 from anyon.services.github.remotes import RemotePolicy
 from anyon.services.github.tokens import GitHubTokens
 from anyon.services.github.transport import clone
-from anyon.services.projects import ProjectService
 
 PER_PAGE = 100
 MAX_PAGE = 1000

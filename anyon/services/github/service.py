@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from anyon.config.model import AnyonConfig
 from anyon.security.secrets import SecretProvider
-from anyon.services.attempt_git import AttemptGitService
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.attempt_git import AttemptGitService
+from anyon.services.board.changes import ChangeNotifier
+from anyon.services.board.projects import ProjectService
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.db.database import Database
 from anyon.services.github.client import GitHubClient
 from anyon.services.github.monitor import PrMonitor
@@ -16,8 +18,6 @@ from anyon.services.github.remotes import RemotePolicy
 from anyon.services.github.repos import GitHubRepositories
 from anyon.services.github.signin import GitHubSignIn
 from anyon.services.github.tokens import GitHubTokens
-from anyon.services.projects import ProjectService
-from anyon.services.user_config import UserConfigService
 
 
 @dataclass

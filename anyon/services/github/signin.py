@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.errors import ServiceError
 from anyon.services.github.client import GitHubClient, GitHubError
 from anyon.services.github.tokens import GitHubTokens
-from anyon.services.user_config import UserConfigService
 
 log = logging.getLogger(__name__)
 

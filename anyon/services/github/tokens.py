@@ -8,12 +8,12 @@ with accounts an account's own PAT or OAuth token comes first and the ops token 
 that opened it.
 
 Tokens the server itself receives (device flow, ``PUT /api/config``) go to ``<data_dir>/secrets.json``,
-written atomically with mode 0600 by :class:`~anyon.services.user_config.UserConfigService` — a file only
-the service user can read, next to the config it belongs to. Not the database: the reference's encrypted
-``secrets`` table needs a key the server would have to keep somewhere anyway, and a database is backed
-up, replicated and shared far more widely than one 0600 file. Not the credentials directory or
-``auth.secrets_dir``: those belong to ops and are read-only to the service. The dev-login placeholder is
-never a GitHub token.
+written atomically with mode 0600 by :class:`~anyon.services.board.user_config.UserConfigService` — a file
+only the service user can read, next to the config it belongs to. Not the database: the reference's encrypted
+``secrets`` table needs a key the server would have to keep somewhere anyway, and a database is backed up,
+replicated and shared far more widely than one 0600 file. Not the credentials directory or
+``auth.secrets_dir``: those belong to ops and are read-only to the service. The dev-login placeholder is never
+a GitHub token.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import logging
 from collections.abc import Callable
 
 from anyon.security.secrets import Secret, SecretError
-from anyon.services.access import owner_id
-from anyon.services.user_config import DEV_LOGIN_TOKEN, UserConfigService
+from anyon.services.board.user_config import DEV_LOGIN_TOKEN, UserConfigService
+from anyon.services.team.access import owner_id
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
+from anyon.services.agents.executors import EXECUTORS, UnknownExecutorError, canonical_executor
 from anyon.services.errors import ServiceError
-from anyon.services.executors import EXECUTORS, UnknownExecutorError, canonical_executor
 from anyon.services.mcp.catalogue import dialect, preconfigured
 from anyon.services.mcp.locations import mcp_config_path
 
@@ -36,7 +36,7 @@ class McpConfigService:
     for reading nor writing (THREAT-MODEL rule 3).
 
     ``agent_home`` is the home itself or, in cloud mode with accounts, a callable naming the acting
-    account's home (agent_home.py), so each account reads and writes its own agents' MCP servers."""
+    account's home (agents/agent_home.py), so each account reads and writes its own agents' MCP servers."""
 
     def __init__(self, agent_home: str | Callable[[], str], *, follow_links: bool) -> None:
         self._home = agent_home if callable(agent_home) else (lambda: agent_home)

@@ -8,7 +8,7 @@ that never produced an assistant message is not a success.
 
 from __future__ import annotations
 
-from anyon.services.jsonpatch import Op
+from anyon.services.logs.jsonpatch import Op
 from anyon.services.normalizer.claude import ClaudeStreamJsonNormalizer
 from anyon.services.normalizer.entries import Clock
 from anyon.services.normalizer.failures import is_npm_notice

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from anyon.services.jsonpatch import Op
+from anyon.services.logs.jsonpatch import Op
 from anyon.services.normalizer.entries import (
     Clock,
     JsonLinesNormalizer,

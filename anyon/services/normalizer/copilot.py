@@ -9,7 +9,7 @@ information found." when it is not signed in); they are read by failures.py.
 
 from __future__ import annotations
 
-from anyon.services.jsonpatch import Op
+from anyon.services.logs.jsonpatch import Op
 from anyon.services.normalizer.entries import Clock, LogNormalizer, entry, simple_type
 from anyon.services.normalizer.failures import is_npm_notice
 from anyon.services.normalizer.text import strip_ansi

@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from anyon.services.jsonpatch import Op
+from anyon.services.logs.jsonpatch import Op
 from anyon.services.normalizer.entries import (
     Clock,
     JsonLinesNormalizer,

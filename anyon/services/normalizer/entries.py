@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from anyon.services.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
-from anyon.services.logcap import is_marker
+from anyon.services.logs.jsonpatch import Op, entry_add, entry_replace, normalized_entry_value
+from anyon.services.logs.logcap import is_marker
 from anyon.services.normalizer.failures import Diagnosis, diagnose, is_npm_notice
 
 SUMMARY_MAX_CHARS: Final = 4096

@@ -19,10 +19,10 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, Task, TaskAttempt
 from anyon.services.notifications.sounds import SOUND_FILES, SoundLibrary
-from anyon.services.user_config import UserConfigService
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ runs, every stdout chunk, the stop, and the end; see :mod:`anyon.services.protoc
 
 from __future__ import annotations
 
-from anyon.services.approvals import ApprovalService
+from anyon.services.agents.approvals import ApprovalService
 from anyon.services.normalizer.entries import LogNormalizer
 from anyon.services.protocols.acp import AcpClient
 from anyon.services.protocols.base import AgentClient, ProtocolSink, RunRequest

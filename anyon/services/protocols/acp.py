@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from anyon import __version__
-from anyon.services.approvals import ApprovalService, ApprovalStatus
+from anyon.services.agents.approvals import ApprovalService, ApprovalStatus
 from anyon.services.normalizer.acp import replay_line
 from anyon.services.normalizer.entries import LogNormalizer
 from anyon.services.protocols.base import AgentClient, RunRequest

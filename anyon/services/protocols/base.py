@@ -1,11 +1,11 @@
 """What every agent protocol client shares: the engine-facing interface, line splitting, ordered writes.
 
-A client talks to one agent process over the stdin/stdout the runner keeps open (``interactive``): it
-writes the opening messages, reads the agent's stdout lines (the engine hands it every chunk, after the
-normaliser saw it), answers the agent's requests — tool approvals through
-:class:`~anyon.services.approvals.ApprovalService` — and, when the process ended, says whether the run may
-count as completed. It never touches the database or the runner directly beyond its process handle: what it
-shows goes through the :class:`ProtocolSink` the engine gives it.
+A client talks to one agent process over the stdin/stdout the runner keeps open (``interactive``): it writes
+the opening messages, reads the agent's stdout lines (the engine hands it every chunk, after the normaliser
+saw it), answers the agent's requests — tool approvals through
+:class:`~anyon.services.agents.approvals.ApprovalService` — and, when the process ended, says whether the run
+may count as completed. It never touches the database or the runner directly beyond its process handle: what
+it shows goes through the :class:`ProtocolSink` the engine gives it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from anyon.services.approvals import ApprovalService, ApprovalStatus, PendingApproval
-from anyon.services.jsonpatch import Op
+from anyon.services.agents.approvals import ApprovalService, ApprovalStatus, PendingApproval
+from anyon.services.logs.jsonpatch import Op
 from anyon.services.normalizer.entries import LogNormalizer, approval_line, approval_tool_status
 from anyon.services.runners.base import RunnerError, RunningProcess
 

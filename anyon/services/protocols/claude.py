@@ -27,7 +27,7 @@ import json
 import uuid
 from typing import Any
 
-from anyon.services.approvals import ApprovalService, ApprovalStatus
+from anyon.services.agents.approvals import ApprovalService, ApprovalStatus
 from anyon.services.normalizer.entries import LogNormalizer
 from anyon.services.protocols.base import AgentClient, RunRequest
 

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from anyon import __version__
-from anyon.services.approvals import ApprovalService
+from anyon.services.agents.approvals import ApprovalService
 from anyon.services.normalizer.codex import EXEC_TOOL, PATCH_TOOL
 from anyon.services.normalizer.entries import LogNormalizer
 from anyon.services.protocols.base import AgentClient, RunRequest

@@ -3,7 +3,7 @@
 :class:`~anyon.services.runners.base.Runner` starts processes (both modes). In cloud mode the runner
 also owns per-attempt containers: the execution engine asks for them through
 :class:`ContainerProvisioner`, the maintenance loop reconciles them, the warm pool reserves attempt ids,
-and the attempt's git work runs in them (:class:`~anyon.services.attempt_repos.AttemptShell`).
+and the attempt's git work runs in them (:class:`~anyon.services.board.attempt_repos.AttemptShell`).
 :class:`ContainerRunner` is all of that together: the type of ``Services.docker``. Any runner that
 satisfies it (the Docker runner today) can serve cloud mode.
 """

@@ -438,7 +438,7 @@ class DockerRunner:
     ) -> None:
         self.settings = settings
         self.agent_home = agent_home
-        # cloud mode with accounts: the home of the account that started the attempt (agent_home.py)
+        # cloud mode with accounts: the home of the account that started the attempt (agents/agent_home.py)
         self._agent_home_of = agent_home_of
         self.instance_id = instance_id
         self.uid, self.gid = resolve_user(settings.user)

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from anyon.services.project_pools import ProjectPool, ProjectPools
 
 if TYPE_CHECKING:
-    from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
+    from anyon.services.git.checkouts_ahead import AheadCheckouts, ReadyWorktree
+    from anyon.services.git.worktrees import WorktreeManager
     from anyon.services.runners.contracts import ContainerRunner
-    from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import asyncio
 import logging
 from typing import Any
 
+from anyon.services.board.filesystem import FilesystemService
+from anyon.services.board.projects import ProjectService
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.errors import ServiceError
-from anyon.services.filesystem import FilesystemService
-from anyon.services.projects import ProjectService
-from anyon.services.user_config import UserConfigService
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Why: the checkout is what an attempt's start waits for (``git worktree add`` of 
 on a quiet disk, several hundred on a busy one, seconds for 50,000 files); everything else takes a few
 milliseconds. So for a recently active project (created, opened, given a task, or just used by an
 attempt) one checkout of its current branch is made in the background
-(:class:`~anyon.services.checkouts_ahead.AheadCheckouts`), and the next attempt on that branch takes it:
+(:class:`~anyon.services.git.checkouts_ahead.AheadCheckouts`), and the next attempt on that branch takes it:
 it only creates its branch at the same commit and points the checkout's ``HEAD`` at it.
 
 Invalidation: a ready worktree is taken only if its base branch is the one asked for and still points
@@ -30,9 +30,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from anyon.services.checkouts_ahead import AheadCheckouts, ReadyWorktree
+from anyon.services.git.checkouts_ahead import AheadCheckouts, ReadyWorktree
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.project_pools import ProjectPool, ProjectPools
-from anyon.services.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 

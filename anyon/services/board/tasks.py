@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import Image, Project, Task, TaskAttempt, TaskImage

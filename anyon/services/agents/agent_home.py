@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from anyon.services.access import owner_id
 from anyon.services.db.models import parse_uuid
+from anyon.services.team.access import owner_id
 
 
 def ensure_agent_home(path: str) -> Path:

@@ -25,13 +25,13 @@ from typing import Any
 
 import peewee as pw
 
-from anyon.services.access import owner_id
 from anyon.services.db.database import Database
 from anyon.services.db.models import Draft, Image, Task, TaskImage, utc_now
 from anyon.services.db.serialize import image_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git.errors import InvalidPath
-from anyon.services.worktrees import write_into
+from anyon.services.git.worktrees import write_into
+from anyon.services.team.access import owner_id
 
 log = logging.getLogger(__name__)
 

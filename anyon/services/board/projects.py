@@ -13,8 +13,7 @@ from typing import Any
 
 import peewee as pw
 
-from anyon.services.access import owner_id
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import Project
@@ -22,7 +21,8 @@ from anyon.services.db.readcache import ReadCache
 from anyon.services.db.serialize import project_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git import GitService
-from anyon.services.paths import PathPolicy
+from anyon.services.git.paths import PathPolicy
+from anyon.services.team.access import owner_id
 
 _FORBIDDEN_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
 DUPLICATE_PATH = "A project with this git repository path already exists"

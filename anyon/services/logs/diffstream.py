@@ -30,7 +30,7 @@ from watchfiles import Change, awatch
 from anyon.services.git import GitService
 from anyon.services.git.diff import ContentBudget
 from anyon.services.git.errors import InvalidPath
-from anyon.services.jsonpatch import Op, diff_entry_add, diff_entry_remove, diff_key
+from anyon.services.logs.jsonpatch import Op, diff_entry_add, diff_entry_remove, diff_key
 
 Diff = dict[str, Any]
 

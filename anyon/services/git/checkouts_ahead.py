@@ -6,7 +6,7 @@ No branch exists until an attempt takes it, so nothing shows in the branch list,
 one attempt from then on, like any worktree.
 
 Taking one (:meth:`AheadCheckouts.adopt`), under the folder's and the repository's locks, as
-:meth:`~anyon.services.worktrees.WorktreeManager.create` holds them: the base branch must still point at
+:meth:`~anyon.services.git.worktrees.WorktreeManager.create` holds them: the base branch must still point at
 that commit and the checkout's ``HEAD`` must still be detached there (read from the host-owned metadata
 directory, never from the folder's ``.git``); then the attempt's branch is created at the commit and
 the checkout's ``HEAD`` set to it, and in cloud mode the worktree gets its own repository
@@ -14,7 +14,7 @@ the checkout's ``HEAD`` set to it, and in cloud mode the worktree gets its own r
 cannot be taken, it is removed (:meth:`remove`), or emptied in place (:meth:`clear`) where a container
 already mounts the folder, and the caller makes a fresh checkout.
 
-Used by :mod:`anyon.services.ready_worktrees` (local mode) and by the cloud warm pool, which fills the
+Used by :mod:`anyon.services.git.ready_worktrees` (local mode) and by the cloud warm pool, which fills the
 folder its container mounts (:mod:`anyon.services.runners.warm`).
 """
 
@@ -30,7 +30,7 @@ import pygit2
 
 from anyon.services.git.isolation import isolate_checkout, view_dir
 from anyon.services.git.repo import open_repo, run_git
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.worktrees import WorktreeManager
 
 log = logging.getLogger(__name__)
 

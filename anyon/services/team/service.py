@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from anyon.config.model import AnyonConfig
-from anyon.services.access import AccessScope
-from anyon.services.accounts import AccountService, load_key
-from anyon.services.audit import AuditLog
 from anyon.services.db.database import Database
+from anyon.services.team.access import AccessScope
+from anyon.services.team.accounts import AccountService, load_key
+from anyon.services.team.audit import AuditLog
 
 log = logging.getLogger(__name__)
 

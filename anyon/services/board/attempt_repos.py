@@ -36,8 +36,8 @@ from anyon.services.git.isolation import (
 )
 from anyon.services.git.repo import open_repo, safe_relative_path, signature, validate_branch_name
 from anyon.services.git.service import rebase_conflicts
+from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.runners.base import RunnerError
-from anyon.services.worktrees import WorktreeManager
 
 
 @dataclass(frozen=True)

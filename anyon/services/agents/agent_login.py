@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anyon.services.agent_home import AgentHomes
+from anyon.services.agents.agent_home import AgentHomes
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.normalizer import utc_now
 

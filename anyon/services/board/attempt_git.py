@@ -1,7 +1,7 @@
 """Git operations on an attempt (spec §1.5): the database side (attempt → task → project, merges
 rows, task status) around the stateless :class:`~anyon.services.git.GitService`.
 
-The attempt's checkout is reached through :class:`~anyon.services.attempt_repos.AttemptRepos`: in cloud
+The attempt's checkout is reached through :class:`~anyon.services.board.attempt_repos.AttemptRepos`: in cloud
 mode its commits are imported first (:meth:`sync`) and writes to it run in its container; the server only
 ever reads it through its host-owned view.
 """
@@ -15,18 +15,18 @@ import os
 import uuid
 from typing import Any
 
-from anyon.services.attempt_repos import AttemptRepos, Checkout
-from anyon.services.changes import ChangeNotifier
+from anyon.services.board.attempt_repos import AttemptRepos, Checkout
+from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database
 from anyon.services.db.models import Merge, Project, Task, TaskAttempt, utc_now
 from anyon.services.db.serialize import attempt_json, merge_json, task_json
-from anyon.services.diffstream import DiffTarget
 from anyon.services.errors import NotFound, ServiceError
-from anyon.services.file_search import FileSearch
 from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
-from anyon.services.paths import PathPolicy
-from anyon.services.worktrees import WorktreeManager
+from anyon.services.git.file_search import FileSearch
+from anyon.services.git.paths import PathPolicy
+from anyon.services.git.worktrees import WorktreeManager
+from anyon.services.logs.diffstream import DiffTarget
 
 log = logging.getLogger(__name__)
 

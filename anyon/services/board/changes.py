@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 
-from anyon.services import events, jsonpatch
+from anyon.services.board import events
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, TaskAttempt
 from anyon.services.db.serialize import process_json
+from anyon.services.logs import jsonpatch
 
 
 class ChangeNotifier:

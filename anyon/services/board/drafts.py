@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from anyon.services import events, jsonpatch
-from anyon.services.access import owner_id
+from anyon.services.board import events
 from anyon.services.db.database import Database
 from anyon.services.db.models import Draft, ExecutionProcess, Task, TaskAttempt, utc_now
 from anyon.services.db.serialize import draft_json, draft_row_json, empty_draft_json
 from anyon.services.errors import Conflict, NotFound, ServiceError
+from anyon.services.logs import jsonpatch
+from anyon.services.team.access import owner_id
 
 DRAFT_TYPES = ("follow_up", "retry")
 SendFollowUp = Callable[[uuid.UUID, dict[str, Any]], Awaitable[Any]]

@@ -1,6 +1,6 @@
 """The new-project pickers: directory listing and git repository discovery (spec §1.7).
 
-Both take a path from the client through the same :class:`~anyon.services.paths.PathPolicy` as project
+Both take a path from the client through the same :class:`~anyon.services.git.paths.PathPolicy` as project
 creation: relative paths are refused, the path is resolved, and with ``paths.project_roots`` set only what
 is inside a root is listed. An ancestor of a root (``/``, the home directory) lists only the entries
 that lead to a root, and is where the pickers start when the home directory is outside every root; any
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from anyon.services.errors import ServiceError
-from anyon.services.paths import PathPolicy, is_within
+from anyon.services.git.paths import PathPolicy, is_within
 
 
 def _existing_directory(target: Path) -> Path:

@@ -24,10 +24,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from anyon.services.access import Principal
 from anyon.services.db.database import Database
 from anyon.services.db.models import Project, ProjectMember, User, UserToken, parse_uuid, utc_now
 from anyon.services.errors import NotFound, ServiceError
+from anyon.services.team.access import Principal
 
 TOKEN_PREFIX = "anyon_u_"
 KEY_FILE = "accounts.key"

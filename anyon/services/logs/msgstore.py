@@ -34,7 +34,7 @@ from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from anyon.services.jsonpatch import (
+from anyon.services.logs.jsonpatch import (
     FINISHED_FRAME,
     Op,
     dumps,

@@ -1,9 +1,9 @@
 """Cloud mode with accounts: each account has its own UI config and GitHub token.
 
-:class:`UserScopedConfig` is a :class:`~anyon.services.user_config.UserConfigService` whose every call
+:class:`UserScopedConfig` is a :class:`~anyon.services.board.user_config.UserConfigService` whose every call
 goes to the acting account's own store, ``<data_dir>/users/<user id>/config.json`` and ``secrets.json``
 (mode 0600, directory 0700). The acting account comes from the request context
-(:func:`anyon.services.access.current_principal`), so ``/api/config``, ``/api/info``, the GitHub sign-in
+(:func:`anyon.services.team.access.current_principal`), so ``/api/config``, ``/api/info``, the GitHub sign-in
 and every GitHub call made for a request (push, pull request, repository list) use that account's token
 without any service changing its signature. The server's API token (the admin identity), local mode and
 background work that no request started keep the shared ``<data_dir>`` store; the PR monitor asks for the
@@ -16,9 +16,9 @@ import os
 import threading
 from typing import Any
 
-from anyon.services.access import current_principal
+from anyon.services.board.user_config import UserConfigService
 from anyon.services.db.models import parse_uuid
-from anyon.services.user_config import UserConfigService
+from anyon.services.team.access import current_principal
 
 
 class UserScopedConfig(UserConfigService):

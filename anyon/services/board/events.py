@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from anyon.services.jsonpatch import Op, dumps, patch_frame
+from anyon.services.logs.jsonpatch import Op, dumps, patch_frame
 
 # SSE event names of spec §2.1 (the LogMsg kinds).
 SSE_JSON_PATCH: Final = "json_patch"

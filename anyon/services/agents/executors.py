@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from anyon.services.launchers import AGENT_CLIS, base_command
+from anyon.services.agents.launchers import AGENT_CLIS, base_command
 
 EXECUTORS: Final = (
     "CLAUDE_CODE",

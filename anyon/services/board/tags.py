@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from anyon.services.access import owner_id
 from anyon.services.db.database import Database
 from anyon.services.db.models import Tag
 from anyon.services.db.serialize import tag_json
 from anyon.services.errors import NotFound, ServiceError
+from anyon.services.team.access import owner_id
 
 
 def _check_tag_name(name: str) -> str:
