@@ -22,6 +22,21 @@ from tests.test_executions_local import branch_files, start, use_fake_agent, wai
 pytestmark = pytest.mark.docker
 
 IMAGE = os.environ.get("ANYON_TEST_IMAGE", "anyon-test-runner:latest")
+
+
+def hardened_docker(**extra: Any) -> dict[str, Any]:
+    """The ``[docker]`` settings of the cloud tests: the test image, this user, no network, tight limits."""
+    return {
+        "image": IMAGE,
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "network": "none",
+        "memory": 256 * 1024**2,
+        "memory_swap": 256 * 1024**2,
+        "pids_limit": 128,
+        **extra,
+    }
+
+
 AGENT = Path(__file__).parent / "agents" / "fake_agent.sh"
 # the project commits AGENT as .agent.sh, so it runs inside the container at the worktree path
 SHELL_AGENT = "sh ./.agent.sh"
@@ -70,15 +85,9 @@ def cloud(tmp_path: Path) -> Iterator[LiveServer]:
     config = make_config(
         tmp_path,
         mode="cloud",
-        docker={
-            "image": IMAGE,
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "network": "none",
-            "memory": 256 * 1024**2,
-            "memory_swap": 256 * 1024**2,
-            "pids_limit": 128,
-            "cpus": 1.0,
-        },
+        docker=hardened_docker(
+            cpus=1.0,
+        ),
         executions={"stop_escalation_seconds": 0.5},
     )
     instance = instance_id(config)

@@ -5,7 +5,6 @@ when the stand-in reports the PR merged. The token never shows up in answers, lo
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from tests.conftest import make_config
 from tests.github.standin import TOKEN, StandIn, github_standin
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_cloud import (
-    IMAGE,
     _api,
     _project_with_agent,
+    hardened_docker,
     remove_instance_containers,
     require_test_image,
 )
@@ -54,15 +53,9 @@ def cloud(tmp_path: Path, standin: StandIn) -> Iterator[LiveServer]:
     config = make_config(
         tmp_path,
         mode="cloud",
-        docker={
-            "image": IMAGE,
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "network": "none",
-            "memory": 256 * 1024**2,
-            "memory_swap": 256 * 1024**2,
-            "pids_limit": 128,
-            "cpus": 1.0,
-        },
+        docker=hardened_docker(
+            cpus=1.0,
+        ),
         executions={"stop_escalation_seconds": 0.5},
         github=settings(standin),
     )

@@ -17,7 +17,7 @@ from anyon.services.container import instance_id
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_docker_runner import IMAGE, docker_engine  # noqa: F401 - fixture
-from tests.test_executions_cloud import SHELL_AGENT, remove_instance_containers
+from tests.test_executions_cloud import SHELL_AGENT, hardened_docker, remove_instance_containers
 from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes, wait_task_status
 from tests.test_ready_worktrees import commit_on_main
 from tests.test_warm import _pool_ids, _project, _wait
@@ -30,15 +30,9 @@ def cloud(tmp_path: Path, docker_engine: Any) -> Iterator[LiveServer]:
     config = make_config(
         tmp_path,
         mode="cloud",
-        docker={
-            "image": IMAGE,
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "network": "none",
-            "memory": 256 * 1024**2,
-            "memory_swap": 256 * 1024**2,
-            "pids_limit": 128,
-            "warm_pool_size": 1,
-        },
+        docker=hardened_docker(
+            warm_pool_size=1,
+        ),
         executions={"ready_worktrees": 1},
     )
     instance = instance_id(config)

@@ -29,7 +29,13 @@ from anyon.services.container import agent_home_for, instance_id
 from anyon.services.logs import jsonpatch as jp
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
-from tests.test_executions_cloud import IMAGE, SHELL_AGENT, _project_with_agent, require_test_image
+from tests.test_executions_cloud import (
+    IMAGE,
+    SHELL_AGENT,
+    _project_with_agent,
+    hardened_docker,
+    require_test_image,
+)
 from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes
 
 pytestmark = pytest.mark.docker
@@ -69,20 +75,14 @@ def swarm_config(swarm: TwoNodeSwarm, tmp_path: Path) -> AnyonConfig:
     return make_config(
         tmp_path,
         mode="cloud",
-        docker={
-            "host": swarm.manager.url,
-            "runner": "swarm",
-            "swarm_constraints": (f"node.labels.{ROLE_LABEL}==worker",),
-            "swarm_task_timeout_seconds": 30.0,
-            "swarm_tls_dir": swarm.tls_dir,  # the worker's engine is reached over TCP with TLS
-            "image": IMAGE,
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "network": "none",
-            "memory": 256 * 1024**2,
-            "memory_swap": 256 * 1024**2,
-            "pids_limit": 128,
-            "cpus": 0.5,
-        },
+        docker=hardened_docker(
+            host=swarm.manager.url,
+            runner="swarm",
+            swarm_constraints=(f"node.labels.{ROLE_LABEL}==worker",),
+            swarm_task_timeout_seconds=30.0,
+            swarm_tls_dir=swarm.tls_dir,  # the worker's engine is reached over TCP with TLS
+            cpus=0.5,
+        ),
         executions={"stop_escalation_seconds": 0.5},
     )
 

@@ -27,7 +27,7 @@ from tests.test_docker_runner import (  # noqa: F401 - fixtures
     docker_engine,
     make_runner,
 )
-from tests.test_executions_cloud import SHELL_AGENT, remove_instance_containers
+from tests.test_executions_cloud import SHELL_AGENT, hardened_docker, remove_instance_containers
 from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes, wait_task_status
 
 pytestmark = pytest.mark.docker
@@ -164,16 +164,10 @@ def warm_cloud(tmp_path: Path) -> Iterator[LiveServer]:
     config = make_config(
         tmp_path,
         mode="cloud",
-        docker={
-            "image": IMAGE,
-            "user": f"{os.getuid()}:{os.getgid()}",
-            "network": "none",
-            "memory": 256 * 1024**2,
-            "memory_swap": 256 * 1024**2,
-            "pids_limit": 128,
-            "warm_pool_size": 1,
-            "warm_pool_idle_seconds": 300.0,
-        },
+        docker=hardened_docker(
+            warm_pool_size=1,
+            warm_pool_idle_seconds=300.0,
+        ),
     )
     instance = instance_id(config)
     try:
