@@ -1,4 +1,4 @@
-"""The ``anyon`` command line: ``anyon config validate|show`` here, other commands as plug-in modules.
+"""The ``anyon`` command line: each command is a plug-in module of :mod:`anyon.commands`.
 
 Commands live in modules exposing ``register(subparsers)``; each sub-parser sets ``func``, a callable
 taking the parsed arguments and returning the exit status. Modules listed in ``COMMAND_MODULES`` are
@@ -18,7 +18,7 @@ from anyon import __version__
 #: command name -> module providing ``register(subparsers)``, in ``--help`` order
 COMMAND_MODULES: dict[str, str] = {
     "serve": "anyon.commands.serve",
-    "config": "anyon.config.commands",
+    "config": "anyon.commands.config",
     "migrate": "anyon.commands.migrate",
     "doctor": "anyon.commands.doctor",
     "user": "anyon.commands.users",

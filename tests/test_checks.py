@@ -14,13 +14,13 @@ import pytest
 
 from anyon.checks import (
     CheckResult,
-    _metadata_check,
     check_database,
     check_directories,
     check_docker,
     run_checks,
     worst,
 )
+from anyon.checks.docker import _metadata_check
 from anyon.cli import main
 from tests.conftest import make_config, postgres_url, require_docker
 

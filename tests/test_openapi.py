@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from anyon.api.app import create_app
-from anyon.api.openapi import DOCUMENT_PATH, app_routes
+from anyon.api.openapi.document import DOCUMENT_PATH, app_routes
 from anyon.deployment.factory import build_deployment
 from tests.conftest import make_config
 from tests.live_server import live_server

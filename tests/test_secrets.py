@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from anyon.commands.common import EXIT_OK
 from anyon.config import load_config
-from anyon.config.commands import EXIT_OK
 from anyon.config.model import AuthSettings
 from anyon.security.auth import FailureLimiter, TokenChecker
 from anyon.security.secrets import Secret, SecretError, SecretProvider

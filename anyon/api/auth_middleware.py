@@ -23,7 +23,7 @@ import falcon.asgi
 
 from anyon.api.boundary import client_address
 from anyon.api.envelope import ApiError, soft_error
-from anyon.config.checks import is_loopback
+from anyon.config.hosts import is_loopback
 from anyon.config.model import AnyonConfig
 from anyon.observability.metrics import Metrics
 from anyon.security.auth import (

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from anyon.config.commands import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_OK, add_env_file_argument
+from anyon.commands.common import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_OK, add_env_file_argument
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

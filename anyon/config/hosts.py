@@ -92,6 +92,19 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_loopback(host: str) -> bool:
+    """A host as a setting writes it (any case, a trailing dot, ``[::1]``) names this machine.
+
+    :func:`is_loopback_host` takes a host already normalised by :func:`parse_host_port`.
+    """
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Origin:
     """A browser origin: scheme, host and the port it connects to (the scheme's default when not written)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyon.config import model
-from anyon.config.checks import convert, expand_strings, references, semantic_checks
+from anyon.config.convert import convert, expand_strings, references
 from anyon.config.envfile import read_env_file, world_readable_secret
 from anyon.config.errors import ConfigError, ConfigIssue, make_issue
 from anyon.config.fields import FieldSpec, catalogue, section_classes
@@ -31,6 +31,7 @@ from anyon.config.layers import (
 )
 from anyon.config.merge import merge_layers
 from anyon.config.redact import url_secrets
+from anyon.config.semantics import semantic_checks
 
 DEFAULT_SETTINGS_FILE = "/etc/anyon/settings.toml"
 SETTINGS_FILE_ENV = "ANYON_SETTINGS_FILE"

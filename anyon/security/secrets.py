@@ -23,8 +23,8 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from anyon.config.checks import secret_env_name
 from anyon.config.model import AuthSettings
+from anyon.config.semantics import secret_env_name
 
 API_TOKEN = "api-token"
 MAX_SECRET_BYTES = 64 * 1024

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee as pw
 
 from anyon.config.redact import redact_text, redact_url, url_secrets
+from anyon.services.db import migrations
 from anyon.services.db.models import ALL_MODELS
 from anyon.services.db.pool import PostgresPool, SqlitePool, close_all
 from anyon.services.db.readcache import DataVersion
@@ -219,17 +220,13 @@ class Database:
 
     def migrate(self) -> int:
         """Apply the pending migrations; return the schema version now in place."""
-        from anyon.services.db.migrations import migrate
-
         self.connect()
-        return migrate(self)
+        return migrations.migrate(self)
 
     def schema_version(self) -> int:
         """The version recorded in ``schema_version`` (0 for a database never migrated)."""
-        from anyon.services.db.migrations import current_version
-
         self.connect()
-        return current_version(self)
+        return migrations.current_version(self)
 
 
 class DatabaseConnectError(RuntimeError):

@@ -9,6 +9,9 @@ agree, so a model change without a migration fails the suite.
 database-wide lock (SQLite: an IMMEDIATE transaction; PostgreSQL: a transaction-scoped advisory lock), so
 two servers starting at once apply each migration exactly once. A database whose version is newer than
 this code knows is refused rather than guessed at.
+
+The functions take any :class:`SchemaTarget`; :class:`~anyon.services.db.database.Database` is one, and
+it calls them from ``migrate()`` and ``schema_version()``, so this module does not import it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import peewee as pw
 
-from anyon.services.db.database import Database
 from anyon.services.db.models import (
     DRAFT_TYPES,
     LOG_KINDS,
@@ -32,6 +34,19 @@ from anyon.services.db.models import (
 )
 
 _ADVISORY_LOCK_KEY = 0x616E796F6E  # "anyon"
+
+
+class SchemaTarget(Protocol):
+    """What migrating needs of an open database: its peewee handle, its engine, a URL fit for messages."""
+
+    @property
+    def db(self) -> pw.Database: ...
+
+    @property
+    def is_postgres(self) -> bool: ...
+
+    @property
+    def display_url(self) -> str: ...
 
 
 class SchemaTooNewError(RuntimeError):
@@ -254,11 +269,11 @@ def _sql(db: pw.Database, sql: str, params: tuple[Any, ...] | None = None) -> An
     return db.execute_sql(sql, params)  # type: ignore[no-untyped-call]
 
 
-def dialect_of(database: Database) -> Dialect:
+def dialect_of(database: SchemaTarget) -> Dialect:
     return POSTGRES if database.is_postgres else SQLITE
 
 
-def _ensure_version_table(database: Database) -> None:
+def _ensure_version_table(database: SchemaTarget) -> None:
     ts = dialect_of(database).ts
     _sql(
         database.db,
@@ -267,19 +282,19 @@ def _ensure_version_table(database: Database) -> None:
     )
 
 
-def _read_version(database: Database) -> int:
+def _read_version(database: SchemaTarget) -> int:
     row = _sql(database.db, "SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def current_version(database: Database) -> int:
+def current_version(database: SchemaTarget) -> int:
     """The recorded schema version; 0 when the database has never been migrated."""
     if "schema_version" not in database.db.get_tables():
         return 0
     return _read_version(database)
 
 
-def _refuse_newer(database: Database, version: int) -> None:
+def _refuse_newer(database: SchemaTarget, version: int) -> None:
     if version > LATEST_VERSION:
         raise SchemaTooNewError(
             f"the database {database.display_url} has schema version {version}, but this anyon knows "
@@ -287,7 +302,7 @@ def _refuse_newer(database: Database, version: int) -> None:
         )
 
 
-def migrate(database: Database) -> int:
+def migrate(database: SchemaTarget) -> int:
     """Apply the pending migrations in order, each in its own transaction; return the final version."""
     db = database.db
     dialect = dialect_of(database)

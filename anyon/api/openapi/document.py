@@ -5,18 +5,15 @@ query string with; the request schemas are generated from those, and the respons
 from ``anyon.api.schemas`` (spec/types.md), so a property-based fuzzer driven by this document sends
 inputs that reach the handlers.
 
-``python -m anyon.api.openapi > schemas/openapi.json`` regenerates ``schemas/openapi.json``; a test
-fails when the committed document and the running app disagree on a path or a method, so the
-document cannot silently drift from the server.
+The document is built from an app it is given; building the app is the job of ``__main__`` (the
+regeneration command), so the resources that serve the document can import this module.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,7 +66,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
     "object": {"type": "object"},
     "any": {},
 }
-DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+DOCUMENT_PATH = Path(__file__).resolve().parents[3] / "schemas" / "openapi.json"
 
 
 def app_routes(app: falcon.asgi.App[Any, Any]) -> dict[str, dict[str, Any]]:
@@ -243,23 +240,3 @@ def build_document(app: falcon.asgi.App[Any, Any]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {"Envelope": _ENVELOPE, **SCHEMAS}},
     }
-
-
-def main() -> int:
-    import tempfile
-
-    from anyon.api.app import create_app
-    from anyon.config import load_config
-    from anyon.deployment.factory import build_deployment
-
-    with tempfile.TemporaryDirectory() as tmp:
-        environ = {"HOME": tmp, "XDG_DATA_HOME": tmp, "ANYON_BASE_DIR": tmp, "ANYON_TEMP_DIR": f"{tmp}/tmp"}
-        config = load_config(settings_file=None, environ=environ)
-        app = create_app(build_deployment(config))
-        json.dump(build_document(app), sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from anyon.checks import CheckResult, fail, ok, warn
+from anyon.checks.results import CheckResult, fail, ok, warn
 from anyon.config.model import AnyonConfig
 
 #: Longest a node engine's answer is waited for by the doctor.

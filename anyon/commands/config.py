@@ -1,7 +1,8 @@
 """``anyon config validate`` and ``anyon config show``.
 
-Kept apart from the server commands so that ``validate`` (run in ExecStartPre) imports nothing but
-the config package.
+Kept apart from the server commands so that ``validate`` (run in ExecStartPre) imports the config
+package and, once the settings are valid, :mod:`anyon.checks` (the token; every check with ``--online``),
+and nothing of the server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from anyon.commands.common import EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_OK, add_env_file_argument
 from anyon.config.errors import ConfigIssue
 from anyon.config.fields import catalogue, section_classes
 from anyon.config.layers import suggestion
@@ -26,19 +28,6 @@ from anyon.config.redact import redact_url
 
 if TYPE_CHECKING:
     from anyon.checks import CheckResult
-
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_ENVIRONMENT = 2
-
-
-def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        help="also read this systemd EnvironmentFile as the unit does; its variables win over the "
-        "process environment and errors name its lines; --env-file=-PATH: the file may be missing",
-    )
 
 
 def register(subparsers: Any) -> None:
