@@ -21,13 +21,14 @@ from .errors import (
     InvalidPath,
     MergeConflicts,
     NotARepository,
+    NothingToMerge,
     RebaseInProgress,
     WorktreeDirty,
     WorktreeError,
 )
 from .locks import PathLocks
 from .repo import open_repo, safe_relative_path, validate_branch_name
-from .service import GitService, NothingToMerge
+from .service import GitService
 
 __all__ = [
     "DEFAULT_CONTENT_BUDGET_BYTES",
