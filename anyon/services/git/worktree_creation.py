@@ -1,10 +1,10 @@
 """Making an attempt's worktree: reserve its folder, create branch and checkout, check its health and
 recreate it on demand (giving a worktree made before isolation a repository of its own on the way).
 
-The checkout itself runs ``git worktree add`` (argv list, no shell, hooks disabled)
-because bench/git_ops.py measured libgit2's ``add_worktree`` at 2.0x (2,000 files) to 2.2-2.8x (20,000
-files) the time of ``git worktree add`` (libgit2's checkout does several times the user-space work
-per file); libgit2 remains the fallback when no ``git`` executable is installed.
+The checkout itself runs ``git worktree add`` (argv list, no shell, hooks disabled) because
+bench/git_ops.py measured libgit2's ``add_worktree`` at 2.0x (2,000 files) to 2.2-2.8x (20,000 files) the
+time of ``git worktree add`` (libgit2's checkout does several times the user-space work per file);
+libgit2 remains the fallback when no ``git`` executable is installed.
 
 Creation is all-or-nothing: what a failed :meth:`WorktreeCreation.create` made (branch, folder, metadata)
 is removed again through :class:`~anyon.services.git.worktree_removal.WorktreeRemoval`.
