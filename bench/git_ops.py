@@ -125,7 +125,7 @@ def bench_worktrees(repo: Path, base: Path, reps: int) -> dict[str, list[float]]
             for who in order:
                 label = f"{who}_{step}"
                 out[label].append(timed(lambda f=ops[label], p=paths[who], k=k: f(p, k), label))
-        # for reference: libgit2's own checkout (the path not taken, see anyon/services/git/worktrees.py)
+        # for reference: libgit2's own checkout (the path not taken, see anyon/services/git/worktree_creation)
         path = str(base / f"libgit2-{k}")
         branch = lg.branches.local.create(
             f"bench/libgit2-{k}", lg.revparse_single("main").peel(pygit2.Commit)

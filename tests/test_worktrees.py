@@ -21,7 +21,8 @@ from anyon.services.git import (
     InvalidPath,
     WorktreeError,
 )
-from anyon.services.git.worktrees import WorktreeManager, slugify
+from anyon.services.git.worktree_names import slugify
+from anyon.services.git.worktrees import WorktreeManager
 
 ATTEMPT = "3f2a9c1e-7777-4000-8000-000000000003"
 
@@ -186,14 +187,14 @@ def test_sweep_orphans_removes_only_unknown_entries_inside_base(
     os.symlink(outside, stray / "nested-link")  # and one inside a stray directory
     (Path(wm.base_dir) / "notes.txt").write_text("plain files are left alone")
 
-    with caplog.at_level(logging.INFO, logger="anyon.services.git.worktrees"):
+    with caplog.at_level(logging.INFO, logger="anyon.services.git.worktree_removal"):
         planned = wm.sweep_orphans([known], dry_run=True)
     assert sorted(planned) == sorted([orphan, str(stray), os.path.join(wm.base_dir, "link-out")])
     assert os.path.exists(orphan) and stray.exists()
     assert "dry run" in caplog.text
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="anyon.services.git.worktrees"):
+    with caplog.at_level(logging.INFO, logger="anyon.services.git.worktree_removal"):
         removed = wm.sweep_orphans([known, None])
     assert sorted(removed) == sorted(planned)
     assert not os.path.exists(orphan) and not stray.exists()
@@ -246,9 +247,9 @@ def test_expiry_helpers(wm: WorktreeManager, repo: Path) -> None:
 def test_create_without_git_executable_uses_libgit2(
     wm: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import anyon.services.git.worktrees as worktrees
+    import anyon.services.git.worktree_creation as worktree_creation
 
-    monkeypatch.setattr(worktrees.shutil, "which", lambda name: None)  # a host without the git CLI
+    monkeypatch.setattr(worktree_creation.shutil, "which", lambda name: None)  # a host without the git CLI
     branch = wm.branch_name("vk", ATTEMPT, "no cli")
     path = wm.worktree_path(ATTEMPT, "no cli")
     wm.create(str(repo), branch, path, "main")

@@ -34,8 +34,8 @@ from anyon.services.git.isolation import (
     parse_export,
     synced_tip,
 )
+from anyon.services.git.rebase import rebase_conflicts
 from anyon.services.git.repo import open_repo, safe_relative_path, signature, validate_branch_name
-from anyon.services.git.service import rebase_conflicts
 from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.runners.base import RunnerError
 

@@ -30,7 +30,7 @@ from anyon.services.db.models import Draft, Image, Task, TaskImage, utc_now
 from anyon.services.db.serialize import image_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git.errors import InvalidPath
-from anyon.services.git.worktrees import write_into
+from anyon.services.git.worktree_files import write_into
 from anyon.services.team.access import owner_id
 
 log = logging.getLogger(__name__)

@@ -66,6 +66,10 @@ class BranchesDiverged(GitServiceError):
     kind = "BranchesDiverged"
 
 
+class NothingToMerge(GitServiceError):
+    kind = "NothingToMerge"
+
+
 class RebaseInProgress(GitServiceError):
     kind = "RebaseInProgress"
 

@@ -1,5 +1,8 @@
 """Low-level helpers shared by the git services: opening repositories, names, identities, the CLI.
 
+Also the two lookups every operation starts from: the commit a branch name points at
+(:func:`resolve_branch`) and the commit a sha from a client names (:func:`commit_by_sha`).
+
 Everything here is deliberately strict. Branch names are validated before they reach libgit2 or the CLI,
 repositories are opened without searching parent directories (so a folder that stopped being a repository
 is reported as such instead of silently resolving to an enclosing one), and the git CLI is only ever run
@@ -16,9 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import pygit2
-from pygit2.enums import RepositoryOpenFlag
+from pygit2.enums import BranchType, RepositoryOpenFlag
 
-from .errors import GitCommandFailed, InvalidBranchName, InvalidPath, NotARepository
+from .errors import (
+    BranchNotFound,
+    CommitNotFound,
+    GitCommandFailed,
+    InvalidBranchName,
+    InvalidPath,
+    NotARepository,
+)
 from .refnames import branch_name_problem
 
 FALLBACK_NAME = "Anyon"
@@ -27,6 +37,7 @@ FALLBACK_EMAIL = "anyon@localhost"
 # Characters git itself accepts in ref names but that make a branch name dangerous to paste into a shell
 # or confusing in the UI. We never use a shell, but names we *create* stay boring on purpose.
 _SHELL_META = re.compile(r"[\s;&|$`<>()!'\"\\*?\[\]{}#~^:]")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def open_repo(path: str | os.PathLike[str]) -> pygit2.Repository:
@@ -70,6 +81,30 @@ def check_lookup_name(name: str) -> str:
     if problem is not None:
         raise InvalidBranchName(f"'{name}' is not a valid git branch name: {problem}")
     return name
+
+
+def resolve_branch(repo: pygit2.Repository, name: str, local_only: bool = False) -> pygit2.Commit:
+    """The commit a branch name points at: a local branch, else a remote-tracking branch."""
+    check_lookup_name(name)
+    ref = repo.lookup_branch(name)
+    if ref is None and not local_only:
+        ref = repo.lookup_branch(name, BranchType.REMOTE)
+    if ref is None:
+        raise BranchNotFound(name)
+    try:
+        return ref.peel(pygit2.Commit)
+    except (pygit2.GitError, KeyError, ValueError) as exc:
+        raise BranchNotFound(name) from exc
+
+
+def commit_by_sha(repo: pygit2.Repository, sha: str) -> pygit2.Commit:
+    """The commit ``sha`` names; anything but 4 to 64 hex digits is refused before libgit2 parses it."""
+    if not isinstance(sha, str) or not 4 <= len(sha) <= 64 or any(c not in _HEX for c in sha):
+        raise CommitNotFound(f"'{sha}' is not a commit sha")
+    try:
+        return repo.revparse_single(sha).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise CommitNotFound(f"Commit '{sha}' not found") from exc
 
 
 def safe_relative_path(file_path: str) -> str:
