@@ -57,6 +57,7 @@ from anyon.services.runners.base import (
     RunningProcess,
     StdinClosed,
 )
+from anyon.services.runners.contracts import ReconcileResult
 from anyon.services.runners.engine_stream import STDERR, read_frame, start_exec
 from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR, SecretsDirs, check_attempt_id
 from anyon.services.runners.warm import (
@@ -147,15 +148,6 @@ class DockerUnavailable(RunnerUnavailable):
 
 class ImageMissing(RunnerError):
     """The runner image is not present on the Docker host."""
-
-
-class ReconcileResult(NamedTuple):
-    adopted: list[str]
-    removed: list[str]
-    #: attempt id -> signals sent by the sweep of its container (attempts whose container was swept)
-    swept: dict[str, int] = {}
-    #: worktree paths (from the labels) of the containers removed because their attempt is gone
-    worktrees: list[str] = []
 
 
 @dataclass

@@ -37,12 +37,12 @@ from typing import Any
 from anyon.config.model import DockerSettings
 from anyon.services.runners import swarm_reconcile
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
+from anyon.services.runners.contracts import ReconcileResult
 from anyon.services.runners.docker import (
     LABEL_ATTEMPT,
     LABEL_INSTANCE,
     LABEL_MANAGED,
     DockerRunner,
-    ReconcileResult,
 )
 from anyon.services.runners.secrets_dir import check_attempt_id
 from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess

@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from anyon.services.runners.base import RunnerError
-from anyon.services.runners.docker import LABEL_ATTEMPT, LABEL_INSTANCE, LABEL_MANAGED, ReconcileResult
+from anyon.services.runners.contracts import ReconcileResult
+from anyon.services.runners.docker import LABEL_ATTEMPT, LABEL_INSTANCE, LABEL_MANAGED
 
 if TYPE_CHECKING:
     from anyon.services.runners.swarm import SwarmRunner
