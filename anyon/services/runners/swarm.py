@@ -37,16 +37,12 @@ from typing import Any
 from anyon.config.model import DockerSettings
 from anyon.services.runners import swarm_reconcile
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
+from anyon.services.runners.container_spec import LABEL_ATTEMPT, LABEL_INSTANCE, LABEL_MANAGED
 from anyon.services.runners.contracts import ReconcileResult
-from anyon.services.runners.docker import (
-    LABEL_ATTEMPT,
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    DockerRunner,
-)
+from anyon.services.runners.docker import DockerRunner
 from anyon.services.runners.secrets_dir import check_attempt_id
 from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess
-from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_template
+from anyon.services.runners.swarm_spec import ENDED_STATES, task_template
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ class SwarmRunner:
         return self.manager.api
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self.manager._call(fn, *args, **kwargs)
+        return await self.manager.engine.call(fn, *args, **kwargs)
 
     async def ping(self) -> None:
         await self.manager.ping()
@@ -278,13 +274,13 @@ class SwarmRunner:
     async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
         import docker
 
-        secrets_dir = await self.manager._in_thread(self.secrets.ensure, attempt_id)
+        secrets_dir = await self.manager.engine.in_thread(self.secrets.ensure, attempt_id)
         labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
-        env = container_env(self.settings, self._host_env, attempt_id, worktree)
+        env = self.manager.spec.base_env(attempt_id, worktree)
         user = f"{self.uid}:{self.gid}"
-        home = await self.manager._in_thread(self.manager.home_of, attempt_id)  # the account's logins
-        await self.manager._in_thread(self.manager._share_agent_home, home)
-        agent_home = self.manager._agent_home_mounts(home)
+        home = await self.manager.engine.in_thread(self.manager.home_of, attempt_id)  # the account's logins
+        await self.manager.engine.in_thread(self.manager.homes.share, home)
+        agent_home = self.manager.spec.agent_home_mounts(home)
         template = task_template(
             self.settings, user, env, labels, worktree, git_dir, str(secrets_dir), extra_mounts=agent_home
         )
@@ -308,7 +304,7 @@ class SwarmRunner:
         engine.track(attempt_id, placement.container_id, worktree, git_dir)
         self._placed[attempt_id] = engine
         if agent_home:  # the container's HOME starts as a copy of the agent home, so agents are signed in
-            await engine._copy_agent_home(placement.container_id, home)
+            await engine.homes.copy(placement.container_id, home)
         engine.prestart(attempt_id)
         log.info(
             "placed attempt %s on node %s (container %s)",
@@ -348,7 +344,7 @@ class SwarmRunner:
         """With ``docker.network = "none"`` the task must have no address at all on its node."""
         if self.settings.network != "none":
             return
-        info = await engine._call(lambda: engine.api.inspect_container(container_id))
+        info = await engine.engine.call(lambda: engine.api.inspect_container(container_id))
         networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
         addressed = sorted(
             name
@@ -367,7 +363,7 @@ class SwarmRunner:
             for sid in ids:
                 await self._remove_service(attempt_id, sid)
         with contextlib.suppress(Exception):
-            await self.manager._in_thread(self.secrets.remove, attempt_id)
+            await self.manager.engine.in_thread(self.secrets.remove, attempt_id)
 
     async def _remove_service(self, attempt_id: str, service_id: str) -> None:
         """Remove the service and, where its node answers, its task container at once (not eventually)."""
@@ -390,7 +386,7 @@ class SwarmRunner:
                 continue  # the node's own swarm agent removes it when it is back; so does the reconcile
             await reachable.forget(attempt_id)
             with contextlib.suppress(Exception):
-                await reachable._remove_ids([cid])
+                await reachable.engine.remove_ids([cid])
 
     async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None:
         """The attempt's node or container went away: remove its service so nothing restarts unseen."""
@@ -410,7 +406,7 @@ class SwarmRunner:
             engine = self._placed.pop(attempt_id, None)
             if engine is not None:
                 await engine.forget(attempt_id)
-            removed_secrets = await self.manager._in_thread(self.secrets.remove, attempt_id)
+            removed_secrets = await self.manager.engine.in_thread(self.secrets.remove, attempt_id)
         self._locks.pop(attempt_id, None)
         return bool(services) or removed_secrets
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from anyon.services.runners.base import RunnerError
+from anyon.services.runners.container_spec import LABEL_ATTEMPT, LABEL_INSTANCE, LABEL_MANAGED
 from anyon.services.runners.contracts import ReconcileResult
-from anyon.services.runners.docker import LABEL_ATTEMPT, LABEL_INSTANCE, LABEL_MANAGED
 
 if TYPE_CHECKING:
     from anyon.services.runners.swarm import SwarmRunner
@@ -57,7 +57,9 @@ async def reconcile(
                 if runner._placed.get(attempt_id) is not engine:
                     runner._placed[attempt_id] = engine
                     adopted.append(attempt_id)
-                await engine._find(attempt_id)  # a container of an earlier run is marked for a sweep
+                await engine.containers.find(
+                    attempt_id
+                )  # a container of an earlier run is marked for a sweep
                 if engine.unswept(attempt_id):
                     try:
                         swept[attempt_id] = await engine.kill_strays(attempt_id)
@@ -68,14 +70,14 @@ async def reconcile(
             await runner._remove_service(attempt_id, service["ID"])
         if attempt_id:
             with contextlib.suppress(RunnerError):
-                await runner.manager._in_thread(runner.secrets.remove, attempt_id)
+                await runner.manager.engine.in_thread(runner.secrets.remove, attempt_id)
             removed.add(attempt_id)
             if labels.get("anyon.worktree"):
                 worktrees.append(labels["anyon.worktree"])
     removed |= await remove_strays_on_nodes(runner)
-    for attempt_id in await runner.manager._in_thread(runner.secrets.attempt_ids):
+    for attempt_id in await runner.manager.engine.in_thread(runner.secrets.attempt_ids):
         if attempt_id not in live:
-            await runner.manager._in_thread(runner.secrets.remove, attempt_id)
+            await runner.manager.engine.in_thread(runner.secrets.remove, attempt_id)
             removed.add(attempt_id)
     return ReconcileResult(sorted(adopted), sorted(removed), swept, worktrees)
 
@@ -95,7 +97,7 @@ async def remove_strays_on_nodes(runner: SwarmRunner) -> set[str]:
         engine = await runner._reachable(str(node["ID"]))
         if engine is None:
             continue
-        listed = await engine._list()
+        listed = await engine.containers.list()
         if not listed:
             continue
         services = {str(s["ID"]) for s in await runner._services()}
@@ -105,7 +107,7 @@ async def remove_strays_on_nodes(runner: SwarmRunner) -> set[str]:
                 continue
             attempt_id = labels.get(LABEL_ATTEMPT, "")
             await engine.forget(attempt_id)
-            await engine._remove_ids([info["Id"]])
+            await engine.engine.remove_ids([info["Id"]])
             if attempt_id:
                 removed.add(attempt_id)
     return removed
