@@ -68,7 +68,7 @@ def tls_client(address: str, files: tuple[str, str, str], timeout: float) -> Any
 
 
 class NodeLossHandler(Protocol):
-    """What a process tells when its node went away (the Swarm runner removes the attempt's service)."""
+    """What a process tells when its node went away (the swarm manager view removes the attempt's service)."""
 
     async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None: ...
 
