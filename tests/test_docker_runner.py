@@ -408,10 +408,10 @@ def test_ensure_container_reuses_and_remove_tears_down(
         assert await runner.ensure_container("att-re", str(worktree), str(repo / ".git" / "objects")) == first
         moved = await runner.ensure_container("att-re", str(other), str(repo / ".git" / "objects"))
         assert moved != first  # a different worktree needs a different mount
-        assert {c["Id"] for c in await runner._list("att-re")} == {moved}
+        assert {c["Id"] for c in await runner.containers.list("att-re")} == {moved}
         assert runner.secrets.path("att-re").is_dir()
         assert await runner.remove_container("att-re")
-        assert await runner._list("att-re") == []
+        assert await runner.containers.list("att-re") == []
         assert not runner.secrets.path("att-re").exists()
         assert not await runner.remove_container("att-re")  # idempotent
 
@@ -436,9 +436,9 @@ def test_reconcile_adopts_live_attempts_and_removes_orphans(
         result = await after_restart.reconcile({"live"})
         assert result.adopted == ["live"]
         assert result.removed == ["gone", "stale-secrets-only"]
-        assert [c["Id"] for c in await after_restart._list()] == [live]
+        assert [c["Id"] for c in await after_restart.containers.list()] == [live]
         assert not after_restart.secrets.path("gone").exists()
-        assert [c["Id"] for c in await bystander._list()] == [foreign]
+        assert [c["Id"] for c in await bystander.containers.list()] == [foreign]
         proc = await after_restart.spawn(["echo", "adopted"], str(worktree), {}, attempt_id="live")
         out, _, code = await collect(proc)
         assert (out, code) == (b"adopted\n", 0)
@@ -449,7 +449,7 @@ def test_reconcile_adopts_live_attempts_and_removes_orphans(
 def test_daemon_down_is_a_clear_error_and_leaves_nothing(
     make_runner: Callable[..., Any], attempt_repo: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from anyon.services.runners.docker import DockerUnavailable
+    from anyon.services.runners.engine_client import DockerUnavailable
 
     repo, worktree = attempt_repo
     runner = make_runner(host=f"unix://{tmp_path}/no-daemon.sock")
@@ -467,7 +467,7 @@ def test_daemon_down_is_a_clear_error_and_leaves_nothing(
 def test_missing_image_names_it_and_how_to_build_it(
     make_runner: Callable[..., Any], attempt_repo: tuple[Path, Path]
 ) -> None:
-    from anyon.services.runners.docker import ImageMissing
+    from anyon.services.runners.engine_client import ImageMissing
 
     repo, worktree = attempt_repo
     runner = make_runner(image="anyon-no-such-image:never")
@@ -477,7 +477,7 @@ def test_missing_image_names_it_and_how_to_build_it(
             await runner.check_image()
         with pytest.raises(ImageMissing, match="deploy/image/Dockerfile"):
             await runner.ensure_container("att-img", str(worktree), str(repo / ".git" / "objects"))
-        assert await runner._list() == []
+        assert await runner.containers.list() == []
 
     asyncio.run(main())
     assert not runner.secrets.path("att-img").exists()
@@ -522,8 +522,8 @@ def test_interactive_stdin_stays_open_inside_the_container(
         waiting = ""
         if prestart:
             runner.prestart("att-tty")
-            await runner._prestarting["att-tty"]
-            waiting = runner._prestarted["att-tty"].exec_id
+            await runner.prestarts.starting["att-tty"]
+            waiting = runner.prestarts.waiting["att-tty"].exec_id
         proc = await runner.spawn(
             ["sh", "-c", script], str(worktree), {}, stdin=b"first\n", attempt_id="att-tty", interactive=True
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from anyon.services.runners import RunnerError
-from anyon.services.runners.docker import resolve_user
+from anyon.services.runners.container_spec import resolve_user
 from anyon.services.runners.secrets_dir import SecretsDirs
 
 

@@ -17,7 +17,7 @@ import pygit2
 import pytest
 
 from anyon.services.container import instance_id
-from anyon.services.runners.warm import command_line, sh_word
+from anyon.services.runners.prestart import command_line, sh_word
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_docker_runner import (  # noqa: F401 - fixtures
@@ -85,7 +85,7 @@ def test_prestarted_exec_behaves_like_a_fresh_one(
     async def run(runner: Any, attempt: str) -> tuple[bytes, bytes, int, str, str | None]:
         await runner.ensure_container(attempt, str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)  # the launcher is started in the background
-        pre = runner._prestarted.get(attempt)
+        pre = runner.prestarts.waiting.get(attempt)
         proc = await runner.spawn(argv, str(sub), env, stdin=payload, attempt_id=attempt)
         out, err, code = await collect(proc)
         return out, err, code, proc.id, pre.exec_id if pre else None
@@ -116,15 +116,15 @@ def test_prestarted_exec_is_stopped_refilled_and_removed_with_its_container(
     async def main() -> tuple[int, str, str, bool | None]:
         await runner.ensure_container("att-st", str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)
-        first = runner._prestarted["att-st"].exec_id
+        first = runner.prestarts.waiting["att-st"].exec_id
         assert _exec_running(first)
         proc = await runner.spawn(["sleep", "60"], str(worktree), {}, attempt_id="att-st")
         assert proc.id == first and proc.pid > 1
         code = await proc.stop(escalation_seconds=2)
         deadline = time.monotonic() + 10
-        while "att-st" not in runner._prestarted and time.monotonic() < deadline:
+        while "att-st" not in runner.prestarts.waiting and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        second = runner._prestarted["att-st"].exec_id
+        second = runner.prestarts.waiting["att-st"].exec_id
         assert _exec_running(second)
         assert await runner.remove_container("att-st")
         return code, first, second, _exec_running(second)
@@ -145,7 +145,7 @@ def test_closing_the_runner_ends_waiting_launchers(
     async def main() -> str:
         await runner.ensure_container("att-close", str(worktree), str(repo / ".git" / "objects"))
         await asyncio.sleep(0.5)
-        exec_id = str(runner._prestarted["att-close"].exec_id)
+        exec_id = str(runner.prestarts.waiting["att-close"].exec_id)
         await runner.close()
         return exec_id
 

@@ -190,7 +190,7 @@ def services_collector(deployment: str, services: Any) -> ServicesCollector:
             return sum(running for _, _, running in docker.node_report())
 
     elif docker is not None:
-        from anyon.services.runners.docker import LABEL_INSTANCE, LABEL_MANAGED
+        from anyon.services.runners.container_spec import LABEL_INSTANCE, LABEL_MANAGED
 
         def running_containers() -> int:
             labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={docker.instance_id}"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee as pw
 
@@ -32,12 +32,9 @@ from anyon.services.board.images import ImageService
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
 from anyon.services.git.file_search import FileSearch
-from anyon.services.logs.logstore import LogStore
-from anyon.services.runners.contracts import ContainerRunner
-
-if TYPE_CHECKING:
-    from anyon.services.runners.docker import ReconcileResult
 from anyon.services.git.worktrees import WorktreeManager
+from anyon.services.logs.logstore import LogStore
+from anyon.services.runners.contracts import ContainerRunner, ReconcileResult
 
 log = logging.getLogger(__name__)
 

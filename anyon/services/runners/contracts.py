@@ -5,19 +5,26 @@ also owns per-attempt containers: the execution engine asks for them through
 :class:`ContainerProvisioner`, the maintenance loop reconciles them, the warm pool reserves attempt ids,
 and the attempt's git work runs in them (:class:`~anyon.services.board.attempt_repos.AttemptShell`).
 :class:`ContainerRunner` is all of that together: the type of ``Services.docker``. Any runner that
-satisfies it (the Docker runner today) can serve cloud mode.
+satisfies it (the Docker and Swarm runners) can serve cloud mode. :class:`ReconcileResult` is what a
+reconcile reports; it lives here, with the protocols, so nothing that reads it imports a runner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import NamedTuple, Protocol
 
 from anyon.config.model import DockerSettings
 from anyon.services.runners.base import Runner
 
-if TYPE_CHECKING:
-    from anyon.services.runners.docker import ReconcileResult
+
+class ReconcileResult(NamedTuple):
+    adopted: list[str]
+    removed: list[str]
+    #: attempt id -> signals sent by the sweep of its container (attempts whose container was swept)
+    swept: dict[str, int] = {}
+    #: worktree paths (from the labels) of the containers removed because their attempt is gone
+    worktrees: list[str] = []
 
 
 class ContainerProvisioner(Protocol):

@@ -20,15 +20,18 @@ Design in ``docs/scale-out.md``. In short:
 * **A node that dies** — a process whose node stops answering, or whose container stopped under it, ends
   with an error naming the node; the attempt's service is removed at once so Swarm never restarts an
   empty container for it elsewhere unseen. The next command places a new one.
+
+:class:`SwarmRunner` places services and hands commands to the node Engines. What the manager knows
+(services, tasks, nodes, where each attempt runs) is :mod:`anyon.services.runners.swarm_manager`, shared
+with the reconcile (:mod:`anyon.services.runners.swarm_reconcile`); the container's names, labels,
+environment and agent home are the single-VM runner's own (``container_spec.py``, ``agent_home_sync.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -36,29 +39,20 @@ from typing import Any
 
 from anyon.config.model import DockerSettings
 from anyon.services.runners import swarm_reconcile
+from anyon.services.runners.agent_home_sync import AgentHomeSync
 from anyon.services.runners.base import RunnerError, RunnerUnavailable
-from anyon.services.runners.docker import (
-    LABEL_ATTEMPT,
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    DockerRunner,
-    ReconcileResult,
-)
-from anyon.services.runners.secrets_dir import check_attempt_id
+from anyon.services.runners.container_spec import ContainerSpec, mount_paths
+from anyon.services.runners.contracts import ReconcileResult
+from anyon.services.runners.engine_client import EngineClient
+from anyon.services.runners.secrets_dir import SecretsDirs, check_attempt_id
+from anyon.services.runners.swarm_manager import Placement, SwarmManager
 from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess
-from anyon.services.runners.swarm_spec import ENDED_STATES, container_env, task_template
+from anyon.services.runners.swarm_spec import ENDED_STATES, task_template
 
 log = logging.getLogger(__name__)
 
 
 _POLL_SECONDS = 0.05
-
-
-@dataclasses.dataclass
-class _Placement:
-    service_id: str
-    node_id: str
-    container_id: str
 
 
 class SwarmRunner:
@@ -77,23 +71,13 @@ class SwarmRunner:
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id
-        self._secrets_root = secrets_root
-        self._host_env = dict(host_env or {})
-        # the manager: its API client, thread pool, labels and image checks; never its containers
-        self.manager = DockerRunner(
-            settings,
-            instance_id,
-            secrets_root,
-            host_env=host_env,
-            client=client,
-            agent_home=agent_home,
-            agent_home_of=agent_home_of,
-        )
-        self.secrets = self.manager.secrets
-        self.uid, self.gid = self.manager.uid, self.manager.gid
-        self._nodes: dict[str, NodeEngine] = {}
-        self._placed: dict[str, NodeEngine] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # the manager's API client and thread pool; the same names, labels and hardening as one VM's
+        self.engine = EngineClient(settings, client=client)
+        self.spec = ContainerSpec(settings, instance_id, host_env)
+        self.uid, self.gid = self.spec.uid, self.spec.gid
+        self.secrets = SecretsDirs(secrets_root, self.uid, self.gid)
+        self.homes = AgentHomeSync(self.engine, self.uid, self.gid, agent_home, agent_home_of)
+        self.swarm = SwarmManager(settings, instance_id, secrets_root, self.engine, dict(host_env or {}))
         #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
         self.reserved_ids: set[str] = set()
 
@@ -101,142 +85,31 @@ class SwarmRunner:
 
     @property
     def api(self) -> Any:
-        return self.manager.api
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self.manager._call(fn, *args, **kwargs)
+        return self.engine.api
 
     async def ping(self) -> None:
-        await self.manager.ping()
+        await self.engine.ping()
 
     async def check_image(self) -> None:
-        await self.manager.check_image()
+        await self.engine.check_image()
 
     async def close(self) -> None:
-        for node in list(self._nodes.values()):
-            await node.close()
-        self._nodes.clear()
-        await self.manager.close()
+        await self.swarm.close()
+        await self.engine.close()
 
     def labels(self, attempt_id: str) -> dict[str, str]:
-        return self.manager.labels(attempt_id)
+        return self.spec.labels(attempt_id)
 
     def service_name(self, attempt_id: str) -> str:
-        return self.manager.container_name(attempt_id)
-
-    def _lock(self, attempt_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(attempt_id, asyncio.Lock())
-
-    async def _services(self, attempt_id: str | None = None) -> list[dict[str, Any]]:
-        labels = [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={self.instance_id}"]
-        if attempt_id is not None:
-            labels.append(f"{LABEL_ATTEMPT}={attempt_id}")
-        found: list[dict[str, Any]] = await self._call(lambda: self.api.services(filters={"label": labels}))
-        return found
-
-    async def _tasks(self, service_id: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await self._call(
-            lambda: self.api.tasks(filters={"service": service_id})
-        )
-        return found
-
-    async def nodes(self) -> list[dict[str, Any]]:
-        """The swarm's nodes as the manager lists them."""
-        found: list[dict[str, Any]] = await self._call(lambda: self.api.nodes())
-        return found
-
-    async def node_state(self, node_id: str) -> str:
-        """The node's state as the manager sees it (``ready``, ``down``, ``unknown``...)."""
-        import docker
-
-        try:
-            node = await self._call(lambda: self.api.inspect_node(node_id))
-        except docker.errors.NotFound:
-            return "gone"
-        return str(node.get("Status", {}).get("State") or "unknown")
-
-    async def task_desired_state(self, attempt_id: str, container_id: str) -> str:
-        """What Swarm wants of the task running ``container_id``: ``running``, ``shutdown``, ``gone``...
-
-        Asked about that very task: on a drain Swarm may already have made a replacement task that
-        wants to run (somewhere else, or pending). A manager that does not answer says nothing: ``running``.
-        """
-        try:
-            services = await self._services(attempt_id)
-            tasks = [t for s in services for t in await self._tasks(s["ID"])]
-        except RunnerError:
-            return "running"
-        for task in tasks:
-            if task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID") == container_id:
-                return str(task.get("DesiredState") or "unknown")
-        return "gone"
-
-    async def node_engine(self, node_id: str) -> NodeEngine:
-        """The Engine of ``node_id``, from its ``docker.swarm_engine_label`` label."""
-        import docker
-
-        try:
-            node = await self._call(lambda: self.api.inspect_node(node_id))
-        except docker.errors.NotFound as exc:
-            raise RunnerError(f"swarm node {node_id[:12]} no longer exists") from exc
-        name = str(node.get("Description", {}).get("Hostname") or node_id[:12])
-        address = (node.get("Spec", {}).get("Labels") or {}).get(self.settings.swarm_engine_label, "")
-        if not address:
-            raise RunnerError(
-                f"swarm node {name} ({node_id[:12]}) has no {self.settings.swarm_engine_label!r} label "
-                "naming its Docker Engine; add it with `docker node update --label-add "
-                f"{self.settings.swarm_engine_label}=tcp://<node address>:2376 {node_id[:12]}` "
-                '(deploy/RUNBOOK.md, "Add a worker node")'
-            )
-        engine = self._nodes.get(node_id)
-        if engine is not None and engine.settings.host == address:
-            return engine
-        if engine is not None:
-            await engine.close()
-        engine = NodeEngine(
-            dataclasses.replace(self.settings, host=address),
-            self.instance_id,
-            self._secrets_root,
-            node_id=node_id,
-            node_name=name,
-            host_env=self._host_env,
-        )
-        self._nodes[node_id] = engine
-        return engine
+        return self.spec.container_name(attempt_id)
 
     # --- placement ----------------------------------------------------------------------------
 
-    async def _placement(self, service: dict[str, Any]) -> _Placement | None:
-        """The service's running task (node and container), or ``None`` when none runs."""
-        for task in await self._tasks(service["ID"]):
-            status = task.get("Status", {})
-            container = status.get("ContainerStatus", {}).get("ContainerID")
-            if status.get("State") == "running" and task.get("DesiredState") == "running" and container:
-                return _Placement(service["ID"], str(task["NodeID"]), str(container))
-        return None
-
-    async def _engine_for(self, attempt_id: str) -> NodeEngine | None:
-        engine = self._placed.get(attempt_id)
-        if engine is not None:
-            return engine
-        for service in await self._services(attempt_id):
-            placement = await self._placement(service)
-            if placement is not None:
-                engine = await self.node_engine(placement.node_id)
-                self._placed[attempt_id] = engine
-                return engine
-        return None
-
     async def ensure_container(self, attempt_id: str, worktree_path: str, objects_dir: str) -> str:
         """Return the id of the attempt's running container, placing a service for it as needed."""
-        check_attempt_id(attempt_id)
-        worktree = os.path.realpath(worktree_path)
-        git_dir = os.path.realpath(objects_dir)
-        for label, path in (("worktree", worktree), ("project object store", git_dir)):
-            if not os.path.isdir(path):
-                raise RunnerError(f"the attempt's {label} {path!r} does not exist")
-        async with self._lock(attempt_id):
-            engine = self._placed.get(attempt_id)
+        worktree, git_dir = mount_paths(attempt_id, worktree_path, objects_dir)
+        async with self.swarm.lock(attempt_id):
+            engine = self.swarm.placed.get(attempt_id)
             known = engine.tracked(attempt_id) if engine is not None else None
             # placed by this server run: one look at the container on its node is enough
             if (
@@ -247,55 +120,42 @@ class SwarmRunner:
             ):
                 engine.prestart(attempt_id)
                 return known[0]
-            for service in await self._services(attempt_id):
+            for service in await self.swarm.services(attempt_id):
                 labels = service.get("Spec", {}).get("Labels", {})
-                placement = await self._placement(service)
+                placement = await self.swarm.placement(service)
                 same = (labels.get("anyon.worktree"), labels.get("anyon.git-dir")) == (worktree, git_dir)
                 if placement is not None and same:
-                    engine = await self._reachable(placement.node_id)
+                    engine = await self.swarm.reachable(placement.node_id)
                     if engine is not None and await engine.container_state(attempt_id) == "running":
-                        self._placed[attempt_id] = engine
+                        self.swarm.placed[attempt_id] = engine
                         engine.prestart(attempt_id)
                         return placement.container_id
-                await self._remove_service(attempt_id, service["ID"])
+                await self.swarm.remove_service(attempt_id, service["ID"])
             return await self._create(attempt_id, worktree, git_dir)
-
-    async def _reachable(self, node_id: str) -> NodeEngine | None:
-        """The node's engine if the manager sees the node ready and its engine answers.
-
-        A node the manager reports down is not even asked: over TCP a vanished machine would hold the
-        call until the client's timeout.
-        """
-        try:
-            if await self.node_state(node_id) != "ready":
-                return None
-            engine = await self.node_engine(node_id)
-            await engine.ping()
-        except RunnerError:
-            return None
-        return engine
 
     async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
         import docker
 
-        secrets_dir = await self.manager._in_thread(self.secrets.ensure, attempt_id)
-        labels = {**self.labels(attempt_id), "anyon.worktree": worktree, "anyon.git-dir": git_dir}
-        env = container_env(self.settings, self._host_env, attempt_id, worktree)
+        secrets_dir = await self.engine.in_thread(self.secrets.ensure, attempt_id)
+        labels = self.spec.mount_labels(attempt_id, worktree, git_dir)
+        env = self.spec.base_env(attempt_id, worktree)
         user = f"{self.uid}:{self.gid}"
-        home = await self.manager._in_thread(self.manager.home_of, attempt_id)  # the account's logins
-        await self.manager._in_thread(self.manager._share_agent_home, home)
-        agent_home = self.manager._agent_home_mounts(home)
+        home = await self.engine.in_thread(self.homes.home_of, attempt_id)  # the account's logins
+        await self.engine.in_thread(self.homes.share, home)
+        agent_home = self.spec.agent_home_mounts(home)
         template = task_template(
             self.settings, user, env, labels, worktree, git_dir, str(secrets_dir), extra_mounts=agent_home
         )
         service_id: str | None = None
         try:
-            created = await self._call(
-                lambda: self.api.create_service(template, name=self.service_name(attempt_id), labels=labels)
+            created = await self.engine.call(
+                lambda: self.engine.api.create_service(
+                    template, name=self.service_name(attempt_id), labels=labels
+                )
             )
             service_id = str(created["ID"])
             placement = await self._wait_running(attempt_id, service_id)
-            engine = await self.node_engine(placement.node_id)
+            engine = await self.swarm.node_engine(placement.node_id)
             await self._check_isolated(engine, placement.container_id)
         except docker.errors.APIError as exc:
             await self._undo_create(attempt_id, service_id)
@@ -306,9 +166,9 @@ class SwarmRunner:
             await self._undo_create(attempt_id, service_id)
             raise
         engine.track(attempt_id, placement.container_id, worktree, git_dir)
-        self._placed[attempt_id] = engine
+        self.swarm.placed[attempt_id] = engine
         if agent_home:  # the container's HOME starts as a copy of the agent home, so agents are signed in
-            await engine._copy_agent_home(placement.container_id, home)
+            await engine.homes.copy(placement.container_id, home)
         engine.prestart(attempt_id)
         log.info(
             "placed attempt %s on node %s (container %s)",
@@ -318,17 +178,17 @@ class SwarmRunner:
         )
         return placement.container_id
 
-    async def _wait_running(self, attempt_id: str, service_id: str) -> _Placement:
+    async def _wait_running(self, attempt_id: str, service_id: str) -> Placement:
         """Poll the service's task until it runs; a refusal or the timeout fails with Swarm's reason."""
         deadline = time.monotonic() + self.settings.swarm_task_timeout_seconds
         last = "no task yet"
         while True:
-            for task in await self._tasks(service_id):
+            for task in await self.swarm.tasks(service_id):
                 status = task.get("Status", {})
                 state = status.get("State", "")
                 container = status.get("ContainerStatus", {}).get("ContainerID")
                 if state == "running" and container:
-                    return _Placement(service_id, str(task["NodeID"]), str(container))
+                    return Placement(service_id, str(task["NodeID"]), str(container))
                 reason = status.get("Err") or status.get("Message") or state
                 last = f"{state}: {reason}"
                 if state in ENDED_STATES:
@@ -348,7 +208,7 @@ class SwarmRunner:
         """With ``docker.network = "none"`` the task must have no address at all on its node."""
         if self.settings.network != "none":
             return
-        info = await engine._call(lambda: engine.api.inspect_container(container_id))
+        info = await engine.engine.call(lambda: engine.api.inspect_container(container_id))
         networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
         addressed = sorted(
             name
@@ -363,55 +223,24 @@ class SwarmRunner:
 
     async def _undo_create(self, attempt_id: str, service_id: str | None) -> None:
         with contextlib.suppress(Exception):
-            ids = [service_id] if service_id else [s["ID"] for s in await self._services(attempt_id)]
+            ids = [service_id] if service_id else [s["ID"] for s in await self.swarm.services(attempt_id)]
             for sid in ids:
-                await self._remove_service(attempt_id, sid)
+                await self.swarm.remove_service(attempt_id, sid)
         with contextlib.suppress(Exception):
-            await self.manager._in_thread(self.secrets.remove, attempt_id)
-
-    async def _remove_service(self, attempt_id: str, service_id: str) -> None:
-        """Remove the service and, where its node answers, its task container at once (not eventually)."""
-        import docker
-
-        containers: list[tuple[str, str]] = []
-        with contextlib.suppress(RunnerError, docker.errors.APIError):
-            for task in await self._tasks(service_id):
-                cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-                if cid:
-                    containers.append((str(task["NodeID"]), str(cid)))
-        with contextlib.suppress(docker.errors.NotFound):
-            await self._call(lambda: self.api.remove_service(service_id))
-        engine = self._placed.pop(attempt_id, None)
-        if engine is not None:
-            await engine.forget(attempt_id)
-        for node_id, cid in containers:
-            reachable = await self._reachable(node_id)
-            if reachable is None:
-                continue  # the node's own swarm agent removes it when it is back; so does the reconcile
-            await reachable.forget(attempt_id)
-            with contextlib.suppress(Exception):
-                await reachable._remove_ids([cid])
-
-    async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None:
-        """The attempt's node or container went away: remove its service so nothing restarts unseen."""
-        log.warning("attempt %s lost its container on worker node %s", attempt_id, engine.node_label)
-        async with self._lock(attempt_id):
-            for service in await self._services(attempt_id):
-                await self._remove_service(attempt_id, service["ID"])
-        await engine.forget(attempt_id)
+            await self.engine.in_thread(self.secrets.remove, attempt_id)
 
     async def remove_container(self, attempt_id: str) -> bool:
         """Tear down the attempt's service, its container and its secrets directory; idempotent."""
         check_attempt_id(attempt_id)
-        async with self._lock(attempt_id):
-            services = await self._services(attempt_id)
+        async with self.swarm.lock(attempt_id):
+            services = await self.swarm.services(attempt_id)
             for service in services:
-                await self._remove_service(attempt_id, service["ID"])
-            engine = self._placed.pop(attempt_id, None)
+                await self.swarm.remove_service(attempt_id, service["ID"])
+            engine = self.swarm.placed.pop(attempt_id, None)
             if engine is not None:
                 await engine.forget(attempt_id)
-            removed_secrets = await self.manager._in_thread(self.secrets.remove, attempt_id)
-        self._locks.pop(attempt_id, None)
+            removed_secrets = await self.engine.in_thread(self.secrets.remove, attempt_id)
+        self.swarm.locks.pop(attempt_id, None)
         return bool(services) or removed_secrets
 
     # --- reconcile (swarm_reconcile.py) -------------------------------------------------------
@@ -421,25 +250,25 @@ class SwarmRunner:
     ) -> ReconcileResult:
         """Adopt (and sweep) live attempts' services, remove every other one of this instance and every
         node container no service owns (see :func:`swarm_reconcile.reconcile`)."""
-        return await swarm_reconcile.reconcile(self, live_attempt_ids)
+        return await swarm_reconcile.reconcile(self.swarm, self.secrets, live_attempt_ids, self.reserved_ids)
 
     def node_report(self) -> list[tuple[str, str, int]]:
         """(node, "state/availability", running attempt tasks) per node; blocking (metrics thread)."""
-        return swarm_reconcile.node_report(self)
+        return swarm_reconcile.node_report(self.swarm)
 
     # --- processes (through the node's Engine) ------------------------------------------------
 
     def lost(self, attempt_id: str) -> None:
-        engine = self._placed.get(attempt_id)
+        engine = self.swarm.placed.get(attempt_id)
         if engine is not None:
             engine.lost(attempt_id)
 
     def unswept(self, attempt_id: str) -> bool:
-        engine = self._placed.get(attempt_id)
+        engine = self.swarm.placed.get(attempt_id)
         return engine is not None and engine.unswept(attempt_id)
 
     async def kill_strays(self, attempt_id: str) -> int:
-        engine = await self._engine_for(check_attempt_id(attempt_id))
+        engine = await self.swarm.engine_for(check_attempt_id(attempt_id))
         return 0 if engine is None else await engine.kill_strays(attempt_id)
 
     def write_secrets(
@@ -448,14 +277,14 @@ class SwarmRunner:
         return self.secrets.write(attempt_id, github_token, claude_credentials)
 
     def prestart(self, attempt_id: str) -> None:
-        engine = self._placed.get(attempt_id)
+        engine = self.swarm.placed.get(attempt_id)
         if engine is not None:
             engine.prestart(attempt_id)
 
     async def _engine_or_fail(self, attempt_id: str | None) -> NodeEngine:
         if attempt_id is None:
             raise RunnerError("the Swarm runner needs the attempt id to find the attempt's container")
-        engine = await self._engine_for(check_attempt_id(attempt_id))
+        engine = await self.swarm.engine_for(check_attempt_id(attempt_id))
         if engine is None:
             raise RunnerError(f"attempt {attempt_id} has no container; it must be provisioned first")
         return engine
@@ -475,11 +304,11 @@ class SwarmRunner:
         try:
             inner = await engine.spawn(argv, cwd, env, stdin, attempt_id=attempt_id, interactive=interactive)
         except RunnerUnavailable as exc:
-            await self.node_lost(attempt_id, engine)
+            await self.swarm.node_lost(attempt_id, engine)
             raise RunnerError(
                 f"{exc}; the attempt's container was removed: the next command runs on a node that is up"
             ) from exc
-        return SwarmProcess(self, inner, engine, attempt_id)
+        return SwarmProcess(self.swarm, inner, engine, attempt_id)
 
     async def run_captured(
         self,

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 from anyon.config.model import DockerSettings
 from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningProcess
-from anyon.services.runners.docker import DockerProcess, DockerRunner, DockerUnavailable
+from anyon.services.runners.docker import DockerRunner
+from anyon.services.runners.docker_process import DockerProcess
+from anyon.services.runners.engine_client import DockerUnavailable, EngineClient
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +68,51 @@ def tls_client(address: str, files: tuple[str, str, str], timeout: float) -> Any
 
 
 class NodeLossHandler(Protocol):
-    """What a process tells when its node went away (the Swarm runner removes the attempt's service)."""
+    """What a process tells when its node went away (the swarm manager view removes the attempt's service)."""
 
     async def node_lost(self, attempt_id: str, engine: NodeEngine) -> None: ...
 
     async def node_state(self, node_id: str) -> str: ...
 
     async def task_desired_state(self, attempt_id: str, container_id: str) -> str: ...
+
+
+class NodeClient(EngineClient):
+    """The Engine API client of one swarm node: over TLS with ``docker.swarm_tls_dir``'s files when the
+    node's address is ``tcp://``, and a connection failure that names the node."""
+
+    def __init__(self, settings: DockerSettings, *, node_id: str, node_name: str) -> None:
+        super().__init__(settings)
+        self.node_id = node_id
+        self.node_name = node_name
+        scheme = urlsplit(settings.host).scheme
+        self._tls_files = (
+            tls_files(settings.swarm_tls_dir)
+            if settings.swarm_tls_dir and scheme in ("tcp", "https")
+            else None
+        )
+        if self._tls_files is not None:
+            ca, cert, key = self._tls_files
+            try:
+                self.tls = ssl.create_default_context(cafile=ca)
+                self.tls.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise RunnerError(f"docker.swarm_tls_dir: cannot load the TLS files: {exc}") from exc
+
+    def make_client(self) -> Any:
+        if self._tls_files is None:
+            return super().make_client()
+        return tls_client(self.settings.host, self._tls_files, timeout=60)
+
+    @property
+    def node_label(self) -> str:
+        return f"{self.node_name} ({self.node_id[:12]})"
+
+    def unavailable(self, exc: BaseException) -> DockerUnavailable:
+        return DockerUnavailable(
+            f"the worker node {self.node_label} running this attempt went away: its Docker Engine at "
+            f"{self.settings.host} does not answer ({exc})"
+        )
 
 
 class NodeEngine(DockerRunner):
@@ -94,53 +134,30 @@ class NodeEngine(DockerRunner):
         node_name: str,
         host_env: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(settings, instance_id, secrets_root, host_env=host_env)
+        self.node = NodeClient(settings, node_id=node_id, node_name=node_name)
+        super().__init__(settings, instance_id, secrets_root, host_env=host_env, engine=self.node)
         self.node_id = node_id
         self.node_name = node_name
-        scheme = urlsplit(settings.host).scheme
-        self._tls_files = (
-            tls_files(settings.swarm_tls_dir)
-            if settings.swarm_tls_dir and scheme in ("tcp", "https")
-            else None
-        )
-        if self._tls_files is not None:
-            ca, cert, key = self._tls_files
-            try:
-                self.tls = ssl.create_default_context(cafile=ca)
-                self.tls.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as exc:
-                raise RunnerError(f"docker.swarm_tls_dir: cannot load the TLS files: {exc}") from exc
-
-    def _make_client(self) -> Any:
-        if self._tls_files is None:
-            return super()._make_client()
-        return tls_client(self.settings.host, self._tls_files, timeout=60)
 
     @property
     def node_label(self) -> str:
-        return f"{self.node_name} ({self.node_id[:12]})"
-
-    def _unavailable(self, exc: BaseException) -> DockerUnavailable:
-        return DockerUnavailable(
-            f"the worker node {self.node_label} running this attempt went away: its Docker Engine at "
-            f"{self.settings.host} does not answer ({exc})"
-        )
+        return self.node.node_label
 
     def tracked(self, attempt_id: str) -> tuple[str, str, str] | None:
         """(container id, worktree, object store) of the attempt's container as this runner knows it."""
-        known = self._containers.get(attempt_id)
+        known = self.table.containers.get(attempt_id)
         return None if known is None else (known.id, known.worktree, known.git_dir)
 
     async def container_state(self, attempt_id: str) -> str:
         """``running``, or what else the attempt's container is on that node (``gone``, ``exited``...)."""
         import docker
 
-        known = self._containers.get(attempt_id)
+        known = self.table.containers.get(attempt_id)
         try:
             if known is None:
-                listed = await self._list(attempt_id)
+                listed = await self.containers.list(attempt_id)
                 return str(listed[0].get("State")) if listed else "gone"
-            info = await self._call(lambda: self.api.inspect_container(known.id))
+            info = await self.engine.call(lambda: self.engine.api.inspect_container(known.id))
         except docker.errors.NotFound:
             return "gone"
         except RunnerUnavailable:

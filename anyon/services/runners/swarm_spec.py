@@ -1,10 +1,11 @@
 """The Swarm service of one attempt: the single-VM container's hardening, as the service API says it.
 
-Differences from :meth:`DockerRunner.host_config_kwargs`, each forced by the service API (engine 20.10,
-API 1.41) and explained in ``docs/scale-out.md``: no ``none`` network (a task on no network, on a node
-without a bridge — checked after placement), no ``no-new-privileges`` (set per command by ``setpriv``),
-tmpfs mounts without an owner (mode 1777 instead). Reservations equal the limits, so a node never
-holds more agents than it can run.
+Differences from :meth:`~anyon.services.runners.container_spec.ContainerSpec.host_config_kwargs`, each
+forced by the service API (engine 20.10, API 1.41) and explained in ``docs/scale-out.md``: no ``none``
+network (a task on no network, on a node without a bridge — checked after placement), no
+``no-new-privileges`` (set per command by ``setpriv``), tmpfs mounts without an owner (mode 1777
+instead). Reservations equal the limits, so a node never holds more agents than it can run. The
+environment, names and labels are the single-VM container's own (``container_spec.py``).
 """
 
 from __future__ import annotations
@@ -12,24 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from anyon.config.model import DockerSettings
-from anyon.services.runners.docker import CONTAINER_HOME, IDLE_COMMAND
+from anyon.services.runners.container_spec import CONTAINER_HOME, IDLE_COMMAND
 from anyon.services.runners.secrets_dir import CONTAINER_SECRETS_DIR
 
 #: Task states after which a task never runs again.
 ENDED_STATES = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
-
-
-def container_env(
-    settings: DockerSettings, host_env: dict[str, str], attempt_id: str, worktree: str
-) -> dict[str, str]:
-    """The container's base environment, as on one VM: allow-listed host variables and anyon's own."""
-    return {
-        **{k: v for k, v in host_env.items() if k in settings.env_allowlist},
-        "HOME": CONTAINER_HOME,
-        "ANYON_ATTEMPT_ID": attempt_id,
-        "ANYON_WORKSPACE": worktree,
-        "ANYON_SECRET_DIR": CONTAINER_SECRETS_DIR,
-    }
 
 
 def task_template(

@@ -1,16 +1,8 @@
-"""Pre-started execs: pay the Engine API exec cost before a command is requested.
+"""The warm pool: containers provisioned ahead of attempts, one empty worktree folder each.
 
-Creating and starting an exec costs tens of milliseconds (two Engine API round trips, then runc
-entering the container's namespaces). A pre-started exec is a shell already running in the attempt's
-container, attached to our stream, that prints its pid and waits for one line naming the command;
-spawning then only writes that line, and the shell ``exec``s the command in place. The command keeps
-the exec's pid (a session leader, so also its process group — what ``stop()`` signals), its stdin (the
-bytes after the line), its stdout/stderr stream and its exit code (the exec's ``ExitCode``).
-
-The line is shell code built here from the request: ``cd`` to the working directory, ``export`` the
-variables, check argv[0] like the fresh launcher, print ``+``, ``exec`` argv. Every word is single-quoted;
-a newline inside a word becomes ``'"$anyon_nl"'`` so the request stays one line. Requests the line cannot
-carry faithfully (a variable name the shell cannot export, a NUL byte, a huge line) use a fresh exec.
+Pairs with pre-started execs (:mod:`anyon.services.runners.prestart`): a claimed slot is the attempt's
+running container with a launcher already waiting in it, so the attempt's first command starts at once.
+The pool talks to the runner only through :class:`~anyon.services.runners.contracts.ContainerRunner`.
 """
 
 from __future__ import annotations
@@ -19,12 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-import shlex
 import stat
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,76 +26,6 @@ if TYPE_CHECKING:
     from anyon.services.runners.contracts import ContainerRunner
 
 log = logging.getLogger(__name__)
-
-#: argv[0] of the waiting shell, so it can be told apart in the container's process list.
-PRESTART_NAME = "anyon-prestarted"
-#: Prints the pid, then runs one line of shell code; a closed stdin (server gone) ends it quietly.
-PRESTART_LAUNCHER = """anyon_nl='
-'
-printf '%s\\n' "$$"
-IFS= read -r anyon_line || exit 0
-eval "$anyon_line"
-exit 126"""
-#: The line after which the requested program runs (anything else is an error marker).
-STARTED = b"+"
-NO_CWD = b"!nocwd"
-CWD_DENIED = b"!cwd"
-NOT_FOUND = b"!notfound"
-#: Longer command lines go through a fresh exec: ``read`` takes one byte per system call.
-MAX_LINE_BYTES = 64 * 1024
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def sh_word(value: str) -> str:
-    """One shell word that expands to ``value`` exactly, on one line."""
-    return '"$anyon_nl"'.join(shlex.quote(part) if part else "''" for part in value.split("\n"))
-
-
-def command_line(argv: list[str], cwd: str, env: Mapping[str, str]) -> bytes | None:
-    """The line a pre-started exec runs for this request, or ``None`` when it needs a fresh exec."""
-    words = [*argv, cwd, *env, *env.values()]
-    if any("\0" in w for w in words) or not all(_NAME.match(name) for name in env):
-        return None
-    q_cwd = sh_word(cwd)
-    parts = [
-        f"[ -d {q_cwd} ] || {{ printf '!nocwd\\n'; exit 126; }}",
-        f"cd -- {q_cwd} 2>/dev/null || {{ printf '!cwd\\n'; exit 126; }}",
-    ]
-    if env:
-        parts.append("export " + " ".join(sh_word(f"{k}={v}") for k, v in env.items()))
-    q_argv = [sh_word(a) for a in argv]
-    parts.append(f"command -v {q_argv[0]} >/dev/null 2>&1 || {{ printf '!notfound\\n'; exit 127; }}")
-    parts.append("printf '+\\n'")
-    parts.append("exec " + " ".join(q_argv))
-    line = ("; ".join(parts) + "\n").encode()
-    return line if len(line) <= MAX_LINE_BYTES else None
-
-
-@dataclass
-class PrestartedExec:
-    """A waiting launcher: its exec, its pid in the container and our end of its stream."""
-
-    exec_id: str
-    container_id: str
-    pid: int
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    #: stderr the shell printed before the pid line (nothing, normally); handed to the process.
-    early_stderr: bytes = b""
-    leftover: bytes = field(default=b"")
-
-    @property
-    def alive(self) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing()
-
-    def close(self) -> None:
-        """Closing our end closes the shell's stdin: ``read`` fails and the shell exits."""
-        with contextlib.suppress(OSError, RuntimeError):
-            self.writer.close()
-
-
-# --- warm pool ---------------------------------------------------------------------------------------
 
 
 @dataclass
