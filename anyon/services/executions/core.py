@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyon.config.model import ExecutionSettings
-from anyon.services.agents.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
+from anyon.services.agents.agent_commands import Command
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.agents.profile_catalog import ExecutorProfileId, ProfileError
 from anyon.services.board.attempt_repos import Checkout
 from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database

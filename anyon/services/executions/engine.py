@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 from anyon.services.board.tasks import TaskService
 from anyon.services.db.models import TaskAttempt
 from anyon.services.executions.cleanup import AttemptCleanup

@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import Any
 
-from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 from anyon.services.board.attempt_repos import AttemptRepos
 from anyon.services.db import queries
 from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
