@@ -31,7 +31,7 @@ from websockets.sync.client import connect
 from anyon.cli import main
 from anyon.config.model import AnyonConfig
 from anyon.security.auth import SESSION_COOKIE
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.live_server import LiveServer, live_server
 from tests.test_auth import CANARY, bearer, reachable_config
 from tests.test_executions_cloud import (

@@ -104,7 +104,8 @@ FinishedHook = Callable[[uuid.UUID, uuid.UUID], None]
 class EngineCore:
     """The engine's shared state: supervised processes, background tasks, timings, first-output events.
 
-    One instance per server, built in :mod:`anyon.services.container` and handed to each part.
+    One instance per server, built in :mod:`anyon.services.container` and handed to each part
+    (:mod:`anyon.services.composition.executions`).
     """
 
     def __init__(
