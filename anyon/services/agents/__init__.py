@@ -9,6 +9,7 @@ versions and the choice of binary (``launchers``), the agent homes per deploymen
 The clients of agents that speak a protocol (``protocols``) and the output normalisers (``normalizer``) are
 sibling packages.
 
-May import ``runners.base`` (the errors of a start), ``team.access`` (the acting account), ``db.models``,
-``normalizer`` (timestamps) and ``errors``. Nothing here starts a process: the execution engine does.
+May import ``runners.base`` (the errors of a start), ``team.access`` (the acting account), ``db.models``
+and ``db.columns``, ``normalizer`` (timestamps) and ``errors``. Nothing here starts a process: the
+execution engine does.
 """

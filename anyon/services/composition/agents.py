@@ -18,8 +18,9 @@ from anyon.config.redact import url_secrets
 from anyon.services.agents.agent_home import AgentHomes, ensure_agent_home
 from anyon.services.agents.agent_login import AgentLoginService
 from anyon.services.agents.launchers import AGENT_CLIS, AgentLauncher
+from anyon.services.db.columns import parse_uuid
 from anyon.services.db.database import Database
-from anyon.services.db.models import TaskAttempt, parse_uuid
+from anyon.services.db.models import TaskAttempt
 from anyon.services.runners.environment import agent_environment
 
 

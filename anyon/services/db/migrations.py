@@ -20,8 +20,7 @@ from typing import Any
 
 import peewee as pw
 
-from anyon.services.db.database import Database
-from anyon.services.db.models import (
+from anyon.services.db.columns import (
     DRAFT_TYPES,
     LOG_KINDS,
     MERGE_TYPES,
@@ -30,6 +29,7 @@ from anyon.services.db.models import (
     RUN_REASONS,
     TASK_STATUSES,
 )
+from anyon.services.db.database import Database
 
 _ADVISORY_LOCK_KEY = 0x616E796F6E  # "anyon"
 

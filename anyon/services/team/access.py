@@ -22,6 +22,7 @@ import contextvars
 import uuid
 from dataclasses import dataclass
 
+from anyon.services.db.columns import parse_uuid
 from anyon.services.db.database import Database
 from anyon.services.db.models import (
     ExecutionProcess,
@@ -32,7 +33,6 @@ from anyon.services.db.models import (
     Task,
     TaskAttempt,
     TaskImage,
-    parse_uuid,
 )
 
 #: kinds of ids that lead to a project (a path parameter, a query parameter or a body field)
