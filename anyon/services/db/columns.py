@@ -1,4 +1,5 @@
-"""The column types and value helpers every table uses, and the vocabularies of its CHECK-constrained columns.
+"""What every table shares: the column types, the base model, the id/time helpers and the vocabularies of the
+CHECK-constrained columns.
 
 Storage choices (spec §8 leaves them to us):
 
@@ -7,9 +8,9 @@ Storage choices (spec §8 leaves them to us):
   ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC text on SQLite (so text order is time order);
 * ``executor_action`` and ``drafts.image_ids`` are JSON text.
 
-Apart from the tables (``models``) because the frozen migrations (``migrations``) share the vocabularies
-but must not depend on the current models, and because most services only need ``utc_now`` or
-``parse_uuid``, not a table.
+Apart from the tables (``models``, ``account_models``) because both derive from :class:`BaseModel`, the
+frozen migrations (``migrations``) share the vocabularies but must not depend on the current models, and
+most services only need ``utc_now`` or ``parse_uuid``, not a table.
 """
 
 from __future__ import annotations
@@ -122,3 +123,21 @@ class JsonTextField(pw.TextField):
             return json.loads(value)
         except ValueError:
             return value
+
+
+class BaseModel(pw.Model):
+    """Common base: UUID primary key, no database until a Database binds the models."""
+
+    id = pw.UUIDField(primary_key=True, default=new_id)
+
+    class Meta:
+        database = None
+        legacy_table_names = False
+
+    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
+        """Saving an existing row bumps ``updated_at`` (the reference did this by hand, inconsistently)."""
+        if not force_insert and "updated_at" in self._meta.fields:
+            self.updated_at = utc_now()
+            if only is not None:
+                only = [*only, self._meta.fields["updated_at"]]
+        return super().save(force_insert=force_insert, only=only)

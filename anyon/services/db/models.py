@@ -1,20 +1,21 @@
-"""Peewee models for every table of the API spec §3.
+"""Peewee models for every table of the API spec §3, and ``ALL_MODELS``: these and the accounts' tables.
 
 The models are declared unbound (``database = None``): a :class:`~anyon.services.db.database.Database` binds
 them to its peewee database when it is opened, so nothing here is a module-level connection. The schema a
 database actually has is created by the versioned migrations (``migrations.py``), never by ``create_tables``
 at start-up; the models describe the latest schema and a test checks they agree.
 
-The column types (UUID ids, UTC timestamps, JSON text) and the allowed values of the status columns are in
-``columns.py``. Execution logs are append-only chunk rows (``ExecutionProcessLog``), never one growing row.
+The column types (UUID ids, UTC timestamps, JSON text), the base model and the allowed values of the
+status columns are in ``columns.py``. Execution logs are append-only chunk rows (``ExecutionProcessLog``),
+never one growing row.
 
 New rows: the UUID primary key has a default, so a fresh instance already "has" a primary key and a plain
 ``save()`` would issue an UPDATE. Use ``Model.create(...)`` or ``save(force_insert=True)`` to insert.
 
-Why one module: the tables reference one another both ways (tasks ↔ task_attempts, drafts →
+The spec tables stay in one module: they reference one another both ways (tasks ↔ task_attempts, drafts →
 execution_processes), their extra indexes are declared after all of them, and ``ALL_MODELS`` is the one
-list the database binds and the migration test compares; split by domain, the modules would import each
-other.
+list the database binds and the migration test compares. The accounts of a team server are in
+``account_models``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 import peewee as pw
 
+from anyon.services.db.account_models import ProjectMember, User, UserToken
 from anyon.services.db.columns import (
     DRAFT_TYPES,
     LOG_KINDS,
@@ -33,31 +35,13 @@ from anyon.services.db.columns import (
     PROCESS_STATUSES,
     RUN_REASONS,
     TASK_STATUSES,
+    BaseModel,
     JsonTextField,
     UtcDateTimeField,
     in_check,
     in_sql,
-    new_id,
     utc_now,
 )
-
-
-class BaseModel(pw.Model):
-    """Common base: UUID primary key, no database until a Database binds the models."""
-
-    id = pw.UUIDField(primary_key=True, default=new_id)
-
-    class Meta:
-        database = None
-        legacy_table_names = False
-
-    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
-        """Saving an existing row bumps ``updated_at`` (the reference did this by hand, inconsistently)."""
-        if not force_insert and "updated_at" in self._meta.fields:
-            self.updated_at = utc_now()
-            if only is not None:
-                only = [*only, self._meta.fields["updated_at"]]
-        return super().save(force_insert=force_insert, only=only)
 
 
 class Project(BaseModel):
@@ -306,48 +290,6 @@ class Secret(BaseModel):
     class Meta:
         table_name = "secrets"
         indexes = ((("user_id", "provider", "name"), True),)
-
-
-class User(BaseModel):
-    """An account of a cloud server shared by a team (migration 5); local mode has none.
-
-    ``id`` is text (a UUID string) because the ``user_id`` columns of the spec tables are text.
-    """
-
-    id = pw.TextField(primary_key=True)  # type: ignore[assignment]
-    login = pw.TextField(unique=True)
-    is_admin = pw.BooleanField(default=False)
-    disabled_at = UtcDateTimeField(null=True)
-    created_at = UtcDateTimeField(default=utc_now)
-    updated_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "users"
-
-
-class UserToken(BaseModel):
-    """An API token of a user: only its keyed hash is stored (``anyon.services.team.accounts``)."""
-
-    user_id = pw.TextField(index=True)
-    name = pw.TextField()
-    secret_hash = pw.TextField(unique=True)
-    revoked_at = UtcDateTimeField(null=True)
-    created_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "user_tokens"
-
-
-class ProjectMember(BaseModel):
-    """A user given access to a project besides its owner (``projects.user_id``)."""
-
-    project_id = pw.UUIDField()
-    user_id = pw.TextField(index=True)
-    created_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "project_members"
-        indexes = ((("project_id", "user_id"), True),)
 
 
 # Indexes of spec §3 that need a sort order, an expression or a filter.
