@@ -31,7 +31,7 @@ from websockets.sync.client import connect
 from anyon.cli import main
 from anyon.config.model import AnyonConfig
 from anyon.security.auth import SESSION_COOKIE
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.live_server import LiveServer, live_server
 from tests.test_auth import CANARY, bearer, reachable_config
 from tests.test_executions_cloud import (
@@ -334,7 +334,8 @@ def test_team_visibility_shares_projects_and_owner_is_recorded(
         assert project["id"] in [p["id"] for p in bob.ok("GET", "/api/projects")]
         task = bob.ok("POST", "/api/tasks", json={"project_id": project["id"], "title": "by bob"})
         assert alice.ok("GET", f"/api/tasks/{task['id']}")["title"] == "by bob"
-        from anyon.services.db.models import Project, User
+        from anyon.services.db.account_models import User
+        from anyon.services.db.models import Project
 
         with server.services.database.connection():
             owner = Project.get_by_id(uuid.UUID(project["id"])).user_id
@@ -417,7 +418,7 @@ def test_tokens_are_stored_hashed_and_listing_never_shows_them(private: LiveServ
     assert code == 0 and token_id in out and token not in out
     code, out, _ = cli(private, "user", "list", "--json")
     assert [u["login"] for u in json.loads(out)] == ["bob"] and token not in out
-    from anyon.services.db.models import UserToken
+    from anyon.services.db.account_models import UserToken
 
     with private.services.database.connection():
         stored = [row.secret_hash for row in UserToken.select()]

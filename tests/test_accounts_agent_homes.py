@@ -24,7 +24,7 @@ import pytest
 from websockets.sync.client import connect
 
 from anyon.config.model import AnyonConfig
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.live_server import LiveServer, live_server
 from tests.test_accounts import _config, _settings_file, add_user, as_user, cli
 from tests.test_agent_login import FAKE_LOGIN, read_until, session_id

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.github.standin import StandIn, github_standin
 from tests.live_server import LiveServer, live_server
 from tests.test_accounts import _config, _settings_file, add_user, as_user

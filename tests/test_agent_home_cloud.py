@@ -19,7 +19,7 @@ import docker
 import pygit2
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_cloud import IMAGE, remove_instance_containers, require_test_image

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from anyon.services.logs import jsonpatch as jp
 from tests.live_server import LiveServer, live_server
 from tests.test_auth import CANARY, bearer, reachable_config

@@ -13,6 +13,7 @@ import test_db_support
 from test_db_support import make_chain
 
 from anyon.services.db import Database, queries
+from anyon.services.db.columns import parse_uuid
 from anyon.services.db.models import (
     Draft,
     ExecutionProcess,
@@ -26,7 +27,6 @@ from anyon.services.db.models import (
     Task,
     TaskAttempt,
     TaskImage,
-    parse_uuid,
 )
 from anyon.services.logs.logstore import LogStore
 

@@ -14,7 +14,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.conftest import IN_CI, make_config, require_docker
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_local import branch_files, start, use_fake_agent, wait_processes, wait_task_status

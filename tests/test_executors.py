@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from anyon.services.agents.executors import (
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.agents.profile_catalog import (
     BUILTIN_PROFILES,
     EXECUTORS,
     ExecutorProfileId,
-    ExecutorProfiles,
     ProfileError,
     UnknownExecutorError,
     UnknownVariantError,

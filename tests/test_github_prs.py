@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from anyon.services.github.monitor import MAX_BACKOFF
 from tests.conftest import make_config
 from tests.github.standin import TOKEN, StandIn, github_standin

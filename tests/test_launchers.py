@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from anyon.services.agents.executors import ExecutorProfileId, ExecutorProfiles
+from anyon.services.agents.executors import ExecutorProfiles
 from anyon.services.agents.launchers import (
     AGENT_CLIS,
     AgentLauncher,
@@ -15,6 +15,7 @@ from anyon.services.agents.launchers import (
     display_argv,
     display_tokens,
 )
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 
 
 def resolve(mode: str, executor: str, installed: dict[str, str], **profile: object) -> tuple[list[str], str]:

@@ -13,7 +13,8 @@ from typing import Any
 import peewee as pw
 import pytest
 
-from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog, utc_now
+from anyon.services.db.columns import utc_now
+from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog
 from anyon.services.logs.logcap import LogCap, is_marker
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server

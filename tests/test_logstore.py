@@ -171,7 +171,7 @@ def test_prune_deletes_old_and_oldest_logs_never_a_running_one(migrated: Databas
     """Retention on both backends: by age, then oldest first by total size; running logs stay."""
     import datetime as dt
 
-    from anyon.services.db.models import utc_now
+    from anyon.services.db.columns import utc_now
 
     now = utc_now()
     store = LogStore(migrated)

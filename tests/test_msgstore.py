@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from anyon.services.logs import jsonpatch as jp
-from anyon.services.logs.msgstore import FileSpill, LogMsg, LogsEvicted, MsgStore
+from anyon.services.logs.logmsg import LogMsg, LogsEvicted
+from anyon.services.logs.msgstore import MsgStore
+from anyon.services.logs.spill import FileSpill
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_docker_runner import IMAGE, docker_engine  # noqa: F401 - fixture

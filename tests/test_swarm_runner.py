@@ -25,7 +25,8 @@ from websockets.sync.client import connect
 from anyon.checks import check_docker
 from anyon.config.model import AnyonConfig
 from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, prerequisites
-from anyon.services.container import agent_home_for, instance_id
+from anyon.services.composition.agents import agent_home_for
+from anyon.services.composition.runners import instance_id
 from anyon.services.logs import jsonpatch as jp
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server

@@ -16,7 +16,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from anyon.services.container import instance_id
+from anyon.services.composition.runners import instance_id
 from anyon.services.runners.prestart import command_line, sh_word
 from tests.conftest import make_config
 from tests.live_server import LiveServer, live_server

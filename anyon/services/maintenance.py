@@ -29,8 +29,9 @@ import peewee as pw
 
 from anyon.config.model import RetentionSettings
 from anyon.services.board.images import ImageService
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt, utc_now
+from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt
 from anyon.services.git.file_search import FileSearch
 from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.logs.logstore import LogStore

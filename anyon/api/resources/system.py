@@ -10,7 +10,7 @@ from anyon.api.envelope import ApiError, soft_error
 from anyon.api.http import raw_json, read_body, respond, run_sync
 from anyon.api.openapi.document import build_document
 from anyon.api.validation import api_operation, decode_json_text
-from anyon.services.agents.executors import ProfileError
+from anyon.services.agents.profile_catalog import ProfileError
 from anyon.services.container import Services
 from anyon.services.errors import ServiceError
 from anyon.services.system_info import analytics_user_id, environment

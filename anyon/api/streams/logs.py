@@ -27,8 +27,9 @@ from anyon.services.container import Services
 from anyon.services.db.models import ExecutionProcess
 from anyon.services.errors import NotFound
 from anyon.services.logs import jsonpatch as jp
+from anyon.services.logs.logmsg import RAW_KINDS, LogMsg, LogsEvicted
 from anyon.services.logs.logstore import LogChunk
-from anyon.services.logs.msgstore import RAW_KINDS, LogMsg, LogsEvicted, MsgStore
+from anyon.services.logs.msgstore import MsgStore
 from anyon.services.memory import release_memory
 from anyon.services.normalizer import LogNormalizer, normalizer_for
 

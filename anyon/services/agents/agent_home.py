@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from anyon.services.db.models import parse_uuid
+from anyon.services.db.columns import parse_uuid
 from anyon.services.team.access import owner_id
 
 

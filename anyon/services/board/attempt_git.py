@@ -17,8 +17,9 @@ from typing import Any
 
 from anyon.services.board.attempt_repos import AttemptRepos, Checkout
 from anyon.services.board.changes import ChangeNotifier
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Merge, Project, Task, TaskAttempt, utc_now
+from anyon.services.db.models import Merge, Project, Task, TaskAttempt
 from anyon.services.db.serialize import attempt_json, merge_json, task_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git import GitService

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from anyon.services.board import events
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Draft, ExecutionProcess, Task, TaskAttempt, utc_now
+from anyon.services.db.models import Draft, ExecutionProcess, Task, TaskAttempt
 from anyon.services.db.serialize import draft_json, draft_row_json, empty_draft_json
 from anyon.services.errors import Conflict, NotFound, ServiceError
 from anyon.services.logs import jsonpatch

@@ -25,8 +25,9 @@ from typing import Any
 
 import peewee as pw
 
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Draft, Image, Task, TaskImage, utc_now
+from anyon.services.db.models import Draft, Image, Task, TaskImage
 from anyon.services.db.serialize import image_json
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.git.errors import InvalidPath

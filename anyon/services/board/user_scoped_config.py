@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from anyon.services.board.user_config import UserConfigService
-from anyon.services.db.models import parse_uuid
+from anyon.services.db.columns import parse_uuid
 from anyon.services.team.access import current_principal
 
 

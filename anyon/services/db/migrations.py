@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import peewee as pw
 
-from anyon.services.db.models import (
+from anyon.services.db.columns import (
     DRAFT_TYPES,
     LOG_KINDS,
     MERGE_TYPES,

@@ -1,150 +1,47 @@
-"""Peewee models for every table of the API spec §3.
+"""Peewee models for every table of the API spec §3, and ``ALL_MODELS``: these and the accounts' tables.
 
 The models are declared unbound (``database = None``): a :class:`~anyon.services.db.database.Database` binds
 them to its peewee database when it is opened, so nothing here is a module-level connection. The schema a
 database actually has is created by the versioned migrations (``migrations.py``), never by ``create_tables``
 at start-up; the models describe the latest schema and a test checks they agree.
 
-Storage choices (spec §8 leaves them to us):
-
-* ids are UUIDs: native ``uuid`` on PostgreSQL, 32-char hex text on SQLite;
-* timestamps are timezone-aware UTC datetimes: ``timestamptz`` on PostgreSQL, fixed-width
-  ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC text on SQLite (so text order is time order);
-* ``executor_action`` and ``drafts.image_ids`` are JSON text;
-* execution logs are append-only chunk rows (``ExecutionProcessLog``), never one growing row.
+The column types (UUID ids, UTC timestamps, JSON text), the base model and the allowed values of the
+status columns are in ``columns.py``. Execution logs are append-only chunk rows (``ExecutionProcessLog``),
+never one growing row.
 
 New rows: the UUID primary key has a default, so a fresh instance already "has" a primary key and a plain
 ``save()`` would issue an UPDATE. Use ``Model.create(...)`` or ``save(force_insert=True)`` to insert.
+
+The spec tables stay in one module: they reference one another both ways (tasks ↔ task_attempts, drafts →
+execution_processes), their extra indexes are declared after all of them, and ``ALL_MODELS`` is the one
+list the database binds and the migration test compares. The accounts of a team server are in
+``account_models``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 from typing import Any, ClassVar
 
 import peewee as pw
 
-UTC = dt.UTC
-
-TASK_STATUSES: tuple[str, ...] = ("todo", "inprogress", "inreview", "done", "cancelled")
-PROCESS_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "killed")
-RUN_REASONS: tuple[str, ...] = ("setupscript", "cleanupscript", "codingagent", "devserver")
-# Run reasons that make a task "in progress" / "failed" (dev servers never do; spec §1.4).
-ATTEMPT_RUN_REASONS: tuple[str, ...] = ("setupscript", "cleanupscript", "codingagent")
-MERGE_TYPES: tuple[str, ...] = ("direct", "pr")
-PR_STATUSES: tuple[str, ...] = ("open", "merged", "closed")
-DRAFT_TYPES: tuple[str, ...] = ("follow_up", "retry")
-LOG_KINDS: tuple[str, ...] = ("stdout", "stderr", "normalized", "session_id", "finished")
-
-_SQLITE_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def utc_now() -> dt.datetime:
-    """The current time as an aware UTC datetime (the default of every timestamp column)."""
-    return dt.datetime.now(UTC)
-
-
-def new_id() -> uuid.UUID:
-    return uuid.uuid4()
-
-
-def parse_uuid(value: object) -> uuid.UUID | None:
-    """``value`` as a UUID, or None when it is not one; lets callers answer 4xx instead of a driver error."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if not isinstance(value, str):
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def _in_sql(column: str, values: tuple[str, ...]) -> str:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return f"{column} IN ({quoted})"
-
-
-def _in(column: str, values: tuple[str, ...]) -> pw.Node:
-    return pw.Check(_in_sql(column, values))
-
-
-def _is_postgres(field: pw.Field) -> bool:
-    model = getattr(field, "model", None)
-    database = model._meta.database if model is not None else None
-    return isinstance(database, pw.PostgresqlDatabase)
-
-
-class UtcDateTimeField(pw.Field):
-    """An aware UTC datetime: ``timestamptz`` on PostgreSQL, sortable fixed-width text on SQLite.
-
-    Naive datetimes are taken to be UTC already; values always come back aware (UTC).
-    """
-
-    field_type = "TIMESTAMPTZ"
-
-    def db_value(self, value: Any) -> Any:
-        if value is None or isinstance(value, pw.Node):
-            return value
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if not isinstance(value, dt.datetime):
-            raise TypeError(f"{self.name}: expected a datetime, got {type(value).__name__}")
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        if _is_postgres(self):
-            return value
-        return value.strftime(_SQLITE_TS_FORMAT)
-
-    def python_value(self, value: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if isinstance(value, dt.datetime):
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        raise TypeError(f"{self.name}: unexpected stored value {value!r}")
-
-
-class JsonTextField(pw.TextField):
-    """JSON kept as text (portable across SQLite and PostgreSQL, byte-for-byte what was written).
-
-    Stored text that is not valid JSON is handed back unchanged, as the spec asks for executor_action.
-    """
-
-    def db_value(self, value: Any) -> Any:
-        if value is None or isinstance(value, pw.Node):
-            return value
-        if isinstance(value, str):
-            return value
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-    def python_value(self, value: Any) -> Any:
-        if value is None or not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-
-
-class BaseModel(pw.Model):
-    """Common base: UUID primary key, no database until a Database binds the models."""
-
-    id = pw.UUIDField(primary_key=True, default=new_id)
-
-    class Meta:
-        database = None
-        legacy_table_names = False
-
-    def save(self, force_insert: bool = False, only: Any = None) -> int | bool:
-        """Saving an existing row bumps ``updated_at`` (the reference did this by hand, inconsistently)."""
-        if not force_insert and "updated_at" in self._meta.fields:
-            self.updated_at = utc_now()
-            if only is not None:
-                only = [*only, self._meta.fields["updated_at"]]
-        return super().save(force_insert=force_insert, only=only)
+from anyon.services.db.account_models import ProjectMember, User, UserToken
+from anyon.services.db.columns import (
+    DRAFT_TYPES,
+    LOG_KINDS,
+    MERGE_TYPES,
+    PR_STATUSES,
+    PROCESS_STATUSES,
+    RUN_REASONS,
+    TASK_STATUSES,
+    BaseModel,
+    JsonTextField,
+    UtcDateTimeField,
+    in_check,
+    in_sql,
+    utc_now,
+)
 
 
 class Project(BaseModel):
@@ -168,7 +65,7 @@ class Task(BaseModel):
     project = pw.ForeignKeyField(Project, column_name="project_id", on_delete="CASCADE", index=False)
     title = pw.TextField()
     description = pw.TextField(null=True)
-    status = pw.TextField(default="todo", constraints=[_in("status", TASK_STATUSES)])
+    status = pw.TextField(default="todo", constraints=[in_check("status", TASK_STATUSES)])
     # Deferred: task_attempts is declared below. SET NULL (not the reference's "no action, nulled by
     # code"): deleting an attempt can then never fail on, or dangle from, the subtasks it spawned.
     parent_task_attempt = pw.DeferredForeignKey(
@@ -204,11 +101,11 @@ class ExecutionProcess(BaseModel):
     task_attempt = pw.ForeignKeyField(
         TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
     )
-    status = pw.TextField(default="running", constraints=[_in("status", PROCESS_STATUSES)])
+    status = pw.TextField(default="running", constraints=[in_check("status", PROCESS_STATUSES)])
     exit_code = pw.BigIntegerField(null=True)
     started_at = UtcDateTimeField(default=utc_now)
     completed_at = UtcDateTimeField(null=True)
-    run_reason = pw.TextField(default="setupscript", constraints=[_in("run_reason", RUN_REASONS)])
+    run_reason = pw.TextField(default="setupscript", constraints=[in_check("run_reason", RUN_REASONS)])
     executor_action = JsonTextField(default="")
     # A plain column (the reference used a generated one): kept in step with executor_action by save()
     # and create(), indexed for "newest coding-agent process of an attempt" lookups.
@@ -260,7 +157,7 @@ class ExecutionProcessLog(pw.Model):
         ExecutionProcess, column_name="execution_id", on_delete="CASCADE", index=False
     )
     seq = pw.IntegerField()  # 1, 2, 3 … per execution, the read cursor
-    kind = pw.TextField(constraints=[_in("kind", LOG_KINDS)])
+    kind = pw.TextField(constraints=[in_check("kind", LOG_KINDS)])
     content = pw.TextField()
     byte_size = pw.IntegerField()
     inserted_at = UtcDateTimeField(default=utc_now)
@@ -292,12 +189,12 @@ class ExecutorSession(BaseModel):
 class Merge(BaseModel):
     task_attempt_id: uuid.UUID
     task_attempt = pw.ForeignKeyField(TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE")
-    merge_type = pw.TextField(constraints=[_in("merge_type", MERGE_TYPES)])
+    merge_type = pw.TextField(constraints=[in_check("merge_type", MERGE_TYPES)])
     merge_commit = pw.TextField(null=True)
     pr_number = pw.BigIntegerField(null=True)
     pr_url = pw.TextField(null=True)
     pr_status = pw.TextField(
-        null=True, constraints=[pw.Check("pr_status IS NULL OR " + _in_sql("pr_status", PR_STATUSES))]
+        null=True, constraints=[pw.Check("pr_status IS NULL OR " + in_sql("pr_status", PR_STATUSES))]
     )
     pr_merged_at = UtcDateTimeField(null=True)
     pr_merge_commit_sha = pw.TextField(null=True)
@@ -323,7 +220,7 @@ class Draft(BaseModel):
     task_attempt = pw.ForeignKeyField(
         TaskAttempt, column_name="task_attempt_id", on_delete="CASCADE", index=False
     )
-    draft_type = pw.TextField(constraints=[_in("draft_type", DRAFT_TYPES)])
+    draft_type = pw.TextField(constraints=[in_check("draft_type", DRAFT_TYPES)])
     retry_process = pw.ForeignKeyField(
         ExecutionProcess, column_name="retry_process_id", null=True, on_delete="CASCADE"
     )
@@ -393,48 +290,6 @@ class Secret(BaseModel):
     class Meta:
         table_name = "secrets"
         indexes = ((("user_id", "provider", "name"), True),)
-
-
-class User(BaseModel):
-    """An account of a cloud server shared by a team (migration 5); local mode has none.
-
-    ``id`` is text (a UUID string) because the ``user_id`` columns of the spec tables are text.
-    """
-
-    id = pw.TextField(primary_key=True)  # type: ignore[assignment]
-    login = pw.TextField(unique=True)
-    is_admin = pw.BooleanField(default=False)
-    disabled_at = UtcDateTimeField(null=True)
-    created_at = UtcDateTimeField(default=utc_now)
-    updated_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "users"
-
-
-class UserToken(BaseModel):
-    """An API token of a user: only its keyed hash is stored (``anyon.services.team.accounts``)."""
-
-    user_id = pw.TextField(index=True)
-    name = pw.TextField()
-    secret_hash = pw.TextField(unique=True)
-    revoked_at = UtcDateTimeField(null=True)
-    created_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "user_tokens"
-
-
-class ProjectMember(BaseModel):
-    """A user given access to a project besides its owner (``projects.user_id``)."""
-
-    project_id = pw.UUIDField()
-    user_id = pw.TextField(index=True)
-    created_at = UtcDateTimeField(default=utc_now)
-
-    class Meta:
-        table_name = "project_members"
-        indexes = ((("project_id", "user_id"), True),)
 
 
 # Indexes of spec §3 that need a sort order, an expression or a filter.

@@ -15,14 +15,8 @@ from typing import Any
 import orjson
 import peewee as pw
 
-from anyon.services.db.models import (
-    ATTEMPT_RUN_REASONS,
-    ExecutionProcess,
-    Project,
-    Task,
-    TaskAttempt,
-    utc_now,
-)
+from anyon.services.db.columns import ATTEMPT_RUN_REASONS, utc_now
+from anyon.services.db.models import ExecutionProcess, Project, Task, TaskAttempt
 from anyon.services.db.serialize import JsonDict, task_with_status_json
 
 IdLike = uuid.UUID | str

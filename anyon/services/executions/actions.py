@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 
 SCRIPT = "ScriptRequest"
 INITIAL = "CodingAgentInitialRequest"

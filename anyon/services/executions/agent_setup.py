@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyon.services.agents.executors import CAPABILITIES, ExecutorProfileId
+from anyon.services.agents.profile_catalog import CAPABILITIES, ExecutorProfileId
 from anyon.services.errors import ServiceError
 from anyon.services.executions import actions
 

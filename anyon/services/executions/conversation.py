@@ -16,7 +16,8 @@ from anyon.services.agents.executors import ExecutorProfiles
 from anyon.services.board.attempt_repos import AttemptRepos
 from anyon.services.board.drafts import DraftService
 from anyon.services.board.images import ImageService
-from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, utc_now
+from anyon.services.db.columns import utc_now
+from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project
 from anyon.services.errors import Conflict, ServiceError
 from anyon.services.executions import actions, agent_setup
 from anyon.services.executions.core import AttemptContext, EngineCore, parse_profile

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyon.config.model import ExecutionSettings
-from anyon.services.agents.executors import Command, ExecutorProfileId, ExecutorProfiles, ProfileError
+from anyon.services.agents.agent_commands import Command
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.agents.profile_catalog import ExecutorProfileId, ProfileError
 from anyon.services.board.attempt_repos import Checkout
 from anyon.services.board.changes import ChangeNotifier
 from anyon.services.db.database import Database
@@ -102,7 +104,8 @@ FinishedHook = Callable[[uuid.UUID, uuid.UUID], None]
 class EngineCore:
     """The engine's shared state: supervised processes, background tasks, timings, first-output events.
 
-    One instance per server, built in :mod:`anyon.services.container` and handed to each part.
+    One instance per server, built in :mod:`anyon.services.container` and handed to each part
+    (:mod:`anyon.services.composition.executions`).
     """
 
     def __init__(

@@ -1,7 +1,8 @@
 """ExecutionService: the one face of the execution engine that resources, streams and maintenance call.
 
 Attempts, their process chains, log capture, commits and statuses (spec §5.3, §5.4). Each method hands
-over to the part that owns the work; the parts are built and wired in :mod:`anyon.services.container`:
+over to the part that owns the work; the parts are built and wired in
+:mod:`anyon.services.composition.executions`:
 
 * :class:`~.start.AttemptStarter` — create the attempt row, start it (:mod:`.preparation`: worktree and
   container; :mod:`.head_start`: warm containers and ready worktrees taken);
@@ -30,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 from anyon.services.board.tasks import TaskService
 from anyon.services.db.models import TaskAttempt
 from anyon.services.executions.cleanup import AttemptCleanup
@@ -54,7 +55,10 @@ __all__ = ["AttemptContext", "ContainerProvisioner", "EngineParts", "ExecutionSe
 
 @dataclass
 class EngineParts:
-    """The parts of the engine, wired together (see :func:`anyon.services.container.executions_for`)."""
+    """The parts of the engine, wired together.
+
+    Built by :func:`anyon.services.composition.executions.executions_for`.
+    """
 
     core: EngineCore
     head_starts: HeadStarts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from anyon.services.agents.executors import Command
+from anyon.services.agents.agent_commands import Command
 from anyon.services.agents.launchers import AGENT_CLIS, AgentLauncher, Launch, not_installed_message
 from anyon.services.runners.base import ExecutableNotFound, Runner
 

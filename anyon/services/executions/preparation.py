@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anyon.services.board.images import ImageService
-from anyon.services.db.models import Project, Task, TaskAttempt, utc_now
+from anyon.services.db.columns import utc_now
+from anyon.services.db.models import Project, Task, TaskAttempt
 from anyon.services.errors import NotFound
 from anyon.services.executions import actions
 from anyon.services.executions.core import AttemptContext, ContainerProvisioner, EngineCore

@@ -12,10 +12,11 @@ import logging
 import uuid
 from typing import Any
 
-from anyon.services.agents.executors import ExecutorProfileId
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 from anyon.services.board.attempt_repos import AttemptRepos
 from anyon.services.db import queries
-from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt, utc_now
+from anyon.services.db.columns import utc_now
+from anyon.services.db.models import ExecutionProcess, ExecutorSession, Project, Task, TaskAttempt
 from anyon.services.executions import actions
 from anyon.services.executions.core import AttemptContext, EngineCore, LiveProcess
 from anyon.services.git import GitService

@@ -14,7 +14,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from anyon.services.agents.executors import ExecutorProfileId, ExecutorProfiles
+from anyon.services.agents.executors import ExecutorProfiles
+from anyon.services.agents.profile_catalog import ExecutorProfileId
 from anyon.services.board.tasks import TaskService
 from anyon.services.board.user_config import UserConfigService
 from anyon.services.db import queries

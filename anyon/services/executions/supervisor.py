@@ -14,10 +14,13 @@ import logging
 import time
 from typing import Any
 
+from anyon.services.agents.agent_commands import Command
 from anyon.services.agents.approvals import ApprovalService
-from anyon.services.agents.executors import Command, ExecutorProfiles, ProfileError
+from anyon.services.agents.executors import ExecutorProfiles
 from anyon.services.agents.launchers import AgentLauncher
-from anyon.services.db.models import ExecutionProcess, utc_now
+from anyon.services.agents.profile_catalog import ProfileError
+from anyon.services.db.columns import utc_now
+from anyon.services.db.models import ExecutionProcess
 from anyon.services.db.serialize import process_json
 from anyon.services.executions import actions, launch, supervision
 from anyon.services.executions.core import AttemptContext, EngineCore, LiveProcess

@@ -24,8 +24,9 @@ import uuid
 from dataclasses import dataclass
 
 from anyon.services.board.changes import ChangeNotifier
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Merge, Task, TaskAttempt, utc_now
+from anyon.services.db.models import Merge, Task, TaskAttempt
 from anyon.services.github.client import GitHubClient, GitHubError, rate_limit_wait
 from anyon.services.github.pulls import apply_pr_state, parse_pr_url
 from anyon.services.github.tokens import GitHubTokens

@@ -19,8 +19,9 @@ import pygit2
 
 from anyon.services.board.attempt_git import AttemptGitService
 from anyon.services.board.changes import ChangeNotifier
+from anyon.services.db.columns import utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Merge, Task, TaskAttempt, utc_now
+from anyon.services.db.models import Merge, Task, TaskAttempt
 from anyon.services.errors import ServiceError
 from anyon.services.git.repo import open_repo
 from anyon.services.github.client import GitHubClient, GitHubError

@@ -27,8 +27,9 @@ from typing import Any
 
 import peewee as pw
 
+from anyon.services.db.columns import LOG_KINDS, utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import LOG_KINDS, ExecutionProcess, ExecutionProcessLog, utc_now
+from anyon.services.db.models import ExecutionProcess, ExecutionProcessLog
 
 # Rows per INSERT: 6 bound values each stays far below SQLite's 32766-variable limit.
 _BATCH = 500

@@ -1,9 +1,10 @@
 """Per-execution in-memory message store behind the live log streams.
 
 One :class:`MsgStore` exists per running execution process. The producer (the runner's stdout/stderr pumps
-and the log normaliser) pushes :class:`LogMsg` items; any number of readers (the raw-logs and normalized-logs
-WebSockets, spec anyon-api.md §2.5, §2.6) each replay from the first message, then follow live, and end after
-the ``finished`` marker.
+and the log normaliser) pushes :class:`~.logmsg.LogMsg` items; any number of readers (the raw-logs and
+normalized-logs WebSockets, spec anyon-api.md §2.5, §2.6) each replay from the first message, then follow
+live, and end after the ``finished`` marker. The message (``logmsg``) and the spill file (``spill``) are
+modules of their own.
 
 Why this shape:
 
@@ -12,10 +13,10 @@ Why this shape:
   reader costs no memory of its own: it simply reads further behind.
 * **Memory is bounded** (architecture decision 5). The window holds at most ``byte_cap`` bytes (estimated:
   text length plus a fixed per-message overhead). Older messages are evicted; a reader whose cursor falls
-  behind the window reads the evicted range back from the store's :class:`Spill`, an append-only record of
-  everything evicted (:class:`FileSpill` writes it to a JSONL file). Without a spill, such a reader gets
-  :class:`LogsEvicted` and the endpoint replays from the persisted process log instead (the same path it uses
-  for a process that is no longer running).
+  behind the window reads the evicted range back from the store's :class:`~.spill.Spill`, an append-only
+  record of everything evicted (:class:`~.spill.FileSpill` writes it to a JSONL file). Without a spill, such
+  a reader gets :class:`~.logmsg.LogsEvicted` and the endpoint replays from the persisted process log
+  instead (the same path it uses for a process that is no longer running).
 * **Frames are serialised once.** Each message caches its WebSocket frame text, so fifty readers of the same
   line cost one ``json.dumps``. Stdout/stderr messages carry ``raw_index``, their position among the
   stdout/stderr messages, which is exactly the ``/entries/<n>`` a reader replaying from the start must use.
@@ -28,199 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from collections.abc import AsyncIterator, Collection, Sequence
-from json.encoder import encode_basestring as _encode_str
-from pathlib import Path
-from typing import Any, Final, Literal, Protocol
 
-from anyon.services.logs.jsonpatch import (
-    FINISHED_FRAME,
-    Op,
-    dumps,
-    entry_add,
-    patch_frame,
-    stderr_value,
-    stdout_value,
-)
-
-LogKind = Literal["stdout", "stderr", "json_patch", "session_id", "finished"]
-LOG_KINDS: Final[tuple[LogKind, ...]] = ("stdout", "stderr", "json_patch", "session_id", "finished")
-RAW_KINDS: Final[frozenset[LogKind]] = frozenset({"stdout", "stderr"})
-
-MESSAGE_OVERHEAD_BYTES: Final = 128
-"""Estimated Python object overhead per message, added to its text length in the memory accounting."""
-
-
-class LogMsg:
-    """One message of an execution's log: a stdout/stderr chunk, a JSON patch, the session id, or the end."""
-
-    __slots__ = ("_frame", "kind", "ops", "raw_index", "seq", "size", "text")
-
-    def __init__(
-        self, seq: int, kind: LogKind, *, text: str = "", ops: Sequence[Op] | None = None, raw_index: int = -1
-    ) -> None:
-        self.seq = seq
-        self.kind = kind
-        self.text = text
-        self.ops: list[Op] | None = list(ops) if ops is not None else None
-        self.raw_index = raw_index
-        self._frame: str | None = None
-        # estimated memory footprint, fixed at creation (used twice: on append and on eviction)
-        self.size = MESSAGE_OVERHEAD_BYTES + (len(self.ws_frame()) if kind == "json_patch" else len(text))
-
-    def ws_frame(self) -> str:
-        """The WebSocket text frame for this message (computed once, shared by all readers).
-
-        stdout/stderr become ``add /entries/<raw_index>`` with a STDOUT/STDERR value (spec §2.5); a patch is
-        ``{"JsonPatch":[...]}``; the end is ``{"finished":true}``. Session ids are never sent on a socket.
-        """
-        if self._frame is None:
-            if self.kind == "json_patch":
-                self._frame = patch_frame(self.ops or [])
-            elif self.kind in RAW_KINDS:
-                value = stdout_value(self.text) if self.kind == "stdout" else stderr_value(self.text)
-                self._frame = patch_frame([entry_add(self.raw_index, value)])
-            elif self.kind == "finished":
-                self._frame = FINISHED_FRAME
-            else:
-                raise ValueError(f"{self.kind} messages are not sent on WebSockets")
-        return self._frame
-
-    def to_json(self) -> dict[str, Any]:
-        """The spec's external LogMsg form (``{"Stdout":…}``, ``{"JsonPatch":[…]}``, …) plus ``seq``."""
-        tag = {"stdout": "Stdout", "stderr": "Stderr", "json_patch": "JsonPatch", "session_id": "SessionId"}
-        if self.kind == "finished":
-            return {"seq": self.seq, "finished": True}
-        payload: Any = self.ops if self.kind == "json_patch" else self.text
-        out: dict[str, Any] = {"seq": self.seq, tag[self.kind]: payload}
-        if self.raw_index >= 0:
-            out["raw_index"] = self.raw_index
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LogMsg:
-        seq = int(data["seq"])
-        raw_index = int(data.get("raw_index", -1))
-        if data.get("finished"):
-            return cls(seq, "finished")
-        if "JsonPatch" in data:
-            return cls(seq, "json_patch", ops=data["JsonPatch"])
-        for tag, kind in (("Stdout", "stdout"), ("Stderr", "stderr"), ("SessionId", "session_id")):
-            if tag in data:
-                return cls(seq, kind, text=str(data[tag]), raw_index=raw_index)  # type: ignore[arg-type]
-        raise ValueError(f"not a log message: {data!r}")
-
-    def __repr__(self) -> str:
-        return f"LogMsg(seq={self.seq}, kind={self.kind!r}, raw_index={self.raw_index})"
-
-
-class LogsEvicted(Exception):
-    """The reader is behind the memory window and the store has no spill: replay from the persisted log."""
-
-    def __init__(self, cursor: int, window_start: int) -> None:
-        super().__init__(
-            f"messages {cursor}..{window_start - 1} are no longer in memory; replay from the persisted log"
-        )
-        self.cursor = cursor
-        self.window_start = window_start
-
-
-class Spill(Protocol):
-    """Where evicted messages go so that a lagging reader can still replay them (the ``replay_source``)."""
-
-    def append(self, msg: LogMsg) -> None: ...
-
-    def read(self, start: int, stop: int) -> AsyncIterator[LogMsg]:
-        """Messages with ``start <= seq < stop``, in order."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class FileSpill:
-    """Append-only JSONL spill file; one line per evicted message, a sparse seq → offset index in memory."""
-
-    INDEX_EVERY: Final = 1024
-    READ_CHUNK: Final = 2000
-
-    def __init__(self, path: str | Path, *, delete_on_close: bool = True) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w+b")  # noqa: SIM115 - owned for the store's lifetime, closed in close()
-        self._offsets: list[tuple[int, int]] = []  # (seq, byte offset) every INDEX_EVERY messages
-        self._first: int | None = None
-        self._next: int | None = None
-        self._size = 0
-        self._delete = delete_on_close
-
-    def append(self, msg: LogMsg) -> None:
-        if self._next is not None and msg.seq != self._next:
-            raise ValueError(f"spill must be appended in order: expected seq {self._next}, got {msg.seq}")
-        if self._first is None:
-            self._first = msg.seq
-        if (msg.seq - self._first) % self.INDEX_EVERY == 0:
-            self._offsets.append((msg.seq, self._size))
-        line = _spill_line(msg)
-        self._file.write(line)
-        self._size += len(line)
-        self._next = msg.seq + 1
-
-    async def read(self, start: int, stop: int) -> AsyncIterator[LogMsg]:
-        if self._first is None or self._next is None or start >= stop:
-            return
-        if start < self._first or stop > self._next:
-            raise LogsEvicted(start, self._first if start < self._first else self._next)
-        self._file.flush()
-        offset = 0
-        for seq, off in self._offsets:
-            if seq > start:
-                break
-            offset = off
-        path = self.path
-        while start < stop:
-            batch, offset = await asyncio.to_thread(_read_lines, path, offset, start, stop, self.READ_CHUNK)
-            if not batch:
-                break
-            for msg in batch:
-                yield msg
-            start = batch[-1].seq + 1
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        if self._delete:
-            self.path.unlink(missing_ok=True)
-
-
-def _spill_line(msg: LogMsg) -> bytes:
-    """``[seq,"kind",raw_index,payload]``: hand-built so that spilling a line costs one C string escape."""
-    payload = dumps(msg.ops) if msg.kind == "json_patch" else _encode_str(msg.text)
-    return f'[{msg.seq},"{msg.kind}",{msg.raw_index},{payload}]\n'.encode()
-
-
-def _parse_spill_line(line: bytes) -> LogMsg:
-    seq, kind, raw_index, payload = json.loads(line)
-    if kind == "json_patch":
-        return LogMsg(seq, kind, ops=payload)
-    return LogMsg(seq, kind, text=payload, raw_index=raw_index)
-
-
-def _read_lines(path: Path, offset: int, start: int, stop: int, limit: int) -> tuple[list[LogMsg], int]:
-    out: list[LogMsg] = []
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while len(out) < limit:
-            line = fh.readline()
-            if not line:
-                break
-            offset += len(line)
-            msg = _parse_spill_line(line)
-            if msg.seq >= stop:
-                break
-            if msg.seq >= start:
-                out.append(msg)
-    return out, offset
+from anyon.services.logs.jsonpatch import Op
+from anyon.services.logs.logmsg import LOG_KINDS, RAW_KINDS, LogKind, LogMsg, LogsEvicted
+from anyon.services.logs.spill import Spill
 
 
 class MsgStore:
@@ -422,14 +235,4 @@ class LogReader:
         await store._wait()
 
 
-__all__ = [
-    "LOG_KINDS",
-    "RAW_KINDS",
-    "FileSpill",
-    "LogKind",
-    "LogMsg",
-    "LogReader",
-    "LogsEvicted",
-    "MsgStore",
-    "Spill",
-]
+__all__ = ["LogReader", "MsgStore"]

@@ -21,7 +21,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
-from anyon.services.agents.executors import EXECUTORS, UnknownExecutorError, canonical_executor
+from anyon.services.agents.profile_catalog import EXECUTORS, UnknownExecutorError, canonical_executor
 from anyon.services.errors import ServiceError
 from anyon.services.mcp.catalogue import dialect, preconfigured
 from anyon.services.mcp.locations import mcp_config_path

@@ -1,8 +1,8 @@
 """Where each agent reads its MCP configuration: one function, so the home can move in one place.
 
 Paths are relative to the home the *agents* run with, chosen by ``agent_home_for`` in
-:mod:`anyon.services.container`: locally ``agents.home`` or the user's own home (the agents are host
-processes of that user); in cloud mode the agent home that is mounted read-only into every attempt's
+:mod:`anyon.services.composition.agents`: locally ``agents.home`` or the user's own home (the agents are
+host processes of that user); in cloud mode the agent home that is mounted read-only into every attempt's
 container and copied into its HOME when the container is created.
 """
 

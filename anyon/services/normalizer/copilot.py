@@ -2,8 +2,8 @@
 
 Copilot prints its answer as text: each paragraph (lines up to a blank line) becomes one assistant message,
 grown in place (``replace``) as its lines arrive. Its output names no session: the server gives a first run
-its session id (``--session-id``, see executors.py) and the normaliser records it once Copilot answered, so
-that a follow-up runs ``--resume <id>``. Its errors arrive on stderr ("Error: No authentication
+its session id (``--session-id``, see agent_commands.py) and the normaliser records it once Copilot
+answered, so that a follow-up runs ``--resume <id>``. Its errors arrive on stderr ("Error: No authentication
 information found." when it is not signed in); they are read by failures.py.
 """
 

@@ -22,18 +22,10 @@ import contextvars
 import uuid
 from dataclasses import dataclass
 
+from anyon.services.db.account_models import ProjectMember
+from anyon.services.db.columns import parse_uuid
 from anyon.services.db.database import Database
-from anyon.services.db.models import (
-    ExecutionProcess,
-    Image,
-    Project,
-    ProjectMember,
-    Tag,
-    Task,
-    TaskAttempt,
-    TaskImage,
-    parse_uuid,
-)
+from anyon.services.db.models import ExecutionProcess, Image, Project, Tag, Task, TaskAttempt, TaskImage
 
 #: kinds of ids that lead to a project (a path parameter, a query parameter or a body field)
 KINDS = ("project", "task", "attempt", "process", "image", "tag")

@@ -24,8 +24,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from anyon.services.db.account_models import ProjectMember, User, UserToken
+from anyon.services.db.columns import parse_uuid, utc_now
 from anyon.services.db.database import Database
-from anyon.services.db.models import Project, ProjectMember, User, UserToken, parse_uuid, utc_now
+from anyon.services.db.models import Project
 from anyon.services.errors import NotFound, ServiceError
 from anyon.services.team.access import Principal
 
