@@ -25,7 +25,7 @@ MetadataProbe = Callable[[AnyonConfig], "bool | str"]
 
 def _docker_user_check(config: AnyonConfig) -> CheckResult:
     from anyon.services.runners.base import RunnerError
-    from anyon.services.runners.docker import resolve_user
+    from anyon.services.runners.container_spec import resolve_user
 
     try:
         uid, gid = resolve_user(config.docker.user)
