@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import threading
@@ -346,7 +347,7 @@ def test_team_visibility_shares_projects_and_owner_is_recorded(
 
 
 def test_revoking_a_token_closes_its_open_streams_and_refuses_it_at_once(
-    private: LiveServer, tmp_path: Path
+    private: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     b_token, b_id = add_user(private, "bob")
     other, _ = add_user(private, "carol")
@@ -377,6 +378,8 @@ def test_revoking_a_token_closes_its_open_streams_and_refuses_it_at_once(
     assert not carol_sse.ended.is_set()  # another account's stream is untouched
     assert cli(private, "user", "disable", "carol")[0] == 0  # disabling an account ends its streams too
     assert carol_sse.ended.wait(10), "the disabled user's SSE stream stayed open"
+    # closing a stream mid-wait unwinds it cleanly: no "Exception in ASGI application"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_disabled_user_is_refused_at_once_bearer_and_session(private: LiveServer) -> None:

@@ -268,12 +268,12 @@ class TeamMiddleware:
             handle = self._team.watch.register(principal.token_id, close)
         iterator = events.__aiter__()
         stop = asyncio.ensure_future(revoked.wait())
+        nxt: asyncio.Future[SSEvent | None] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(iterator.__anext__())
                 await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if revoked.is_set():
-                    nxt.cancel()
                     return
                 try:
                     event = nxt.result()
@@ -286,6 +286,13 @@ class TeamMiddleware:
             stop.cancel()
             if handle is not None:
                 self._team.watch.unregister(handle)
+            if nxt is not None and not nxt.done():
+                # the inner stream is still inside its __anext__: closing it then raises "already running"
+                # (revoked, or the client went away while waiting); let that step unwind first
+                nxt.cancel()
+                await asyncio.wait({nxt})
+            if nxt is not None and nxt.done() and not nxt.cancelled():
+                nxt.exception()  # retrieved, so that asyncio does not report it as never retrieved
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
