@@ -245,3 +245,28 @@ def test_dev_server_needs_a_script(server: LiveServer, tmp_path: Path) -> None:
     wait_processes(server, attempt["id"], 1)
     message = server.post(f"/api/task-attempts/{attempt['id']}/start-dev-server").json()["message"]
     assert message == "No dev server script configured for this project"
+
+
+def test_a_follow_up_sent_on_seeing_completed_waits_for_the_close(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status is written before the process is closed (its rows, the hooks): a follow-up sent in that
+    moment is accepted once the close is done, not refused with 409 "still running"."""
+    records = server.services.executions._parts.supervisor._records
+    close_rows = records.close_rows
+    slow = {"first": True}
+
+    def slow_close(*args: Any, **kwargs: Any) -> None:
+        if slow.pop("first", False):
+            time.sleep(1.0)  # a loaded machine: the close takes a while after the status is visible
+        close_rows(*args, **kwargs)
+
+    monkeypatch.setattr(records, "close_rows", slow_close)
+    project = make_project(server, tmp_path)
+    _task, attempt = start(server, project, "First")
+    wait_processes(server, attempt["id"], 1)  # "completed" is visible; the close is still running
+    sent = server.post(f"/api/task-attempts/{attempt['id']}/follow-up", json={"prompt": "Second"})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["data"]["executor_action"]["typ"]["type"] == "CodingAgentFollowUpRequest"
+    processes = wait_processes(server, attempt["id"], 2)
+    assert [p["status"] for p in processes] == ["completed", "completed"]

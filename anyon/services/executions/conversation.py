@@ -28,6 +28,9 @@ from anyon.services.git import GitService
 
 log = logging.getLogger(__name__)
 
+#: Longest a follow-up waits for the attempt's last process to finish closing before answering 409.
+FINISHING_WAIT_SECONDS = 10.0
+
 
 class Conversation:
     def __init__(
@@ -90,6 +93,7 @@ class Conversation:
         await self._preparation.ensure_container(context)
         if body.get("retry_process_id"):
             await self._retry_reset(context, uuid.UUID(body["retry_process_id"]), body)
+        await self._core.wait_while_finishing(attempt_id, FINISHING_WAIT_SECONDS)
         if self._core.attempt_busy(attempt_id):
             raise Conflict("A process of this attempt is still running; stop it before sending a follow-up")
         latest, session_id = await self._core.db_call(self._latest_agent, attempt_id)
@@ -120,6 +124,7 @@ class Conversation:
         profile = parse_profile(self._profiles, body.get("executor_profile_id"))
         context = await self._preparation.ensure_worktree(attempt_id)
         await self._preparation.ensure_container(context)
+        await self._core.wait_while_finishing(attempt_id, FINISHING_WAIT_SECONDS)
         if self._core.attempt_busy(attempt_id):
             raise Conflict("A process of this attempt is still running; stop it before running the setup")
         latest, _session = await self._core.db_call(self._latest_agent, attempt_id)

@@ -95,6 +95,9 @@ class LiveProcess:
     cap: LogCap = field(default_factory=lambda: LogCap(0))  # executions.log_cap_bytes: head and tail kept
     command: Command | None = None  # a coding agent's command, before the launcher picks its binary
     failure_acted: bool = False  # the agent's output reported a failure (failures.py): the run fails
+    #: its final status is recorded; what is left is closing (rows, hooks), then :attr:`closed` is set
+    finishing: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 #: Called once an attempt has nothing left to run: (attempt id, its last process id).
@@ -148,9 +151,31 @@ class EngineCore:
 
     def attempt_busy(self, attempt_id: uuid.UUID) -> bool:
         """Something of the attempt other than its dev server runs (or waits for a slot)."""
-        return any(
-            lv.context.attempt_id == attempt_id and lv.run_reason != "devserver" for lv in self.live.values()
-        )
+        return bool(self._busy_entries(attempt_id))
+
+    def _busy_entries(self, attempt_id: uuid.UUID) -> list[LiveProcess]:
+        return [
+            lv
+            for lv in list(self.live.values())
+            if lv.context.attempt_id == attempt_id and lv.run_reason != "devserver"
+        ]
+
+    async def wait_while_finishing(self, attempt_id: uuid.UUID, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the attempt's processes that are only closing.
+
+        A process's final status is written before its close (after-head commit, task status, hooks), so
+        a user who sees "completed" and sends a follow-up at once would otherwise get a 409 "still
+        running". A process that still runs, or the chain's next one, is not waited for.
+        """
+        entries = self._busy_entries(attempt_id)
+        if not entries or not all(lv.finishing for lv in entries):
+            return
+        waits = [asyncio.ensure_future(lv.closed.wait()) for lv in entries]
+        try:
+            await asyncio.wait(waits, timeout=timeout)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
 
 def parse_profile(profiles: ExecutorProfiles, value: Any) -> ExecutorProfileId:

@@ -82,6 +82,7 @@ class ProcessFinisher:
         if may_continue and live.run_reason in ("codingagent", "cleanupscript"):
             committed = await self._commit(live)
         await self._records.record_exit(live, status, exit_code)
+        live.finishing = True
         run_next = live.run_reason != "codingagent" or committed
         if may_continue and next_action is not None and run_next:
             result: dict[str, Any] = next_action
@@ -138,6 +139,7 @@ class ProcessFinisher:
         finally:
             live.store.finish()
             core.live.pop(live.process_id, None)
+            live.closed.set()
             core.spawn_background(self._release_memory_later(), f"release-memory:{live.process_id}")
         if finalize:
             for hook in self.finished_hooks:
