@@ -52,6 +52,17 @@ def _exec_running(exec_id: str) -> bool | None:
         api.close()
 
 
+async def _waiting_launcher(runner: Any, attempt_id: str, timeout: float = 10.0) -> str:
+    """The exec id of the attempt's pre-started launcher, once it waits and Docker reports it running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = runner.prestarts.waiting.get(attempt_id)
+        if waiting is not None and _exec_running(waiting.exec_id):
+            return str(waiting.exec_id)
+        assert time.monotonic() < deadline, f"no pre-started launcher for {attempt_id}"
+        await asyncio.sleep(0.05)
+
+
 def _containers(instance: str) -> list[dict[str, Any]]:
     api = _api()
     try:
@@ -84,11 +95,11 @@ def test_prestarted_exec_behaves_like_a_fresh_one(
 
     async def run(runner: Any, attempt: str) -> tuple[bytes, bytes, int, str, str | None]:
         await runner.ensure_container(attempt, str(worktree), str(repo / ".git" / "objects"))
-        await asyncio.sleep(0.5)  # the launcher is started in the background
-        pre = runner.prestarts.waiting.get(attempt)
+        # the launcher is started in the background: the warm runner's is waited for
+        pre = await _waiting_launcher(runner, attempt) if runner is warm else None
         proc = await runner.spawn(argv, str(sub), env, stdin=payload, attempt_id=attempt)
         out, err, code = await collect(proc)
-        return out, err, code, proc.id, pre.exec_id if pre else None
+        return out, err, code, proc.id, pre
 
     async def main() -> tuple[Any, Any, tuple[bytes, bytes, int], tuple[bytes, bytes, int]]:
         a = await run(warm, "att-warm")
@@ -115,17 +126,11 @@ def test_prestarted_exec_is_stopped_refilled_and_removed_with_its_container(
 
     async def main() -> tuple[int, str, str, bool | None]:
         await runner.ensure_container("att-st", str(worktree), str(repo / ".git" / "objects"))
-        await asyncio.sleep(0.5)
-        first = runner.prestarts.waiting["att-st"].exec_id
-        assert _exec_running(first)
+        first = await _waiting_launcher(runner, "att-st")
         proc = await runner.spawn(["sleep", "60"], str(worktree), {}, attempt_id="att-st")
         assert proc.id == first and proc.pid > 1
         code = await proc.stop(escalation_seconds=2)
-        deadline = time.monotonic() + 10
-        while "att-st" not in runner.prestarts.waiting and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        second = runner.prestarts.waiting["att-st"].exec_id
-        assert _exec_running(second)
+        second = await _waiting_launcher(runner, "att-st")  # refilled
         assert await runner.remove_container("att-st")
         return code, first, second, _exec_running(second)
 
@@ -144,8 +149,7 @@ def test_closing_the_runner_ends_waiting_launchers(
 
     async def main() -> str:
         await runner.ensure_container("att-close", str(worktree), str(repo / ".git" / "objects"))
-        await asyncio.sleep(0.5)
-        exec_id = str(runner.prestarts.waiting["att-close"].exec_id)
+        exec_id = await _waiting_launcher(runner, "att-close")
         await runner.close()
         return exec_id
 
