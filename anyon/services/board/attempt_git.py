@@ -4,6 +4,10 @@ rows, task status) around the stateless :class:`~anyon.services.git.GitService`.
 The attempt's checkout is reached through :class:`~anyon.services.board.attempt_repos.AttemptRepos`: in cloud
 mode its commits are imported first (:meth:`sync`) and writes to it run in its container; the server only
 ever reads it through its host-owned view.
+
+The branch status first has the remote refs it counts against fetched (a ``RemoteRefresh``, given by the
+composition root; the GitHub package owns the transport and the throttle), always into the project
+repository on the host.
 """
 
 from __future__ import annotations
