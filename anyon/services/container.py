@@ -38,6 +38,7 @@ from anyon.services.board.user_config import UserConfigService
 from anyon.services.board.user_scoped_config import UserScopedConfig
 from anyon.services.composition.agents import agent_homes_for, login_service_for
 from anyon.services.composition.executions import executions_for
+from anyon.services.composition.remote_refresh import remote_refresh_for
 from anyon.services.composition.runners import ready_worktrees_for, runner_for, warm_pool_for
 from anyon.services.db import queries
 from anyon.services.db.database import Database
@@ -236,7 +237,14 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
         on_attempt_finished=notifier.attempt_finished,
     )
     attempt_git = AttemptGitService(
-        database, changes, git, worktrees, file_search, repos, paths=projects.paths
+        database,
+        changes,
+        git,
+        worktrees,
+        file_search,
+        repos,
+        paths=projects.paths,
+        remote_refresh=remote_refresh_for(config, user_config).refresh,
     )
     services = Services(
         config=config,

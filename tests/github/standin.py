@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.github import git_http
 
 TOKEN = "ghs_standin_token_0123456789abcdef"
 
@@ -45,6 +48,8 @@ class State:
     fail_status: int | None = None  # answer every API call with this status
     pull_200: int = 0
     pull_304: int = 0
+    #: a folder of bare repositories (<owner>/<repo>.git) served over git's smart HTTP; None: git is refused
+    git_root: Path | None = None
 
 
 class StandIn:
@@ -110,15 +115,43 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+
+        def _git(self, method: str, path: str, query: str, body: bytes) -> None:
+            assert state.git_root is not None
+            if not git_http.accepted(self.headers, {state.token, *state.tokens}):
+                return self._reply(
+                    401, {"message": "Bad credentials"}, {"WWW-Authenticate": 'Basic realm="GitHub"'}
+                )
+            status, headers, payload = git_http.serve(state.git_root, method, path, query, self.headers, body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def _handle(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             state.requests.append(Recorded(method, self.path, dict(self.headers.items()), body))
             if state.delay:
                 time.sleep(state.delay)
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             path = url.path
+            if state.git_root is not None and ".git/" in path:
+                return self._git(method, path, url.query, body)
             if path.endswith(".git/info/refs"):  # git smart HTTP: always asks for (other) credentials
                 return self._reply(
                     401, {"message": "Bad credentials"}, {"WWW-Authenticate": 'Basic realm="GitHub"'}

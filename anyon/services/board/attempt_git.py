@@ -4,6 +4,10 @@ rows, task status) around the stateless :class:`~anyon.services.git.GitService`.
 The attempt's checkout is reached through :class:`~anyon.services.board.attempt_repos.AttemptRepos`: in cloud
 mode its commits are imported first (:meth:`sync`) and writes to it run in its container; the server only
 ever reads it through its host-owned view.
+
+The branch status first has the remote refs it counts against fetched (a ``RemoteRefresh``, given by the
+composition root; the GitHub package owns the transport and the throttle), always into the project
+repository on the host.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from anyon.services.board.attempt_repos import AttemptRepos, Checkout
@@ -26,10 +31,15 @@ from anyon.services.git import GitService
 from anyon.services.git.errors import GitServiceError
 from anyon.services.git.file_search import FileSearch
 from anyon.services.git.paths import PathPolicy
+from anyon.services.git.remote_tips import fetched_ref, remote_tip_ahead_behind, tracking_branch
 from anyon.services.git.worktrees import WorktreeManager
 from anyon.services.logs.diffstream import DiffTarget
 
 log = logging.getLogger(__name__)
+
+#: fetch (branch on the remote, local ref) pairs of a repository's remote; never raises
+RemoteRefresh = Callable[[str, str, Sequence[tuple[str, str]]], Awaitable[None]]
+PUSH_REMOTE = "origin"  # where pushes and pull requests go
 
 
 class AttemptGitService:
@@ -42,6 +52,7 @@ class AttemptGitService:
         file_search: FileSearch,
         repos: AttemptRepos,
         paths: PathPolicy | None = None,
+        remote_refresh: RemoteRefresh | None = None,
     ) -> None:
         self._db = database
         self._changes = changes
@@ -50,6 +61,7 @@ class AttemptGitService:
         self._search = file_search
         self._repos = repos
         self._paths = paths or PathPolicy()
+        self._refresh = remote_refresh
 
     # -- lookups --------------------------------------------------------------------------------
     def _rows(self, attempt_id: uuid.UUID) -> tuple[TaskAttempt, Task, Project]:
@@ -157,31 +169,64 @@ class AttemptGitService:
     # -- attempt level --------------------------------------------------------------------------
     async def branch_status(self, attempt_id: uuid.UUID) -> dict[str, Any]:
         checkout, attempt, _task, project = await self._checkout(attempt_id)
-        view = await asyncio.to_thread(self._repos.view, checkout)
-        status: dict[str, Any] = await asyncio.to_thread(
-            self._git.branch_status, project.git_repo_path, view, attempt.branch, attempt.target_branch
-        )
-        if self._repos.isolated:  # rebases and merges in progress live in the attempt's own repository
-            status.update(await self._repos.conflict_state(checkout))
 
         def merges() -> list[dict[str, Any]]:
             with self._db.connection():
                 rows = Merge.select().where(Merge.task_attempt == attempt.id)
                 return [merge_json(m) for m in rows.order_by(Merge.created_at.desc())]
 
-        status["merges"] = await asyncio.to_thread(merges)
-        newest = status["merges"][0] if status["merges"] else None
-        if newest and newest["type"] == "pr" and newest["pr_info"]["status"] == "open":
-            # against what was last pushed (refs/remotes/origin/<branch>, moved by every push)
+        merge_rows = await asyncio.to_thread(merges)
+        newest = merge_rows[0] if merge_rows else None
+        open_pr = bool(newest and newest["type"] == "pr" and newest["pr_info"]["status"] == "open")
+        await self._refresh_remote_refs(project.git_repo_path, attempt, open_pr)
+        view = await asyncio.to_thread(self._repos.view, checkout)
+        status: dict[str, Any] = await asyncio.to_thread(
+            self._git.branch_status, project.git_repo_path, view, attempt.branch, attempt.target_branch
+        )
+        if self._repos.isolated:  # rebases and merges in progress live in the attempt's own repository
+            status.update(await self._repos.conflict_state(checkout))
+        status["merges"] = merge_rows
+        if open_pr:
+            # against the newest of what was last pushed and what was fetched from the remote since
             try:
                 counts = await asyncio.to_thread(
-                    self._git.remote_ahead_behind, project.git_repo_path, attempt.branch
+                    remote_tip_ahead_behind, project.git_repo_path, attempt.branch, PUSH_REMOTE
                 )
             except GitServiceError:
                 counts = None
             if counts is not None:
                 status["remote_commits_ahead"], status["remote_commits_behind"] = counts
         return status
+
+    async def _refresh_remote_refs(self, repo_path: str, attempt: TaskAttempt, open_pr: bool) -> None:
+        """Fetch what the status counts against: a remote-tracking target, the open PR's pushed branch.
+
+        A target that is some attempt's branch is left alone: its ``refs/remotes/…`` is that branch's
+        push lease, which a fetch must not move (see ``git.remote_tips``).
+        """
+        if self._refresh is None:
+            return
+
+        def wanted() -> dict[str, list[tuple[str, str]]]:
+            refs: dict[str, list[tuple[str, str]]] = {}
+            try:
+                target = tracking_branch(repo_path, attempt.target_branch)
+            except GitServiceError:
+                target = None
+            if target is not None:
+                remote, branch = target
+                with self._db.connection():
+                    leased = TaskAttempt.select(TaskAttempt.id).where(TaskAttempt.branch == branch).exists()
+                if not leased:
+                    refs.setdefault(remote, []).append((branch, f"refs/remotes/{remote}/{branch}"))
+            if open_pr:
+                ref = fetched_ref(PUSH_REMOTE, attempt.branch)
+                refs.setdefault(PUSH_REMOTE, []).append((attempt.branch, ref))
+            return refs
+
+        refresh = self._refresh
+        fetches = await asyncio.to_thread(wanted)
+        await asyncio.gather(*(refresh(repo_path, remote, refs) for remote, refs in fetches.items()))
 
     async def merge(self, attempt_id: uuid.UUID) -> None:
         """Squash-merge into the target, record a ``direct`` merge, set the task ``done``."""

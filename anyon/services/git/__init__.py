@@ -18,6 +18,8 @@ Owns everything done to repositories and their checkouts, not knowing about atte
   following links);
 - ``isolation`` — the attempt's own repository in cloud mode and importing its commits as data;
 - ``checkouts_ahead``, ``ready_worktrees`` — checkouts made ahead and the ready worktrees of local mode;
+- ``remote_tips`` — where a fetched copy of a pushed branch is kept (never its push lease), counting
+  a branch against the newest remote copy, and which remote a remote-tracking name belongs to;
 - ``paths`` — where project repositories may live;
 - ``file_search`` — the @-file search index.
 

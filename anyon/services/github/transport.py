@@ -1,4 +1,4 @@
-"""Clone and push through libgit2, the token handed over only in a credentials callback.
+"""Clone, push and fetch through libgit2, the token handed over only in a credentials callback.
 
 The token is never part of a URL, an argv or a log line: libgit2 asks for credentials when the server
 wants them and gets ``x-access-token``/token (GitHub's documented form), once — a second request means
@@ -38,15 +38,25 @@ class PushRejected(ServiceError):
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, token: str | None, what: str) -> None:
+    def __init__(self, token: str | None, what: str, deadline: float | None = None) -> None:
         super().__init__()
         self._token = token
         self._asked = 0
         self._what = what
         self._last_log = 0.0
+        self._deadline = deadline
         self.rejected: dict[str, str] = {}
 
+    def _in_time(self) -> None:
+        """Stop a transfer past its deadline: libgit2 aborts when a callback raises."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise ServiceError(f"{self._what} took too long")
+
+    def sideband_progress(self, string: str) -> None:
+        self._in_time()
+
     def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
+        self._in_time()
         self._asked += 1
         if not self._token:
             raise ServiceError("GitHub needs a token for this repository: sign in or set a personal token")
@@ -63,6 +73,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
             self.rejected[refname] = message
 
     def transfer_progress(self, stats: Any) -> None:
+        self._in_time()
         now = time.monotonic()
         if now - self._last_log >= 2.0 and stats.total_objects:
             self._last_log = now
@@ -83,10 +94,10 @@ def _git_message(exc: Exception, token: str | None) -> str:
     return text
 
 
-def _remote(repo: pygit2.Repository, remote: RemoteRepo) -> Any:
+def _remote(repo: pygit2.Repository, remote: RemoteRepo, what: str = "push") -> Any:
     handle = repo.remotes.create_anonymous(remote.url)
     if handle.url != remote.url:  # url.<base>.insteadOf in the repository config rewrote it
-        raise ServiceError("The repository's git config rewrites the remote URL; refusing to push there")
+        raise ServiceError(f"The repository's git config rewrites the remote URL; refusing to {what} there")
     return handle
 
 
@@ -132,6 +143,9 @@ def push_branch(
             force = True  # rewritten here since our last push, and nobody else pushed: lease holds
     if tip != str(local):
         callbacks = _Callbacks(token, f"push {branch}")
+        # a fresh connection: the one that listed the heads is a fetch connection, and libgit2's smart
+        # HTTP transport refuses to push over it ("this operation is only valid for push")
+        handle = _remote(repo, remote)
         spec = f"{'+' if force else ''}{ref}:{ref}"
         try:
             handle.push([spec], callbacks=callbacks)
@@ -180,3 +194,25 @@ def clone(remote: RemoteRepo, destination: str, token: str | None) -> None:
         log.info("cloned %s/%s into %s", remote.owner, remote.name, destination)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch_refs(
+    repo_path: str, remote: RemoteRepo, token: str | None, refspecs: list[str], timeout: float
+) -> None:
+    """Fetch ``refspecs`` (``+refs/heads/<b>:<ref>``) from ``remote`` into the repository at ``repo_path``.
+
+    Read-only towards the remote; the only writes here are the objects and the refspecs' destinations.
+    Gives up (:class:`ServiceError`) once ``timeout`` seconds have passed while data still flows; a
+    connection that hangs before the first byte is the caller's to stop waiting for.
+    """
+    repo = open_repo(repo_path)
+    handle = _remote(repo, remote, "fetch")
+    callbacks = _Callbacks(token, f"fetch from {remote.owner}/{remote.name}", time.monotonic() + timeout)
+    try:
+        handle.fetch(refspecs, message="anyon: fetch for branch status", callbacks=callbacks)
+    except ServiceError:
+        raise
+    except (pygit2.GitError, OSError, ValueError) as exc:
+        raise ServiceError(
+            f"Fetching from {remote.owner}/{remote.name} failed: {_git_message(exc, token)}"
+        ) from None
