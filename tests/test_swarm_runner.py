@@ -4,7 +4,7 @@ An attempt constrained to the worker node runs there (checked with the worker's 
 manager's), hardened and without a network, streams its log through the API, commits onto its branch,
 is stopped and torn down. Then the worker's dockerd is stopped while an agent runs: the attempt ends
 failed with a message naming the node, and nothing of it is left — not on the manager, not on the worker
-once it is back.
+once it is back. A logout reaches the container on the worker at once.
 """
 
 from __future__ import annotations
@@ -482,3 +482,31 @@ def test_an_attempt_no_node_can_take_fails_with_swarms_reason_and_leaves_nothing
         assert "docker.swarm_task_timeout_seconds" in message and "no suitable node" in message, message
         assert swarm.services(instance) == []
         assert swarm.worker.anyon_containers() == [] and swarm.manager.anyon_containers() == []
+
+
+def test_a_logout_reaches_a_container_on_the_worker_node(
+    swarm: TwoNodeSwarm, server: LiveServer, tmp_path: Path
+) -> None:
+    """Signing the agents out removes the login from the HOME of a container running on another node
+    at once, not only before its next process (the node's Engine makes the copy)."""
+    instance = server.instance  # type: ignore[attr-defined]
+    agent_home = Path(agent_home_for(server.services.config))
+    (agent_home / ".claude").mkdir(mode=0o700, parents=True, exist_ok=True)
+    (agent_home / ".claude" / ".credentials.json").write_text(
+        '{"claudeAiOauth": {"accessToken": "tok-node"}}'
+    )
+    task, attempt = start(server, _project(server, tmp_path), "Sign out while placed on the worker")
+    processes = wait_processes(server, attempt["id"], 3, timeout=120)
+    assert [p["status"] for p in processes] == ["completed"] * 3, processes
+    [container] = swarm.worker.anyon_containers()
+    api = swarm.worker.api
+
+    def signed_in() -> bool:
+        created = api.exec_create(container["Id"], ["sh", "-c", 'cat "$HOME/.claude/.credentials.json"'])
+        return b"tok-node" in api.exec_start(created["Id"])
+
+    assert signed_in()
+    assert server.ok("POST", "/api/auth/claude/logout") is None
+    _wait("the logout to reach the worker's container", lambda: not signed_in(), timeout=3)
+    assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
+    _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())

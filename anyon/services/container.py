@@ -39,7 +39,12 @@ from anyon.services.board.user_scoped_config import UserScopedConfig
 from anyon.services.composition.agents import agent_homes_for, login_service_for
 from anyon.services.composition.executions import executions_for
 from anyon.services.composition.remote_refresh import remote_refresh_for
-from anyon.services.composition.runners import ready_worktrees_for, runner_for, warm_pool_for
+from anyon.services.composition.runners import (
+    agent_home_refresh_for,
+    ready_worktrees_for,
+    runner_for,
+    warm_pool_for,
+)
 from anyon.services.db import queries
 from anyon.services.db.database import Database
 from anyon.services.db.models import ExecutionProcess
@@ -286,7 +291,7 @@ def build_services(config: AnyonConfig, **overrides: Any) -> Services:
             images=images,
         ),
         github=build_github(config, database, changes, user_config, projects, attempt_git),
-        agent_login=login_service_for(config, homes),
+        agent_login=login_service_for(config, homes, agent_home_refresh_for(docker_runner)),
         docker=docker_runner,
         team=build_team(config, database),
     )

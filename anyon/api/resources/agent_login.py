@@ -103,14 +103,15 @@ class LoginPtyLog:
 
 
 class Logout:
-    """``POST /api/auth/claude/logout``: the stored login is removed (no network needed)."""
+    """``POST /api/auth/claude/logout``: the stored login is removed (no network needed), from the running
+    containers too."""
 
     def __init__(self, login: AgentLoginService) -> None:
         self._login = login
 
     @api_operation(data="null")
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        await asyncio.to_thread(self._login.logout)
+        await self._login.logout()
         respond(resp, None)
 
 

@@ -3,7 +3,8 @@ accounts, one home per account.
 
 Logins made from the browser (auth/claude routes) land here; in local mode agents run with it as HOME, in
 cloud mode each attempt's container gets a read-only view of it and works on its own copy (runners/docker.py),
-so an agent can neither change the stored credentials nor see another attempt's. Homes are created 0700 and
+so an agent can neither change the stored credentials nor see another attempt's; a login removed here is
+removed from the running containers' copies too (runners/agent_home_sync.py). Homes are created 0700 and
 never read into the database or the logs.
 
 With accounts, an account's home is ``<agents.home>.users/<user id>``: a *sibling* of the shared home, not a

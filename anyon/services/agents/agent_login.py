@@ -7,6 +7,10 @@ In cloud mode with accounts that is the acting account's own home; a session bel
 that opened it (another account's session id answers as an unknown one).
 Every 2 s the session checks whether credentials have appeared; then it is done.
 
+A logout removes the login from the agent home and then, in cloud mode, has it removed at once from the
+HOME of every running container that copied that home (``on_logout``, given by the composition root: this
+package does not reach the runners), so no agent of that account keeps using it.
+
 What the user types (a pasted code, a key) is never kept: the session log records output, and input only
 as its length. Sessions end when the browser leaves, on cancel, on success, or after
 ``agents.login_timeout_seconds``.
@@ -26,7 +30,7 @@ import termios
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,8 @@ CHECK_SECONDS = 2.0
 KEPT_SESSIONS = 16
 #: Login terminals open at once (each is a process): more are refused rather than piling up.
 MAX_OPEN_SESSIONS = 4
+#: How long a logout waits for the running containers to drop the login (the next process start would).
+LOGOUT_REACH_SECONDS = 20.0
 _LOG_ENTRIES = 2000
 _READ_BYTES = 16 * 1024
 
@@ -86,9 +92,12 @@ class AgentLoginService:
         resolve: Callable[[list[str]], list[str]] | None = None,
         own_home: bool = True,
         homes: AgentHomes | None = None,
+        on_logout: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         # ``homes``: cloud mode, where each account signs in its own home; else the one ``home``
         self._homes = homes or AgentHomes(home, per_account=False)
+        # cloud mode: copies the agent home again into the running containers that have it (a logout)
+        self._on_logout = on_logout
         # a configured agent home is ours to create and keep 0700; the user's own HOME is left as it is
         self._own_home = own_home
         self._command = list(command)
@@ -113,23 +122,17 @@ class AgentLoginService:
         home = session.home if session is not None else self.home
         return any(_non_empty(home / name) for name in CLAUDE_CREDENTIALS)
 
-    def logout(self) -> None:
-        """Remove the acting account's stored login (works offline: only files in its agent home change)."""
+    async def logout(self) -> None:
+        """Remove the acting account's stored login (works offline: only files in its agent home change),
+        then from the running containers that copied that home."""
         home = self.home
-        for name in CLAUDE_CREDENTIALS:
-            (home / name).unlink(missing_ok=True)
-        account = home / CLAUDE_ACCOUNT_FILE
-        try:
-            data = json.loads(account.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        await asyncio.to_thread(_remove_login, home)
+        if self._on_logout is None:
             return
-        if isinstance(data, dict) and {"oauthAccount", "primaryApiKey"} & set(data):
-            data.pop("oauthAccount", None)
-            data.pop("primaryApiKey", None)
-            tmp = account.with_name(f".{account.name}.tmp")
-            tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, account)
+        try:
+            await asyncio.wait_for(self._on_logout(str(home)), LOGOUT_REACH_SECONDS)
+        except TimeoutError:
+            log.warning("the logout has not reached every running container yet; their next process will")
 
     # --- sessions ------------------------------------------------------------------------------------
 
@@ -249,6 +252,24 @@ class AgentLoginService:
         ended = [s for s in self._sessions.values() if s.ended]
         for session in ended[: max(0, len(ended) - KEPT_SESSIONS)]:
             self._sessions.pop(session.id, None)
+
+
+def _remove_login(home: Path) -> None:
+    """Remove the Claude login from ``home``: its credentials, and the account named in its settings."""
+    for name in CLAUDE_CREDENTIALS:
+        (home / name).unlink(missing_ok=True)
+    account = home / CLAUDE_ACCOUNT_FILE
+    try:
+        data = json.loads(account.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and {"oauthAccount", "primaryApiKey"} & set(data):
+        data.pop("oauthAccount", None)
+        data.pop("primaryApiKey", None)
+        tmp = account.with_name(f".{account.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, account)
 
 
 def _non_empty(path: Path) -> bool:

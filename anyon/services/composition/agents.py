@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from anyon.config.model import AnyonConfig
 from anyon.config.redact import url_secrets
@@ -69,8 +69,15 @@ def agent_home_for(config: AnyonConfig) -> str:
     return os.path.expanduser("~")
 
 
-def login_service_for(config: AnyonConfig, homes: AgentHomes | None = None) -> AgentLoginService:
-    """The login terminal: ``agents.claude_login_command``, else the Claude Code CLI (installed or npx)."""
+def login_service_for(
+    config: AnyonConfig,
+    homes: AgentHomes | None = None,
+    on_logout: Callable[[str], Awaitable[object]] | None = None,
+) -> AgentLoginService:
+    """The login terminal: ``agents.claude_login_command``, else the Claude Code CLI (installed or npx).
+
+    ``on_logout`` (cloud mode: :func:`~anyon.services.composition.runners.agent_home_refresh_for`) takes
+    a removed login out of the running containers too."""
     env = agent_environment(
         os.environ, config.executions.host_env_allowlist, secrets=url_secrets(config.database_url)
     )
@@ -90,4 +97,5 @@ def login_service_for(config: AnyonConfig, homes: AgentHomes | None = None) -> A
         resolve=resolve,
         own_home=bool(config.agents.home) or config.is_cloud,
         homes=homes,
+        on_logout=on_logout,
     )

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from anyon.config.model import AnyonConfig
@@ -26,6 +26,7 @@ from anyon.services.runners.host import HostRunner
 
 if TYPE_CHECKING:
     from anyon.services.git.ready_worktrees import ReadyWorktrees
+    from anyon.services.runners.agent_home_sync import AgentHomeSync
     from anyon.services.runners.warm import WarmPool
 
 
@@ -117,3 +118,27 @@ def runner_for(
         agent_home_of=home_of,
     )
     return docker_runner, docker_runner
+
+
+def agent_home_refresh_for(runner: ContainerRunner | None) -> Callable[[str], Awaitable[None]] | None:
+    """Cloud mode: what copies an agent home again, at once, into every running container that has it
+    (a logout reaches them without waiting for their next process); None locally, where agents run with
+    the agent home itself as HOME.
+
+    The copies are made by each Engine's :class:`~anyon.services.runners.agent_home_sync.AgentHomeSync`:
+    one VM's, or each swarm node's (the nodes this server run placed containers on).
+    """
+    if runner is None:
+        return None
+    from anyon.services.runners.docker import DockerRunner
+    from anyon.services.runners.swarm import SwarmRunner
+
+    def syncs() -> list[AgentHomeSync]:
+        if isinstance(runner, SwarmRunner):
+            return list({id(node): node.homes for node in runner.swarm.placed.values()}.values())
+        return [runner.homes] if isinstance(runner, DockerRunner) else []
+
+    async def refresh(home: str) -> None:
+        await asyncio.gather(*(sync.refresh(home) for sync in syncs()))
+
+    return refresh
