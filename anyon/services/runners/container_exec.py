@@ -3,7 +3,7 @@
 A command starts in a pre-started launcher when one waits (:mod:`anyon.services.runners.prestart`),
 else in a fresh exec under :data:`~anyon.services.runners.docker_process.LAUNCHER`. Before it starts, a
 container that may still run unsupervised processes is swept, and the container's copy of the agent
-home is brought up to date (a login made since it started reaches it). ``run_captured`` is for the
+home is brought up to date (a login or logout made since it started reaches it). ``run_captured`` is for the
 server's git work on the attempt's repository, which runs where the agent runs (THREAT-MODEL rule 2).
 """
 
@@ -83,7 +83,7 @@ class ContainerExecs:
             container = await self._containers.find(attempt_id)
             if container is None:
                 raise RunnerError(f"the container of attempt {attempt_id} no longer exists")
-        # a login made since the container started reaches it (the home of the account of the attempt)
+        # a login or logout since the container started reaches it (the home of the attempt's account)
         await self._homes.copy(container.id, await self.engine.in_thread(self._homes.home_of, attempt_id))
         exec_env = {**await self.engine.in_thread(self._secrets.env, attempt_id), **env}
         line = command_line(argv, cwd, exec_env) if self._settings.prestart_exec else None
