@@ -94,6 +94,9 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "images.max_bytes": (1, None),
     "images.max_form_parts": (1, 1000),
     "agents.login_timeout_seconds": (1, None),
+    # below the server-wide 4 open login terminals (agent_login.MAX_OPEN_SESSIONS): one account always
+    # leaves at least one to the others
+    "agents.login_terminals_per_account": (1, 3),
 }
 
 #: Settings whose values may carry credentials; never printed in full.

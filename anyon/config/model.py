@@ -248,6 +248,9 @@ class AgentSettings:
     claude_login_command: str | None = None
     # a login terminal left open longer than this is closed
     login_timeout_seconds: float = 900.0
+    # cloud mode: login terminals one account (or the API token) may hold open at once, below the server-wide
+    # cap so one account can never take the last terminals from the others
+    login_terminals_per_account: int = 2
 
 
 @dataclass(frozen=True)

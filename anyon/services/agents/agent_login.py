@@ -14,6 +14,12 @@ package does not reach the runners), so no agent of that account keeps using it.
 What the user types (a pasted code, a key) is never kept: the session log records output, and input only
 as its length. Sessions end when the browser leaves, on cancel, on success, or after
 ``agents.login_timeout_seconds``.
+
+Each terminal is a process, so the server holds at most ``MAX_OPEN_SESSIONS`` open at once. In cloud mode
+each account (the API token counts as one) may also hold only ``agents.login_terminals_per_account`` of
+them, fewer than that cap: otherwise one account could open them all and keep every colleague from signing
+in. A refused open starts no process. An open counts from its check on, while its process is still being
+started, so opens racing each other cannot slip past either limit.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ CLAUDE_ACCOUNT_FILE = ".claude.json"
 CHECK_SECONDS = 2.0
 #: Sessions whose log stays readable after they end.
 KEPT_SESSIONS = 16
-#: Login terminals open at once (each is a process): more are refused rather than piling up.
+#: Login terminals open at once (each is a process): more are refused rather than piling up. The bound of
+#: ``agents.login_terminals_per_account`` (config/fields.py) stays below it.
 MAX_OPEN_SESSIONS = 4
 #: How long a logout waits for the running containers to drop the login (the next process start would).
 LOGOUT_REACH_SECONDS = 20.0
@@ -88,6 +95,7 @@ class AgentLoginService:
         env: Mapping[str, str],
         *,
         timeout_seconds: float = 900.0,
+        per_account_limit: int = 2,
         check_seconds: float = CHECK_SECONDS,
         resolve: Callable[[list[str]], list[str]] | None = None,
         own_home: bool = True,
@@ -103,9 +111,13 @@ class AgentLoginService:
         self._command = list(command)
         self._env = dict(env)
         self._timeout = timeout_seconds
+        # only where accounts sign in their own homes (cloud mode): a local server has one user
+        self._per_account_limit = per_account_limit if self._homes.per_account else None
         self.check_seconds = check_seconds
         self._resolve = resolve
         self._sessions: dict[str, LoginSession] = {}
+        # the owners of opens past their limit checks whose process is still being started
+        self._starting: list[str | None] = []
 
     @property
     def home(self) -> Path:
@@ -137,11 +149,31 @@ class AgentLoginService:
     # --- sessions ------------------------------------------------------------------------------------
 
     async def start(self, rows: int = 40, cols: int = 120) -> LoginSession:
-        if sum(1 for s in self._sessions.values() if not s.ended) >= MAX_OPEN_SESSIONS:
+        owner = self._owner()
+        self._check_limits(owner)
+        self._starting.append(owner)  # counted from here on: no await ran between the check and this
+        try:
+            return await self._spawn(owner, rows, cols)
+        finally:
+            self._starting.remove(owner)
+
+    def _check_limits(self, owner: str | None) -> None:
+        """Refuse an open past the acting account's own limit (first: that one it can free itself) or past
+        the server-wide cap."""
+        owners = [s.owner for s in self._sessions.values() if not s.ended] + self._starting
+        limit = self._per_account_limit
+        if limit is not None and owners.count(owner) >= limit:
+            minutes = max(1, round(self._timeout / 60))
+            raise ServiceError(
+                f"this account already has {limit} login terminals open, its own limit: close one of them"
+                f" or wait for its timeout ({minutes} min)"
+            )
+        if len(owners) >= MAX_OPEN_SESSIONS:
             raise ServiceError(
                 f"{MAX_OPEN_SESSIONS} login terminals are already open; close one or wait for its timeout"
             )
-        owner = self._owner()
+
+    async def _spawn(self, owner: str | None, rows: int, cols: int) -> LoginSession:
         home = Path(self._homes.ensure(owner) if self._own_home else self._homes.of(owner))
         argv = self._resolve(self._command) if self._resolve is not None else self._command
         master, slave = os.openpty()

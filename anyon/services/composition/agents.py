@@ -94,6 +94,7 @@ def login_service_for(
         command,
         env,
         timeout_seconds=config.agents.login_timeout_seconds,
+        per_account_limit=config.agents.login_terminals_per_account,
         resolve=resolve,
         own_home=bool(config.agents.home) or config.is_cloud,
         homes=homes,
