@@ -4,7 +4,8 @@ An attempt constrained to the worker node runs there (checked with the worker's 
 manager's), hardened and without a network, streams its log through the API, commits onto its branch,
 is stopped and torn down. Then the worker's dockerd is stopped while an agent runs: the attempt ends
 failed with a message naming the node, and nothing of it is left — not on the manager, not on the worker
-once it is back. A logout reaches the container on the worker at once.
+once it is back. A logout reaches the container on the worker at once. The client certificate of the
+worker's engine is rotated while the server runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from websockets.sync.client import connect
 
 from anyon.checks import check_docker
 from anyon.config.model import AnyonConfig
-from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, prerequisites
+from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, issue_client, make_ca, prerequisites
 from anyon.services.composition.agents import agent_home_for
 from anyon.services.composition.runners import instance_id
 from anyon.services.logs import jsonpatch as jp
@@ -510,3 +512,68 @@ def test_a_logout_reaches_a_container_on_the_worker_node(
     _wait("the logout to reach the worker's container", lambda: not signed_in(), timeout=3)
     assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
     _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+
+def test_a_rotated_client_certificate_is_used_without_a_restart(
+    swarm: TwoNodeSwarm, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The files of ``docker.swarm_tls_dir`` replaced in place: new connections to the worker's engine
+    use them, with no restart; a half-written set (a certificate whose key is not there yet) leaves the
+    working one in use with one warning; a certificate the node does not trust shows they really are used."""
+    ca_root = Path(swarm.tls_dir).parent  # the harness's CA
+    tls_dir = tmp_path / "tls"  # a copy of our own: the module's swarm keeps its files
+    shutil.copytree(swarm.tls_dir, tls_dir)
+    base = swarm_config(swarm, tmp_path)
+    config = dataclasses.replace(base, docker=dataclasses.replace(base.docker, swarm_tls_dir=str(tls_dir)))
+    instance = instance_id(config)
+
+    def attempt_runs(live: LiveServer, title: str) -> None:
+        task, attempt = start(live, project, title)
+        processes = wait_processes(live, attempt["id"], 3, timeout=120)
+        assert [p["status"] for p in processes] == ["completed"] * 3, processes
+        assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
+        assert live.delete(f"/api/tasks/{task['id']}").status_code == 202
+        _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+    def in_use() -> bytes:
+        node = live.services.docker.swarm._nodes[swarm.worker_id].node  # type: ignore[attr-defined]
+        node.api  # noqa: B018 - looks at the files, as every call does
+        return Path(node._material.files[1]).read_bytes()
+
+    try:
+        with live_server(config) as live:
+            use_fake_agent(live, SHELL_AGENT)
+            project = _project(live, tmp_path)
+            attempt_runs(live, "Before the rotation")
+            first = (tls_dir / "cert.pem").read_bytes()
+            assert in_use() == first
+
+            # half-written: the new certificate is in place, its key not yet
+            cert, key = issue_client(ca_root, f"rotated-{uuid.uuid4().hex[:8]}")
+            (tls_dir / "cert.pem").write_bytes(cert.read_bytes())
+            with caplog.at_level("WARNING", logger="anyon.services.runners.swarm_tls"):
+                attempt_runs(live, "Half-written rotation")
+            assert in_use() == first
+            warnings = [r for r in caplog.records if r.name == "anyon.services.runners.swarm_tls"]
+            assert len(warnings) == 1 and "cannot load the TLS files" in warnings[0].getMessage(), warnings
+
+            # the key follows: the new pair is used for the next attempt, the server still running
+            (tls_dir / "key.pem").write_bytes(key.read_bytes())
+            attempt_runs(live, "After the rotation")
+            assert in_use() == cert.read_bytes()
+
+            # a pair from another CA: the worker's engine refuses it, so the files really are what is used
+            rogue_ca = tmp_path / "rogue-ca"
+            make_ca(rogue_ca)
+            rogue_cert, rogue_key = issue_client(rogue_ca, "rogue")
+            (tls_dir / "cert.pem").write_bytes(rogue_cert.read_bytes())
+            (tls_dir / "key.pem").write_bytes(rogue_key.read_bytes())
+            node = live.services.docker.swarm._nodes[swarm.worker_id].node  # type: ignore[attr-defined]
+            with pytest.raises(Exception, match=r"(?i)ssl|certificate|connection"):
+                node.api.ping()
+            (tls_dir / "cert.pem").write_bytes(cert.read_bytes())
+            (tls_dir / "key.pem").write_bytes(key.read_bytes())
+            assert node.api.ping() is True
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])

@@ -9,8 +9,9 @@ Design in ``docs/scale-out.md``. In short:
   carries, so reconcile and adoption work the same way.
 * **Execution** — Swarm has no exec, so every command runs through the Engine of the node the task landed
   on (the node label ``docker.swarm_engine_label`` holds its address; ``tcp://`` ones over TLS with the
-  client certificate of ``docker.swarm_tls_dir``), with the single-VM runner's exec protocol unchanged: a
-  :class:`NodeEngine` is a :class:`DockerRunner` pointed at that node.
+  client certificate of ``docker.swarm_tls_dir``, re-read when its files change: ``swarm_tls.py``), with
+  the single-VM runner's exec protocol unchanged: a :class:`NodeEngine` is a :class:`DockerRunner`
+  pointed at that node.
 * **Path identity** — the worktree, object store and secrets directory are bind-mounted by path, so they
   must be on a filesystem every node mounts at the same path (Filestore/NFS in production).
 * **Hardening** — as on one VM, except what the service API cannot say: ``no-new-privileges`` is set by
