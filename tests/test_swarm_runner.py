@@ -5,11 +5,12 @@ manager's), hardened and without a network, streams its log through the API, com
 is stopped and torn down. Then the worker's dockerd is stopped while an agent runs: the attempt ends
 failed with a message naming the node, and nothing of it is left — not on the manager, not on the worker
 once it is back. A logout reaches the container on the worker at once. The client certificate of the
-worker's engine is rotated while the server runs.
+worker's engine is rotated while the server runs; warm containers keep to a per-node quota.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -30,6 +31,8 @@ from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, issue_client, make_ca,
 from anyon.services.composition.agents import agent_home_for
 from anyon.services.composition.runners import instance_id
 from anyon.services.logs import jsonpatch as jp
+from anyon.services.runners.base import RunnerError
+from anyon.services.runners.swarm import SwarmRunner
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_cloud import (
@@ -574,6 +577,47 @@ def test_a_rotated_client_certificate_is_used_without_a_restart(
             (tls_dir / "cert.pem").write_bytes(cert.read_bytes())
             (tls_dir / "key.pem").write_bytes(key.read_bytes())
             assert node.api.ping() is True
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])
+
+
+def test_warm_containers_keep_to_the_per_node_quota(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
+    """With ``docker.warm_pool_per_node = 1`` on two nodes: two warm containers land one per node (with the
+    attempts' constraints, here none); a third is refused at once; once an attempt claims one, its node
+    takes the next warm container."""
+    base = swarm_config(swarm, tmp_path)
+    docker = dataclasses.replace(base.docker, swarm_constraints=(), warm_pool_per_node=1)
+    instance = instance_id(base)
+    runner = SwarmRunner(docker, instance, tmp_path / "secrets")
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    folders = {attempt_id: tmp_path / f"warm-{i}" for i, attempt_id in enumerate(ids)}
+    for folder in folders.values():
+        folder.mkdir()
+
+    async def place(attempt_id: str) -> str:
+        await runner.ensure_container(attempt_id, str(folders[attempt_id]), str(objects))
+        return runner.swarm.placed[attempt_id].node_id
+
+    async def scenario() -> None:
+        try:
+            runner.reserved_ids.update(ids)  # as the warm pool marks its containers
+            first, second = await place(ids[0]), await place(ids[1])
+            assert {first, second} == {swarm.manager_id, swarm.worker_id}
+            with pytest.raises(RunnerError, match="warm_pool_per_node = 1"):
+                await place(ids[2])
+            assert len(swarm.services(instance)) == 2
+            runner.reserved_ids.discard(ids[0])  # an attempt claimed it: no longer a warm container
+            assert await place(ids[2]) == first
+        finally:
+            for attempt_id in ids:
+                await runner.remove_container(attempt_id)
+            await runner.close()
+
+    try:
+        asyncio.run(scenario())
     finally:
         for service in swarm.services(instance):
             swarm.manager.api.remove_service(service["ID"])
