@@ -4,14 +4,17 @@ An attempt constrained to the worker node runs there (checked with the worker's 
 manager's), hardened and without a network, streams its log through the API, commits onto its branch,
 is stopped and torn down. Then the worker's dockerd is stopped while an agent runs: the attempt ends
 failed with a message naming the node, and nothing of it is left — not on the manager, not on the worker
-once it is back. A logout reaches the container on the worker at once.
+once it is back. A logout reaches the container on the worker at once. The client certificate of the
+worker's engine is rotated while the server runs; warm containers keep to a per-node quota.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +27,12 @@ from websockets.sync.client import connect
 
 from anyon.checks import check_docker
 from anyon.config.model import AnyonConfig
-from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, prerequisites
+from anyon.harness.swarm import ROLE_LABEL, TwoNodeSwarm, issue_client, make_ca, prerequisites
 from anyon.services.composition.agents import agent_home_for
 from anyon.services.composition.runners import instance_id
 from anyon.services.logs import jsonpatch as jp
+from anyon.services.runners.base import RunnerError
+from anyon.services.runners.swarm import SwarmRunner
 from tests.conftest import IN_CI, make_config
 from tests.live_server import LiveServer, live_server
 from tests.test_executions_cloud import (
@@ -510,3 +515,109 @@ def test_a_logout_reaches_a_container_on_the_worker_node(
     _wait("the logout to reach the worker's container", lambda: not signed_in(), timeout=3)
     assert server.delete(f"/api/tasks/{task['id']}").status_code == 202
     _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+
+def test_a_rotated_client_certificate_is_used_without_a_restart(
+    swarm: TwoNodeSwarm, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The files of ``docker.swarm_tls_dir`` replaced in place: new connections to the worker's engine
+    use them, with no restart; a half-written set (a certificate whose key is not there yet) leaves the
+    working one in use with one warning; a certificate the node does not trust shows they really are used."""
+    ca_root = Path(swarm.tls_dir).parent  # the harness's CA
+    tls_dir = tmp_path / "tls"  # a copy of our own: the module's swarm keeps its files
+    shutil.copytree(swarm.tls_dir, tls_dir)
+    base = swarm_config(swarm, tmp_path)
+    config = dataclasses.replace(base, docker=dataclasses.replace(base.docker, swarm_tls_dir=str(tls_dir)))
+    instance = instance_id(config)
+
+    def attempt_runs(live: LiveServer, title: str) -> None:
+        task, attempt = start(live, project, title)
+        processes = wait_processes(live, attempt["id"], 3, timeout=120)
+        assert [p["status"] for p in processes] == ["completed"] * 3, processes
+        assert [c["Labels"]["anyon.attempt"] for c in swarm.worker.anyon_containers()] == [attempt["id"]]
+        assert live.delete(f"/api/tasks/{task['id']}").status_code == 202
+        _wait("the teardown", lambda: not swarm.services(instance) and not swarm.worker.anyon_containers())
+
+    def in_use() -> bytes:
+        node = live.services.docker.swarm._nodes[swarm.worker_id].node  # type: ignore[attr-defined]
+        node.api  # noqa: B018 - looks at the files, as every call does
+        return Path(node._material.files[1]).read_bytes()
+
+    try:
+        with live_server(config) as live:
+            use_fake_agent(live, SHELL_AGENT)
+            project = _project(live, tmp_path)
+            attempt_runs(live, "Before the rotation")
+            first = (tls_dir / "cert.pem").read_bytes()
+            assert in_use() == first
+
+            # half-written: the new certificate is in place, its key not yet
+            cert, key = issue_client(ca_root, f"rotated-{uuid.uuid4().hex[:8]}")
+            (tls_dir / "cert.pem").write_bytes(cert.read_bytes())
+            with caplog.at_level("WARNING", logger="anyon.services.runners.swarm_tls"):
+                attempt_runs(live, "Half-written rotation")
+            assert in_use() == first
+            warnings = [r for r in caplog.records if r.name == "anyon.services.runners.swarm_tls"]
+            assert len(warnings) == 1 and "cannot load the TLS files" in warnings[0].getMessage(), warnings
+
+            # the key follows: the new pair is used for the next attempt, the server still running
+            (tls_dir / "key.pem").write_bytes(key.read_bytes())
+            attempt_runs(live, "After the rotation")
+            assert in_use() == cert.read_bytes()
+
+            # a pair from another CA: the worker's engine refuses it, so the files really are what is used
+            rogue_ca = tmp_path / "rogue-ca"
+            make_ca(rogue_ca)
+            rogue_cert, rogue_key = issue_client(rogue_ca, "rogue")
+            (tls_dir / "cert.pem").write_bytes(rogue_cert.read_bytes())
+            (tls_dir / "key.pem").write_bytes(rogue_key.read_bytes())
+            node = live.services.docker.swarm._nodes[swarm.worker_id].node  # type: ignore[attr-defined]
+            with pytest.raises(Exception, match=r"(?i)ssl|certificate|connection"):
+                node.api.ping()
+            (tls_dir / "cert.pem").write_bytes(cert.read_bytes())
+            (tls_dir / "key.pem").write_bytes(key.read_bytes())
+            assert node.api.ping() is True
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])
+
+
+def test_warm_containers_keep_to_the_per_node_quota(swarm: TwoNodeSwarm, tmp_path: Path) -> None:
+    """With ``docker.warm_pool_per_node = 1`` on two nodes: two warm containers land one per node (with the
+    attempts' constraints, here none); a third is refused at once; once an attempt claims one, its node
+    takes the next warm container."""
+    base = swarm_config(swarm, tmp_path)
+    docker = dataclasses.replace(base.docker, swarm_constraints=(), warm_pool_per_node=1)
+    instance = instance_id(base)
+    runner = SwarmRunner(docker, instance, tmp_path / "secrets")
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    folders = {attempt_id: tmp_path / f"warm-{i}" for i, attempt_id in enumerate(ids)}
+    for folder in folders.values():
+        folder.mkdir()
+
+    async def place(attempt_id: str) -> str:
+        await runner.ensure_container(attempt_id, str(folders[attempt_id]), str(objects))
+        return runner.swarm.placed[attempt_id].node_id
+
+    async def scenario() -> None:
+        try:
+            runner.reserved_ids.update(ids)  # as the warm pool marks its containers
+            first, second = await place(ids[0]), await place(ids[1])
+            assert {first, second} == {swarm.manager_id, swarm.worker_id}
+            with pytest.raises(RunnerError, match="warm_pool_per_node = 1"):
+                await place(ids[2])
+            assert len(swarm.services(instance)) == 2
+            runner.reserved_ids.discard(ids[0])  # an attempt claimed it: no longer a warm container
+            assert await place(ids[2]) == first
+        finally:
+            for attempt_id in ids:
+                await runner.remove_container(attempt_id)
+            await runner.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for service in swarm.services(instance):
+            swarm.manager.api.remove_service(service["ID"])

@@ -70,6 +70,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "docker.warm_pool_size": (0, None),
     "docker.warm_pool_projects": (0, None),
     "docker.warm_pool_idle_seconds": (0, None),
+    "docker.warm_pool_per_node": (0, None),
     "docker.reconcile_interval_seconds": (0.1, None),
     "docker.swarm_task_timeout_seconds": (1, None),
     "executions.max_concurrent": (1, None),

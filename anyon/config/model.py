@@ -77,6 +77,7 @@ class DockerSettings:
     warm_pool_size: int = 0  # started containers kept ready per recently active project ([cloud]: 1)
     warm_pool_projects: int = 4  # projects that keep warm containers at once
     warm_pool_idle_seconds: float = 900.0  # a project without attempts this long loses them
+    warm_pool_per_node: int = 0  # runner "swarm": warm containers one node may hold at most; 0 = no limit
     reconcile_interval_seconds: float = 60.0  # leftover containers/worktrees/secrets removed this often
     runner: DockerRunnerKind = "engine"  # "swarm": one service per attempt, placed by the manager
     swarm_constraints: tuple[

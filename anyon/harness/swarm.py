@@ -211,6 +211,38 @@ class TwoNodeSwarm:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
+
+
+def make_ca(root: Path) -> None:
+    """A throw-away CA in ``root`` (``ca.pem``, ``ca-key.pem``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        root, "req", "-x509", *_EC_KEY, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=test-ca",
+    )  # fmt: skip
+
+
+def issue(root: Path, name: str, subject: str, ext: str) -> tuple[Path, Path]:
+    """A certificate and its key signed by the CA in ``root``: (``<name>-cert.pem``, ``<name>-key.pem``)."""
+    (root / f"{name}.ext").write_text(ext)
+    _openssl(root, "req", *_EC_KEY, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", subject)
+    _openssl(
+        root, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+        "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext",
+    )  # fmt: skip
+    return root / f"{name}-cert.pem", root / f"{name}-key.pem"
+
+
+def issue_client(root: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate (and key) from the CA in ``root``, as a rotation issues a new one."""
+    return issue(root, name, "/CN=anyon", "extendedKeyUsage=clientAuth\n")
+
+
 def make_tls(root: Path, address: str) -> tuple[str, list[str]]:
     """A throw-away CA, a server certificate for ``address`` and a client certificate (openssl).
 
@@ -219,27 +251,12 @@ def make_tls(root: Path, address: str) -> tuple[str, list[str]]:
     """
     client = root / "client"
     client.mkdir(parents=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
-
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl(
-        "req", "-x509", *key, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca"
-    )
-    for name, subject, ext in (
-        ("server", f"/CN={address}", f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\n"),
-        ("client", "/CN=anyon", "extendedKeyUsage=clientAuth\n"),
-    ):
-        (root / f"{name}.ext").write_text(ext)
-        openssl("req", *key, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", subject)
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
-            "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext",
-        )  # fmt: skip
+    make_ca(root)
+    issue(root, "server", f"/CN={address}", f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\n")
+    cert, key = issue_client(root, "client")
     shutil.copy(root / "ca.pem", client / "ca.pem")
-    shutil.copy(root / "client-cert.pem", client / "cert.pem")
-    shutil.copy(root / "client-key.pem", client / "key.pem")
+    shutil.copy(cert, client / "cert.pem")
+    shutil.copy(key, client / "key.pem")
     server = [
         "--tlsverify",
         f"--tlscacert={root / 'ca.pem'}",

@@ -16,7 +16,9 @@ labels, environment, mounts, hardening), ``container_table.py`` (what this run k
 
 The Swarm runner (``swarm.py``, ``docker.runner = "swarm"``; ``docs/scale-out.md``) places each attempt's
 container on a node through the manager (``swarm_manager.py``, ``swarm_spec.py``, ``swarm_reconcile.py``)
-and runs its commands through that node's Engine (``swarm_node.py``: the Docker runner pointed at a node).
+and runs its commands through that node's Engine (``swarm_node.py``: the Docker runner pointed at a node;
+``swarm_tls.py``: its client certificate, followed through rotations); ``swarm_warm.py`` keeps warm
+containers to a per-node quota.
 
 May import: ``anyon.config``, ``anyon.services.project_pools`` (the warm pool's per-project bookkeeping)
 and, under ``TYPE_CHECKING`` only, the git services the warm pool uses (``anyon.services.git``). Nothing

@@ -9,8 +9,9 @@ Design in ``docs/scale-out.md``. In short:
   carries, so reconcile and adoption work the same way.
 * **Execution** — Swarm has no exec, so every command runs through the Engine of the node the task landed
   on (the node label ``docker.swarm_engine_label`` holds its address; ``tcp://`` ones over TLS with the
-  client certificate of ``docker.swarm_tls_dir``), with the single-VM runner's exec protocol unchanged: a
-  :class:`NodeEngine` is a :class:`DockerRunner` pointed at that node.
+  client certificate of ``docker.swarm_tls_dir``, re-read when its files change: ``swarm_tls.py``), with
+  the single-VM runner's exec protocol unchanged: a :class:`NodeEngine` is a :class:`DockerRunner`
+  pointed at that node.
 * **Path identity** — the worktree, object store and secrets directory are bind-mounted by path, so they
   must be on a filesystem every node mounts at the same path (Filestore/NFS in production).
 * **Hardening** — as on one VM, except what the service API cannot say: ``no-new-privileges`` is set by
@@ -48,6 +49,7 @@ from anyon.services.runners.secrets_dir import SecretsDirs, check_attempt_id
 from anyon.services.runners.swarm_manager import Placement, SwarmManager
 from anyon.services.runners.swarm_node import NodeEngine, SwarmProcess
 from anyon.services.runners.swarm_spec import ENDED_STATES, task_template
+from anyon.services.runners.swarm_warm import WarmQuota
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class SwarmRunner:
         self.swarm = SwarmManager(settings, instance_id, secrets_root, self.engine, dict(host_env or {}))
         #: attempt ids of warm containers waiting for their attempt (warm.py); never reconciled away
         self.reserved_ids: set[str] = set()
+        self.warm_quota = WarmQuota(settings.warm_pool_per_node, self.swarm, self.reserved_ids)
 
     # --- the manager --------------------------------------------------------------------------
 
@@ -131,9 +134,15 @@ class SwarmRunner:
                         engine.prestart(attempt_id)
                         return placement.container_id
                 await self.swarm.remove_service(attempt_id, service["ID"])
+            if self.warm_quota.applies(attempt_id):  # a warm container: not onto a node at its quota
+                async with self.warm_quota.lock:
+                    avoid = await self.warm_quota.constraints()
+                    return await self._create(attempt_id, worktree, git_dir, avoid)
             return await self._create(attempt_id, worktree, git_dir)
 
-    async def _create(self, attempt_id: str, worktree: str, git_dir: str) -> str:
+    async def _create(
+        self, attempt_id: str, worktree: str, git_dir: str, avoid: list[str] | None = None
+    ) -> str:
         import docker
 
         secrets_dir = await self.engine.in_thread(self.secrets.ensure, attempt_id)
@@ -144,7 +153,15 @@ class SwarmRunner:
         await self.engine.in_thread(self.homes.share, home)
         agent_home = self.spec.agent_home_mounts(home)
         template = task_template(
-            self.settings, user, env, labels, worktree, git_dir, str(secrets_dir), extra_mounts=agent_home
+            self.settings,
+            user,
+            env,
+            labels,
+            worktree,
+            git_dir,
+            str(secrets_dir),
+            extra_mounts=agent_home,
+            extra_constraints=avoid,
         )
         service_id: str | None = None
         try:

@@ -21,6 +21,7 @@ from anyon.services.runners.base import RunnerError
 from anyon.services.runners.container_spec import instance_filters
 from anyon.services.runners.engine_client import EngineClient
 from anyon.services.runners.swarm_node import NodeEngine
+from anyon.services.runners.swarm_tls import TLSSource
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class SwarmManager:
         self._secrets_root = secrets_root
         self._host_env = host_env
         self._nodes: dict[str, NodeEngine] = {}
+        #: the client certificate of every node engine, followed through rotations (swarm_tls.py)
+        self._tls = TLSSource(settings.swarm_tls_dir) if settings.swarm_tls_dir else None
         #: attempt id → the Engine of the node its container runs on
         self.placed: dict[str, NodeEngine] = {}
         self.locks: dict[str, asyncio.Lock] = {}
@@ -61,6 +64,8 @@ class SwarmManager:
         for node in list(self._nodes.values()):
             await node.close()
         self._nodes.clear()
+        if self._tls is not None:
+            self._tls.close()
 
     def lock(self, attempt_id: str) -> asyncio.Lock:
         return self.locks.setdefault(attempt_id, asyncio.Lock())
@@ -139,6 +144,7 @@ class SwarmManager:
             node_id=node_id,
             node_name=name,
             host_env=self._host_env,
+            tls=self._tls,
         )
         self._nodes[node_id] = engine
         return engine

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningP
 from anyon.services.runners.docker import DockerRunner
 from anyon.services.runners.docker_process import DockerProcess
 from anyon.services.runners.engine_client import DockerUnavailable, EngineClient
+from anyon.services.runners.swarm_tls import TLS_FILE_NAMES, TLSMaterial, TLSSource
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
 
 def tls_files(tls_dir: str) -> tuple[str, str, str]:
     """(ca.pem, cert.pem, key.pem) of ``docker.swarm_tls_dir``; a missing one is named."""
-    paths = tuple(os.path.join(tls_dir, name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    paths = tuple(os.path.join(tls_dir, name) for name in TLS_FILE_NAMES)
     for path in paths:
         if not os.path.isfile(path):
             raise RunnerError(
@@ -79,30 +79,70 @@ class NodeLossHandler(Protocol):
 
 class NodeClient(EngineClient):
     """The Engine API client of one swarm node: over TLS with ``docker.swarm_tls_dir``'s files when the
-    node's address is ``tcp://``, and a connection failure that names the node."""
+    node's address is ``tcp://``, and a connection failure that names the node.
 
-    def __init__(self, settings: DockerSettings, *, node_id: str, node_name: str) -> None:
+    The files are looked at again before every connection is built or reused (:mod:`.swarm_tls`): once
+    they changed and check out, the docker-py client is made anew and exec streams use the new context,
+    so a rotated certificate needs no restart. Connections already open keep the set they started with.
+    """
+
+    def __init__(
+        self, settings: DockerSettings, *, node_id: str, node_name: str, tls: TLSSource | None = None
+    ) -> None:
         super().__init__(settings)
         self.node_id = node_id
         self.node_name = node_name
         scheme = urlsplit(settings.host).scheme
-        self._tls_files = (
-            tls_files(settings.swarm_tls_dir)
-            if settings.swarm_tls_dir and scheme in ("tcp", "https")
-            else None
-        )
-        if self._tls_files is not None:
-            ca, cert, key = self._tls_files
-            try:
-                self.tls = ssl.create_default_context(cafile=ca)
-                self.tls.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as exc:
-                raise RunnerError(f"docker.swarm_tls_dir: cannot load the TLS files: {exc}") from exc
+        self._source: TLSSource | None = None
+        self._own_source = False
+        self._material: TLSMaterial | None = None
+        #: docker-py clients made with a replaced set: closed with this client (calls may still use them)
+        self._retired: list[Any] = []
+        if settings.swarm_tls_dir and scheme in ("tcp", "https"):
+            if tls is None:
+                tls, self._own_source = TLSSource(settings.swarm_tls_dir), True
+            self._source = tls
+            self._material = tls.current()
+            self.tls = self._material.context
+
+    @property
+    def api(self) -> Any:
+        self._refresh_tls()
+        return super().api
+
+    def _refresh_tls(self) -> None:
+        """Follow a rotation of ``docker.swarm_tls_dir``: the next connections use the new set."""
+        if self._source is None:
+            return
+        material = self._source.current()
+        if material is self._material:
+            return
+        with self._client_lock:
+            if material is self._material:
+                return
+            if self._client is not None:
+                self._retired.append(self._client)
+                self._client = None
+            self._material = material
+            self.tls = material.context
 
     def make_client(self) -> Any:
-        if self._tls_files is None:
+        if self._material is None:
             return super().make_client()
-        return tls_client(self.settings.host, self._tls_files, timeout=60)
+        return tls_client(self.settings.host, self._material.files, timeout=60)
+
+    async def start_exec(self, exec_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self._refresh_tls()
+        return await super().start_exec(exec_id)
+
+    async def close(self) -> None:
+        retired, self._retired = self._retired, []
+        for client in retired:
+            with contextlib.suppress(Exception):
+                await self.in_thread(client.close)
+        await super().close()
+        if self._own_source and self._source is not None:
+            self._source.close()
 
     @property
     def node_label(self) -> str:
@@ -133,8 +173,9 @@ class NodeEngine(DockerRunner):
         node_id: str,
         node_name: str,
         host_env: Mapping[str, str] | None = None,
+        tls: TLSSource | None = None,
     ) -> None:
-        self.node = NodeClient(settings, node_id=node_id, node_name=node_name)
+        self.node = NodeClient(settings, node_id=node_id, node_name=node_name, tls=tls)
         super().__init__(settings, instance_id, secrets_root, host_env=host_env, engine=self.node)
         self.node_id = node_id
         self.node_name = node_name

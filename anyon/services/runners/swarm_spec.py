@@ -30,8 +30,10 @@ def task_template(
     secrets_dir: str,
     *,
     extra_mounts: list[Any] | None = None,
+    extra_constraints: list[str] | None = None,
 ) -> Any:
-    """A docker-py ``TaskTemplate`` for the attempt's service (``extra_mounts``: the agent home's)."""
+    """A docker-py ``TaskTemplate`` for the attempt's service (``extra_mounts``: the agent home's;
+    ``extra_constraints``: placement constraints besides ``docker.swarm_constraints``)."""
     from docker.types import ContainerSpec, Mount, Placement, Resources, RestartPolicy, TaskTemplate
 
     tmpfs = {"source": None, "type": "tmpfs", "tmpfs_size": s.tmpfs_size, "tmpfs_mode": 0o1777}
@@ -66,6 +68,6 @@ def task_template(
         spec,
         resources=resources,
         restart_policy=RestartPolicy(condition="none"),
-        placement=Placement(constraints=list(s.swarm_constraints)),
+        placement=Placement(constraints=[*s.swarm_constraints, *(extra_constraints or [])]),
         networks=None if s.network == "none" else [{"Target": s.network}],
     )

@@ -68,9 +68,11 @@ class WarmPool(ProjectPools[_ProjectPool]):
 
     Bounds: ``docker.warm_pool_size`` slots per project (0 disables the pool), at most
     ``docker.warm_pool_projects`` projects (the least recently active one is dropped first), and a
-    project idle for ``docker.warm_pool_idle_seconds`` or deleted loses its slots. Slots are refilled in
-    the background, after the attempt that used one has printed. ``claim`` is called from a worker
-    thread (inside the attempt's database transaction), everything else on the event loop.
+    project idle for ``docker.warm_pool_idle_seconds`` or deleted loses its slots. On a swarm,
+    ``docker.warm_pool_per_node`` caps the warm containers of one node (the runner's ``swarm_warm.py``).
+    Slots are refilled in the background, after the attempt that used one has printed. ``claim`` is
+    called from a worker thread (inside the attempt's database transaction), everything else on the
+    event loop.
     """
 
     task_prefix = "anyon-warm"
