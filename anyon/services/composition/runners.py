@@ -27,6 +27,7 @@ from anyon.services.runners.host import HostRunner
 if TYPE_CHECKING:
     from anyon.services.git.ready_worktrees import ReadyWorktrees
     from anyon.services.runners.agent_home_sync import AgentHomeSync
+    from anyon.services.runners.swarm import SwarmRunner
     from anyon.services.runners.warm import WarmPool
 
 
@@ -97,19 +98,12 @@ def runner_for(
     secrets_root = config.paths.secrets_dir or os.path.join(config.paths.temp_dir, "cloud-secrets")
     host_env = without_server_secrets(os.environ, secrets=secrets)
     agent_home = str(ensure_agent_home(agent_home_for(config)))
+    runner_class: type[DockerRunner] | type[SwarmRunner] = DockerRunner
     if config.docker.runner == "swarm":  # one service per attempt, placed on a node by the manager
         from anyon.services.runners.swarm import SwarmRunner
 
-        swarm = SwarmRunner(
-            config.docker,
-            instance_id(config),
-            secrets_root,
-            host_env=host_env,
-            agent_home=agent_home,
-            agent_home_of=home_of,
-        )
-        return swarm, swarm
-    docker_runner = DockerRunner(
+        runner_class = SwarmRunner
+    runner = runner_class(
         config.docker,
         instance_id(config),
         secrets_root,
@@ -117,7 +111,7 @@ def runner_for(
         agent_home=agent_home,
         agent_home_of=home_of,
     )
-    return docker_runner, docker_runner
+    return runner, runner
 
 
 def agent_home_refresh_for(runner: ContainerRunner | None) -> Callable[[str], Awaitable[None]] | None:
