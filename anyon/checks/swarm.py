@@ -108,7 +108,8 @@ def _node_client(address: str, factory: Any, tls_dir: str | None) -> Any:
         return factory(address)
     import docker
 
-    from anyon.services.runners.swarm_node import tls_client, tls_files
+    from anyon.services.runners.swarm_node import tls_client
+    from anyon.services.runners.swarm_tls import tls_files
 
     if tls_dir and urlsplit(address).scheme in ("tcp", "https"):
         return tls_client(address, tls_files(tls_dir), NODE_TIMEOUT_SECONDS)

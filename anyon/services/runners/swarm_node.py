@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from anyon.services.runners.base import RunnerError, RunnerUnavailable, RunningP
 from anyon.services.runners.docker import DockerRunner
 from anyon.services.runners.docker_process import DockerProcess
 from anyon.services.runners.engine_client import DockerUnavailable, EngineClient
-from anyon.services.runners.swarm_tls import TLS_FILE_NAMES, TLSMaterial, TLSSource
+from anyon.services.runners.swarm_tls import TLSMaterial, TLSSource
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +30,6 @@ SETTLE_LOOKS = 10
 SETTLE_SECONDS = 0.2
 #: Sets no_new_privs on the launcher and so on everything it starts (Swarm services cannot set it).
 NO_NEW_PRIVS = ("setpriv", "--no-new-privs")
-
-
-def tls_files(tls_dir: str) -> tuple[str, str, str]:
-    """(ca.pem, cert.pem, key.pem) of ``docker.swarm_tls_dir``; a missing one is named."""
-    paths = tuple(os.path.join(tls_dir, name) for name in TLS_FILE_NAMES)
-    for path in paths:
-        if not os.path.isfile(path):
-            raise RunnerError(
-                f"docker.swarm_tls_dir: {path} does not exist (the directory needs ca.pem, cert.pem, key.pem)"
-            )
-    return paths[0], paths[1], paths[2]
 
 
 def tls_client(address: str, files: tuple[str, str, str], timeout: float) -> Any:

@@ -59,18 +59,24 @@ def stamp(tls_dir: str) -> Stamp:
     return tuple(marks)
 
 
+def tls_files(tls_dir: str) -> tuple[str, str, str]:
+    """(ca.pem, cert.pem, key.pem) of ``docker.swarm_tls_dir``; a missing one is named."""
+    paths = tuple(os.path.join(tls_dir, name) for name in TLS_FILE_NAMES)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise RunnerError(
+                f"docker.swarm_tls_dir: {path} does not exist (the directory needs ca.pem, cert.pem, key.pem)"
+            )
+    return paths[0], paths[1], paths[2]
+
+
 def load(tls_dir: str) -> TLSMaterial:
     """Copy the three files into a private directory and check them together; :class:`RunnerError` if not."""
     contents: list[bytes] = []
-    for name in TLS_FILE_NAMES:
-        path = os.path.join(tls_dir, name)
+    for path in tls_files(tls_dir):
         try:
             with open(path, "rb") as f:
                 contents.append(f.read())
-        except FileNotFoundError:
-            raise RunnerError(
-                f"docker.swarm_tls_dir: {path} does not exist (the directory needs ca.pem, cert.pem, key.pem)"
-            ) from None
         except OSError as exc:
             raise RunnerError(f"docker.swarm_tls_dir: cannot load the TLS files: {exc}") from exc
     snapshot = tempfile.mkdtemp(prefix="anyon-swarm-tls-")  # mode 0700
